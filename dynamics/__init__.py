@@ -1,0 +1,30 @@
+"""dynamics: analytic theory and jit-compiled simulation of how deep linear models learn.
+
+Importing ``dynamics`` enables JAX's 64-bit mode (``jax_enable_x64``) for the whole program, because
+the theory-vs-simulation cross-checks need float64.  Pass ``dtype=np.float32`` to a simulator for
+speed; to keep JAX in 32-bit elsewhere, call ``jax.config.update("jax_enable_x64", False)`` after
+importing (the float64 paths then refuse to run and say so).
+"""
+
+__version__ = "0.1.0"
+
+import jax as _jax
+
+_jax.config.update("jax_enable_x64", True)
+
+from . import engine, metrics, saxe  # noqa: E402
+from .engine import DivergenceError, record_schedule  # noqa: E402
+from .jepa import (critical_times, critical_times_asymptotic, fixed_points, simulate_jepa,  # noqa: E402
+                   simulate_mae, solve_jepa, solve_mae)
+from .problems import RegressionProblem, SSLProblem, random_rotation  # noqa: E402
+from .results import CrossCheck, Trajectory, crosscheck, load  # noqa: E402
+from .saxe import critical_times_saxe, simulate_saxe, solve_saxe  # noqa: E402
+
+__all__ = [
+    "SSLProblem", "RegressionProblem", "random_rotation",
+    "simulate_jepa", "simulate_mae", "solve_jepa", "solve_mae", "critical_times",
+    "critical_times_asymptotic", "fixed_points",
+    "simulate_saxe", "solve_saxe", "critical_times_saxe", "saxe",
+    "Trajectory", "CrossCheck", "crosscheck", "load", "DivergenceError", "record_schedule",
+    "engine", "metrics", "__version__",
+]

@@ -1,0 +1,263 @@
+"""The one generic simulator: gradient descent on any model, for a batch of runs, jit-compiled.
+
+A model family describes itself with a :class:`Model` (gradient, observation, optional auxiliary
+state such as an EMA target); the engine does the rest for every family:
+
+* ``optax`` optimizers (``"sgd"`` is exactly the Euler step of gradient flow with step ``lr``);
+* a batch of R runs (seeds, learning rates, problems of one shape) under ``jax.vmap``; when several JAX
+  devices are visible the batch axis is sharded over a ``jax.sharding.Mesh`` (padding R to a multiple
+  of the device count), so that the same call fills a multi-GPU host;
+* a recording schedule (any increasing step indices: linear, log-spaced), run in chunks of records
+  compiled once with ``lax.scan`` over records and a loop over the steps between them, so that progress
+  can be shown and an interrupt keeps what was recorded;
+* a divergence guard: the first step with a non-finite loss is tracked on device; the run stops with a
+  :class:`DivergenceError` naming the step and suggesting a smaller learning rate, carrying the records
+  made before it.
+
+Time is gradient-flow time t = lr * step (DESIGN.md sec. 2).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .validation import check_choice, check_int
+
+__all__ = ["Model", "EngineOutput", "DivergenceError", "simulate", "record_schedule",
+           "make_optimizer", "batch_mesh"]
+
+
+class DivergenceError(FloatingPointError):
+    """A run produced a non-finite loss. ``.partial`` holds what was recorded before (or None)."""
+
+    def __init__(self, message, partial=None, step=None):
+        super().__init__(message)
+        self.partial = partial
+        self.step = step
+
+
+@dataclass(frozen=True)
+class Model:
+    """What the engine needs from a family (all functions act on ONE run; the engine vmaps them).
+
+    grad(params, aux, ctx, key) -> (loss, grads)   grads has the structure of params
+    observe(params, aux, ctx) -> dict of arrays     recorded at every recording step
+    update_aux(params, aux, ctx) -> aux             after each optimizer step (e.g. EMA target)
+    """
+
+    grad: Callable
+    observe: Callable
+    update_aux: Callable | None = None
+
+
+@dataclass
+class EngineOutput:
+    steps: np.ndarray                   # (T,) recorded step indices
+    records: dict                       # name -> (R, T, ...)
+    final_params: Any
+    final_aux: Any
+    status: int = 0                     # 0 finished, 1 interrupted, -1 diverged (only with on_divergence="stop")
+    message: str = "finished"
+    wall_time: float = 0.0
+    compile_time: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def record_schedule(steps, *, every=None, log=None):
+    """Step indices to record: 0, every, 2 every, ..., steps (``every``), or ``log`` log-spaced
+    indices between 1 and steps (plus 0). Always includes 0 and ``steps``; unique and increasing."""
+    steps = check_int("steps", steps, minimum=1)
+    if (every is None) == (log is None):
+        raise ValueError("give exactly one of record_every (int >= 1) and record_log (int >= 2)")
+    if every is not None:
+        every = check_int("record_every", every, minimum=1)
+        idx = np.arange(0, steps + 1, every)
+    else:
+        log = check_int("record_log", log, minimum=2)
+        idx = np.unique(np.round(np.geomspace(1, steps, log)).astype(np.int64))
+        idx = np.concatenate([[0], idx])
+    if idx[-1] != steps:
+        idx = np.append(idx, steps)
+    return idx.astype(np.int64)
+
+
+def make_optimizer(name_or_factory) -> Callable[[Any], optax.GradientTransformation]:
+    """A factory lr -> optax transformation. Names: "sgd", "momentum", "adam", "adamw"; or a callable
+    taking the learning rate (a traced scalar inside the batch) and returning an optax transformation."""
+    if callable(name_or_factory):
+        return name_or_factory
+    table = {"sgd": optax.sgd, "adam": optax.adam, "adamw": optax.adamw,
+             "momentum": lambda lr: optax.sgd(lr, momentum=0.9)}
+    check_choice("optimizer", name_or_factory, set(table))
+    return table[name_or_factory]
+
+
+def batch_mesh(devices=None):
+    """A 1-D mesh named ``"runs"`` over the given (default: all) devices."""
+    devices = np.asarray(jax.devices() if devices is None else devices)
+    return jax.sharding.Mesh(devices, ("runs",))
+
+
+def _progress_bar(total, desc, enabled):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=total, desc=desc, unit="step", unit_scale=True, leave=False,
+                file=sys.stderr, smoothing=0.1)
+
+
+def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer="sgd",
+             progress=None, desc="simulate", n_chunks=None, on_divergence="raise", shard=None,
+             make_partial=None):
+    """Run R independent gradient-descent runs and record observations.
+
+    params, aux, ctx : pytrees whose leaves have a leading batch axis R (ctx: per-run constants).
+    lr : (R,) learning rates.   key : (R,) PRNG keys (one stream per run; split every step).
+    record_steps : increasing step indices starting at 0 (see :func:`record_schedule`).
+    progress : show a tqdm bar (steps/s, ETA); None = only when stderr is a terminal.
+    on_divergence : "raise" (:class:`DivergenceError`) or "stop" (return the records before it,
+        status -1).  make_partial(EngineOutput) converts a partial output for the exception.
+    shard : shard the batch over all devices (None = when more than one device is visible).
+    """
+    check_choice("on_divergence", on_divergence, {"raise", "stop"})
+    record_steps = np.asarray(record_steps, dtype=np.int64)
+    if record_steps.ndim != 1 or record_steps.size == 0 or record_steps[0] != 0 or np.any(np.diff(record_steps) <= 0):
+        raise ValueError("record_steps must be increasing step indices starting at 0")
+    lr = jnp.asarray(lr)
+    R = lr.shape[0]
+    opt_factory = make_optimizer(optimizer)
+
+    # ---- per-run functions -------------------------------------------------------------------
+    def init_opt(p, lr_):
+        return opt_factory(lr_).init(p)
+
+    def one_step(state, consts, step):
+        p, a, o, k, bad = state
+        c, lr_ = consts
+        k, sub = jax.random.split(k)
+        loss, g = model.grad(p, a, c, sub)
+        updates, o = opt_factory(lr_).update(g, o, p)
+        p = optax.apply_updates(p, updates)
+        if model.update_aux is not None:
+            a = model.update_aux(p, a, c)
+        bad = jnp.where((bad < 0) & ~jnp.isfinite(loss), step, bad)
+        return (p, a, o, k, bad)
+
+    def observe(state, consts):
+        return model.observe(state[0], state[1], consts[0])
+
+    v_step = jax.vmap(one_step, in_axes=(0, 0, None))
+    v_observe = jax.vmap(observe)
+
+    def chunk(state, consts, seg, step0):
+        def body(carry, n):
+            st, s = carry
+            st = jax.lax.fori_loop(0, n, lambda i, x: v_step(x, consts, s + i), st)
+            return (st, s + n), v_observe(st, consts)
+        (state, _), obs = jax.lax.scan(body, (state, step0), seg)
+        return state, obs
+
+    chunk_jit = jax.jit(chunk, donate_argnums=(0,))
+
+    # ---- batch layout and sharding ---------------------------------------------------------------
+    opt_state = jax.vmap(init_opt)(params, lr)
+    state = (params, aux, opt_state, key, jnp.full((R,), -1, dtype=jnp.int64))
+    consts = (ctx, lr)
+    ndev = jax.device_count()
+    shard = (ndev > 1) if shard is None else bool(shard)
+    pad = 0
+    if shard and ndev > 1:
+        pad = (-R) % ndev
+        if pad:
+            padfn = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)], axis=0)  # noqa: E731
+            state = jax.tree_util.tree_map(padfn, state)
+            consts = jax.tree_util.tree_map(padfn, consts)
+        sharding = jax.sharding.NamedSharding(batch_mesh(), jax.sharding.PartitionSpec("runs"))
+        state = jax.device_put(state, sharding)
+        consts = jax.device_put(consts, sharding)
+
+    # ---- chunks of records -------------------------------------------------------------------------
+    seg_all = np.diff(np.concatenate([[0], record_steps]))  # first segment has 0 steps: records step 0
+    T = seg_all.size
+    if n_chunks is None:
+        n_chunks = int(min(T, max(1, min(100, record_steps[-1] // 2000 + 1))))
+    per = int(math.ceil(T / n_chunks))
+    total_steps = int(record_steps[-1])
+    if progress is None:
+        progress = sys.stderr.isatty() and total_steps * R >= 100_000
+    bar = _progress_bar(total_steps, desc, progress)
+
+    recs, done_records, status, message = [], 0, 0, "finished"
+    t_start = time.perf_counter()
+    compile_time = 0.0
+    step0 = 0
+    diverged_at = None
+    try:
+        for c in range(0, T, per):
+            seg = seg_all[c:c + per]
+            n_real = seg.size
+            if n_real < per:  # pad with empty segments: same compiled shape
+                seg = np.concatenate([seg, np.zeros(per - n_real, dtype=seg.dtype)])
+            t0 = time.perf_counter()
+            state, obs = chunk_jit(state, consts, jnp.asarray(seg), jnp.asarray(step0, dtype=jnp.int64))
+            bad = np.asarray(state[4])
+            if c == 0:
+                compile_time = time.perf_counter() - t0  # includes the first chunk's run time
+            obs = jax.tree_util.tree_map(lambda x: np.asarray(x)[:n_real], obs)
+            recs.append(obs)
+            done_records += n_real
+            step0 += int(seg[:n_real].sum())
+            if bar is not None:
+                bar.update(int(seg[:n_real].sum()))
+            if np.any(bad[:R] >= 0):
+                diverged_at = int(bad[:R][bad[:R] >= 0].min())
+                break
+    except KeyboardInterrupt:
+        status, message = 1, f"interrupted by the user after step {step0}; records up to there kept"
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - t_start
+
+    if recs:
+        records = {k: np.concatenate([r[k] for r in recs], axis=0) for k in recs[0]}
+    else:
+        records = {}
+    # (T, R_pad, ...) -> (R, T, ...)
+    records = {k: np.swapaxes(v, 0, 1)[:R] for k, v in records.items()}
+    steps = record_steps[:done_records]
+    final_params = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], state[0])
+    final_aux = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], state[1])
+
+    if diverged_at is not None:
+        keep = steps < diverged_at
+        steps = steps[keep]
+        records = {k: v[:, keep] for k, v in records.items()}
+        runs = np.nonzero((bad[:R] >= 0))[0].tolist()
+        lr_np = np.asarray(lr)
+        lr_bad = float(lr_np[runs[0]])
+        message = (f"diverged: non-finite loss at step {diverged_at} (t = {lr_bad * diverged_at:.6g}) in "
+                   f"run(s) {runs[:10]} with lr = {lr_bad:g}; try a smaller learning rate, e.g. lr = "
+                   f"{lr_bad / 4:g}. The {steps.size} records before step {diverged_at} are kept.")
+        status = -1
+    out = EngineOutput(steps=steps, records=records, final_params=final_params, final_aux=final_aux,
+                       status=status, message=message, wall_time=wall, compile_time=compile_time,
+                       extra={"devices": ndev if shard else 1, "runs": R})
+    if status == -1 and on_divergence == "raise":
+        partial = make_partial(out) if make_partial is not None else out
+        raise DivergenceError(message, partial=partial, step=diverged_at)
+    return out

@@ -1,0 +1,143 @@
+"""Deep linear JEPA vs MAE (Littwin et al. 2024): simulators, exact per-mode theory, critical times.
+
+Losses (theory/jepa.md sec. 2), encoder Wbar = W_L ... W_1, predictor/decoder V:
+
+    JEPA: L = 1/2 E || V Wbar x - SG(Wbar y) ||^2        MAE: L = 1/2 E || V Wbar x - y ||^2
+
+From the aligned balanced init W_a(0) = V(0) = eps^(1/L) I each feature decouples, v = w per layer,
+Wbar_i = v^L, and in gradient-flow time t = lr * steps (sec. 3):
+
+    JEPA: dv/dt = lam v^(2L) (1 - v/rho)          v -> rho,             Wbar_i -> rho^L
+    MAE:  dv/dt = lam v^L (1 - v^(L+1)/rho)       v -> rho^(1/(L+1)),   Wbar_i -> rho^(L/(L+1))
+
+solved exactly by ``mode_integrals``.  The paper's time units are t_paper = L t (``units="paper"``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .linear_net import (Objective, critical_times_linear, simulate_linear, solve_linear)
+from .problems import SSLProblem
+from .validation import check_choice
+
+__all__ = ["JEPA", "MAE", "simulate_jepa", "simulate_mae", "solve_jepa", "solve_mae",
+           "critical_times", "critical_times_asymptotic", "fixed_points", "SSLProblem"]
+
+JEPA = Objective(name="jepa", target="self", head=True,
+                 k=lambda L: 2 * L, n=lambda L: 1,
+                 scale=lambda rho, L: np.asarray(rho, float),
+                 pref=lambda lam, rho, L: np.asarray(rho, float) ** (1 - 2 * L) / lam)
+
+MAE = Objective(name="mae", target="identity", head=True,
+                k=lambda L: L, n=lambda L: L + 1,
+                scale=lambda rho, L: np.asarray(rho, float) ** (1.0 / (L + 1)),
+                pref=lambda lam, rho, L: np.asarray(rho, float) ** ((1.0 - L) / (L + 1)) / lam)
+
+OBJECTIVES = {"jepa": JEPA, "mae": MAE}
+
+_SIM_DOC = """Simulate {name} by gradient descent on the full (dense) network.
+
+    problem : SSLProblem, or a list of problems with one (d, depth) for a batch.
+    lr : float or (R,) array of learning rates (a batch).   steps : number of steps.
+    record_every : record every k steps (default steps // 500), or record_log=N log-spaced records.
+    runs : number of runs (seeds) in the batch.   key : PRNG key or int seed (default 0); run i
+        uses split(key, R)[i], so run k of a batch equals the same run alone.
+    init : "aligned" (the theory's eps^(1/L) I), "aligned_gauge" (dense hidden layers, same
+        dynamics), "orthogonal", "gaussian", or a dict of arrays.
+    optimizer : "sgd" (gradient flow's Euler step), "momentum", "adam", "adamw", or lr -> optax.
+    batch_size : None for population gradients; an int for minibatch SGD on fresh Gaussian samples
+        (or on ``data``).   data : (x, y) arrays (n, d) for a finite sample (full batch unless
+        batch_size).   {extra}snapshots : also record the parameters.
+    progress : tqdm bar (None = when stderr is a terminal).   on_divergence : "raise" or "stop".
+    dtype : float64 (default) or float32.
+
+    Returns a Trajectory: .t (T,) gradient-flow time lr * step ((R, T) for several lr), .modes (T, d)
+    encoder strength u_i^T Wbar u_i in the feature basis, .head (T, d) the same for V, .loss (T,);
+    leading axis R for a batch.  See theory/jepa.md.
+    """
+
+
+def simulate_jepa(problem, *, lr, steps, record_every=None, record_log=None, runs=1, key=0,
+                  init="aligned", optimizer="sgd", batch_size=None, data=None, ema=None,
+                  snapshots=False, progress=None, on_divergence="raise", dtype=None):
+    return simulate_linear(JEPA, problem, lr=lr, steps=steps, record_every=record_every,
+                           record_log=record_log, runs=runs, key=key, init=init, optimizer=optimizer,
+                           batch_size=batch_size, data=data, ema=ema, snapshots=snapshots,
+                           progress=progress, on_divergence=on_divergence, dtype=dtype)
+
+
+def simulate_mae(problem, *, lr, steps, record_every=None, record_log=None, runs=1, key=0,
+                 init="aligned", optimizer="sgd", batch_size=None, data=None, snapshots=False,
+                 progress=None, on_divergence="raise", dtype=None):
+    return simulate_linear(MAE, problem, lr=lr, steps=steps, record_every=record_every,
+                           record_log=record_log, runs=runs, key=key, init=init, optimizer=optimizer,
+                           batch_size=batch_size, data=data, snapshots=snapshots, progress=progress,
+                           on_divergence=on_divergence, dtype=dtype)
+
+
+simulate_jepa.__doc__ = _SIM_DOC.format(
+    name="JEPA (stop-gradient self-distillation)",
+    extra="ema : None (stop-gradient on the online encoder, the theory) or a decay in [0, 1) for an\n"
+          "        EMA target encoder (simulator only).\n    ")
+simulate_mae.__doc__ = _SIM_DOC.format(name="MAE (reconstruction of y)", extra="")
+
+
+def solve_jepa(problem, *, times, units="gf"):
+    """Exact JEPA trajectory at ``times`` (aligned balanced init): the implicit solution
+
+        lam t = [ -sum_{m=1}^{2L-1} 1/(m rho^(2L-m-1) v^m) + rho^(1-2L) ln(v/(rho - v)) ]_{v0}^{v}
+
+    inverted for v by a vectorised safeguarded Newton iteration.  Returns a Trajectory with the
+    simulator's fields (.modes = v^L, .head = v, .loss).  ``units="paper"``: times are t_paper = L t.
+    Features with rho <= eps^(1/L) shrink (RuntimeWarning).  theory/jepa.md sec. 3.
+    """
+    return solve_linear(JEPA, problem, times=times, units=units)
+
+
+def solve_mae(problem, *, times, units="gf"):
+    """Exact MAE trajectory at ``times``: lam t = int_{v0}^{v} du / (u^L (1 - u^(L+1)/rho)), in closed
+    form through partial fractions over the (L+1)-th roots of unity (theory/jepa.md sec. 3)."""
+    return solve_linear(MAE, problem, times=times, units=units)
+
+
+def _objective(objective):
+    check_choice("objective", objective, set(OBJECTIVES))
+    return OBJECTIVES[objective]
+
+
+def critical_times(problem, objective="jepa", fraction=0.5, *, units="gf"):
+    """Exact time t*_i at which encoder mode i reaches ``fraction`` of its fixed point, shape (d,).
+
+    JEPA (v* = fraction^(1/L) rho, v0 = eps^(1/L)):
+        lam t* = sum_{m=1}^{2L-1} (v0^-m - v*^-m) / (m rho^(2L-m-1)) + rho^(1-2L) ln[v*(rho - v0) / (v0 (rho - v*))]
+    inf where the feature is never learned (rho <= eps^(1/L) for JEPA), 0 where it starts past the
+    threshold.  theory/jepa.md sec. 4.
+    """
+    return critical_times_linear(_objective(objective), problem, fraction=fraction, units=units)
+
+
+def critical_times_asymptotic(problem, objective="jepa", *, units="gf"):
+    """The paper's small-init series for the critical time (an approximation; theory/jepa.md sec. 4).
+
+    JEPA:  t* ~ (1/lam) sum_{n=1}^{2L-1} 1 / (n rho^(2L-n-1) eps^(n/L))      (drops Theta(log eps))
+    MAE:   t* ~ 1 / (lam (L-1) eps^((L-1)/L))  for L >= 2;   (1/lam) ln(1/eps) for L = 1.
+    The leading JEPA term n = 2L-1 is rho-free; rho enters through the 2L-2 sub-leading terms.
+    """
+    obj = _objective(objective)
+    check_choice("units", units, {"gf", "paper"})
+    lam, rho, L, eps = problem.lam, problem.rho, problem.depth, problem.init_scale
+    if obj is JEPA:
+        t = sum(1.0 / (n * rho ** (2 * L - n - 1) * eps ** (n / L)) for n in range(1, 2 * L)) / lam
+    elif L >= 2:
+        t = 1.0 / (lam * (L - 1) * eps ** ((L - 1) / L))
+    else:
+        t = np.log(1.0 / eps) / lam
+    return t * L if units == "paper" else t
+
+
+def fixed_points(problem, objective="jepa"):
+    """Asymptotic encoder modes: rho^L (JEPA) or rho^(L/(L+1)) (MAE), shape (d,)."""
+    obj = _objective(objective)
+    return obj.fixed_point(problem.rho, problem.depth)
+

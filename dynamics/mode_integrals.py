@@ -1,0 +1,146 @@
+"""Exact time integrals of the one-dimensional mode ODEs shared by JEPA, MAE and Saxe.
+
+Every per-mode flow in this library reduces, after balancing and rescaling, to
+
+    d psi / d tau = psi^k (1 - psi^n),        tau = t / pref,                   (1)
+
+with ``psi`` the mode divided by its fixed point (psi -> 1) and integers ``k >= 0``, ``n >= 1``:
+
+====================  =====  =======  ==================================
+family                 k      n        scale (psi = x / scale)
+====================  =====  =======  ==================================
+JEPA, depth L          2L     1        v / rho
+MAE, depth L           L      L + 1    v / rho^(1/(L+1))
+Saxe regression, L     L - 1  L        a / rho^(1/L)
+====================  =====  =======  ==================================
+
+The time to go from psi0 to psi is tau = I(psi) - I(psi0) with the closed form (theory/jepa.md, sec. 3)
+
+    I(psi) = sum_{1 <= m <= k, m = k (mod n)} J_m(psi) - (1/n) sum_{j=0}^{n-1} w_j^(k-1) ln(1 - w_j psi),
+
+    J_1 = ln psi,  J_m = psi^(1-m) / (1-m) (m >= 2),   w_j = exp(2 pi i j / n).
+
+It is evaluated in the coordinate z = ln(psi / |1 - psi|), which maps the learning branch
+psi in (0, 1) and the shrinking branch psi in (1, inf) each onto the real line with z -> +inf at the
+fixed point, so that neither the approach to psi = 1 nor tiny initial values lose precision:
+psi = 1 / (1 + s e^(-z)) with s = +1 (learning) or s = -1 (shrinking).
+
+The inverse (psi at a given time) is a vectorised safeguarded Newton iteration on z.  dI/dz =
+psi^(1-k) / sum_{i<n} psi^i is monotone in psi, which gives a guaranteed bracket.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["ln_psi_from_z", "z_from_psi", "elapsed", "elapsed_between", "psi_at"]
+
+
+def ln_psi_from_z(z, sign):
+    """ln psi for z = ln(psi/|1-psi|); ``sign`` = +1 on the learning branch, -1 on the shrinking one."""
+    learning = -jnp.logaddexp(0.0, -z)
+    # on the shrinking branch z > 0; guard the unused branch of the where against log(0)
+    zs = jnp.where(sign < 0, jnp.maximum(z, 1e-300), 1.0)
+    shrinking = -jnp.log(-jnp.expm1(-zs))
+    return jnp.where(sign < 0, shrinking, learning)
+
+
+def z_from_psi(psi):
+    """z = ln(psi / |1 - psi|) and the branch sign; psi = 1 gives z = +inf."""
+    psi = jnp.asarray(psi)
+    sign = jnp.where(psi > 1.0, -1.0, 1.0)
+    z = jnp.log(psi) - jnp.log(jnp.abs(1.0 - psi))
+    return z, sign
+
+
+def _integral_parts(lnpsi, z, k: int, n: int):
+    """(poly, log) parts of I at psi = exp(lnpsi); the j = 0 logarithm uses ln|1-psi| = ln psi - z."""
+    psi = jnp.exp(lnpsi)
+    log_part = -(lnpsi - z) / n
+    for j in range(1, n):
+        w = complex(math.cos(2 * math.pi * j / n), math.sin(2 * math.pi * j / n))
+        log_part = log_part - jnp.real(w ** (k - 1) * jnp.log(1.0 - w * psi)) / n
+    return log_part
+
+
+def elapsed_between(lnpsi0, z0, lnpsi, z, k: int, n: int):
+    """tau = I(psi) - I(psi0) in the rescaled time of equation (1), computed without cancellation.
+
+    The power terms are written as psi0^(1-m) * (1 - (psi0/psi)^(m-1)) / (m-1) with expm1, so that
+    a tiny psi0 (init 1e-8 at depth 10, say) costs no precision.
+    """
+    total = _integral_parts(lnpsi, z, k, n) - _integral_parts(lnpsi0, z0, k, n)
+    for m in range(1, k + 1):
+        if (k - m) % n:
+            continue
+        if m == 1:
+            total = total + (lnpsi - lnpsi0)
+        else:
+            total = total + jnp.exp((1 - m) * lnpsi0) * (
+                -jnp.expm1((m - 1) * (lnpsi0 - lnpsi))) / (m - 1)
+    return total
+
+
+def elapsed(psi0, psi, k: int, n: int):
+    """tau to travel from psi0 to psi along (1); +inf when psi is not reached (other branch, or past 1)."""
+    psi0 = jnp.asarray(psi0, dtype=float)
+    psi = jnp.asarray(psi, dtype=float)
+    z0, s0 = z_from_psi(psi0)
+    z, s = z_from_psi(psi)
+    reachable = (s0 == s) & (z >= z0) & jnp.isfinite(z)
+    tau = elapsed_between(ln_psi_from_z(jnp.where(jnp.isfinite(z0), z0, 0.0), s0), z0,
+                          ln_psi_from_z(jnp.where(jnp.isfinite(z), z, 0.0), s), z, k, n)
+    return jnp.where(reachable, tau, jnp.inf)
+
+
+def _dI_dz(lnpsi, k: int, n: int):
+    denom = sum(jnp.exp(i * lnpsi) for i in range(n))
+    return jnp.exp((1 - k) * lnpsi) / denom
+
+
+def psi_at(psi0, tau, k: int, n: int, *, max_iter: int = 200):
+    """Invert tau = I(psi) - I(psi0): psi after rescaled time tau >= 0 (broadcasts over both).
+
+    Returns ``(psi, z, sign)``.  Safeguarded Newton on z within the bracket
+    [z0, z0 + tau / min(dI/dz(z0), 1/n)], valid because dI/dz is monotone in psi on each branch.
+    psi0 = 1 stays at 1 and psi0 <= 0 is rejected by the callers.
+    """
+    psi0, tau = jnp.broadcast_arrays(jnp.asarray(psi0, dtype=float), jnp.asarray(tau, dtype=float))
+    at_fixed = psi0 == 1.0
+    z0, sign = z_from_psi(jnp.where(at_fixed, 0.5, psi0))
+    lnpsi0 = ln_psi_from_z(z0, sign)
+    slope0 = _dI_dz(lnpsi0, k, n)
+    lo = z0
+    hi = z0 + tau / jnp.minimum(slope0, 1.0 / n)
+    hi = jnp.where(jnp.isfinite(hi), hi, jnp.finfo(float).max)
+
+    def residual(z):
+        lnpsi = ln_psi_from_z(z, sign)
+        return elapsed_between(lnpsi0, z0, lnpsi, z, k, n) - tau, _dI_dz(lnpsi, k, n)
+
+    # start from the side where Newton is monotone: the learning branch is concave in z (start at
+    # lo), the shrinking branch convex (start at hi)
+    z_start = jnp.where(sign > 0, lo, hi)
+
+    def body(state):
+        z, lo, hi, it, _ = state
+        g, dg = residual(z)
+        lo = jnp.where(g < 0, z, lo)
+        hi = jnp.where(g >= 0, z, hi)
+        cand = z - g / dg
+        ok = (cand > lo) & (cand < hi) & jnp.isfinite(cand)
+        new = jnp.where(ok, cand, 0.5 * (lo + hi))
+        done = jnp.abs(new - z) <= 1e-15 * jnp.maximum(1.0, jnp.abs(z))
+        return new, lo, hi, it + 1, jnp.all(done | (tau == 0))
+
+    def cond(state):
+        return (state[3] < max_iter) & (~state[4])
+
+    z, *_ = jax.lax.while_loop(cond, body, (z_start, lo, hi, 0, jnp.asarray(False)))
+    z = jnp.where(tau == 0, z0, z)
+    psi = jnp.exp(ln_psi_from_z(z, sign))
+    psi = jnp.where(at_fixed, 1.0, psi)
+    return psi, z, sign

@@ -1,0 +1,303 @@
+"""Data statistics for the deep linear families: paired covariances, rotations, generative models.
+
+A problem holds population second moments of paired vectors (x, y) in R^d,
+
+    Sxx = E[x x^T],   Syx = E[y x^T],   Syy = E[y y^T],
+
+a network depth L and an initialisation scale eps.  When Sxx and Syx are simultaneously
+diagonalisable, ``basis`` U holds their common eigenvectors (columns) and
+
+    U^T Sxx U = diag(sigma2),   U^T Syx U = diag(lam),   rho = lam / sigma2
+
+(theory/jepa.md, sec. 1).  lam_i is feature i's covariance, rho_i its regression coefficient.
+
+``SSLProblem`` (JEPA / MAE) and ``RegressionProblem`` (Saxe et al.: y is the regression target) share
+these fields and builders; they differ only in which solvers accept them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+
+import jax
+import numpy as np
+
+from .validation import (check_array, check_choice, check_int, check_positive,
+                         check_symmetric_pd)
+
+__all__ = ["LinearProblem", "SSLProblem", "RegressionProblem", "random_rotation", "as_key"]
+
+
+def as_key(key, name="key"):
+    """A JAX PRNG key from a key or an int seed (None is refused: results must be reproducible)."""
+    if key is None:
+        raise ValueError(f"{name} is required: pass key=jax.random.key(seed) or an int seed")
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key(int(key))
+    try:
+        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+            return key
+        if key.dtype == np.uint32 and key.shape[-1:] == (2,):
+            return jax.random.wrap_key_data(key)
+    except AttributeError:
+        pass
+    raise TypeError(f"{name} must be a jax.random.key(...) or an int seed, got {type(key).__name__}")
+
+
+def random_rotation(d: int, *, key) -> np.ndarray:
+    """A Haar-random orthogonal d x d matrix (QR of a Gaussian with the sign convention fixed)."""
+    d = check_int("d", d, minimum=1)
+    g = np.asarray(jax.random.normal(as_key(key), (d, d), dtype=np.float64))
+    q, r = np.linalg.qr(g)
+    return q * np.sign(np.diag(r))[None, :]
+
+
+@dataclass(frozen=True, eq=False)
+class LinearProblem:
+    """Paired covariances, depth and init scale (see module docstring). Build with the classmethods."""
+
+    Sxx: np.ndarray
+    Syx: np.ndarray
+    Syy: np.ndarray
+    depth: int
+    init_scale: float
+    basis: np.ndarray
+    sigma2: np.ndarray
+    lam: np.ndarray
+    diagonalisable: bool = True
+    source: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ builders
+    @classmethod
+    def from_spectrum(cls, lam, rho, depth, init_scale, *, basis=None, rotate=False, key=None,
+                      syy=None):
+        """Features with covariances ``lam`` (> 0) and regression coefficients ``rho`` (> 0).
+
+        sigma2 = lam / rho.  ``rotate=True`` draws a random basis from ``key`` (a non-diagonal but
+        equivalent problem); ``basis`` gives one explicitly.  ``syy`` (the target view's variances in
+        the feature basis) defaults to max(sigma2, lam * rho), the smallest choice that keeps the
+        joint covariance of (x, y) positive semi-definite (it only shifts the loss by a constant).
+        """
+        lam = check_array("lam", lam, ndim=1)
+        rho = check_array("rho", rho, ndim=1)
+        if lam.shape != rho.shape:
+            raise ValueError(f"lam and rho must have the same shape, got {lam.shape} and {rho.shape}")
+        if lam.size == 0:
+            raise ValueError("lam must have at least one feature")
+        if np.any(lam <= 0):
+            raise ValueError(f"lam must be > 0 for every feature, got {lam}")
+        if np.any(rho <= 0):
+            raise ValueError(f"rho must be > 0 for every feature, got {rho}")
+        d = lam.size
+        sigma2 = lam / rho
+        syy = np.maximum(sigma2, lam * rho) if syy is None else check_array("syy", syy, shape=(d,))
+        U = cls._pick_basis(d, basis, rotate, key)
+        return cls._build(U, sigma2, lam, syy, depth, init_scale,
+                          source={"builder": "from_spectrum", "rotated": bool(rotate or basis is not None)})
+
+    @classmethod
+    def from_covariances(cls, Sxx, Syx, depth, init_scale, *, Syy=None, tol=1e-8, strict=True):
+        """From covariance matrices; checks Sxx symmetric positive definite and Syx symmetric and
+        commuting with Sxx (simultaneous diagonalisability), each within ``tol`` (relative).
+
+        With ``strict=False`` a non-diagonalisable pair is accepted for simulation only (the solvers
+        refuse it); the reported ``basis`` is then Sxx's eigenbasis.
+        """
+        Sxx = check_symmetric_pd("Sxx", Sxx, tol=tol)
+        d = Sxx.shape[0]
+        Syx = check_array("Syx", Syx, shape=(d, d))
+        if Syy is None:
+            Syy = Sxx
+        Syy = check_symmetric_pd("Syy", Syy, tol=tol, semi=True)
+        if Syy.shape != (d, d):
+            raise ValueError(f"Syy must have shape {(d, d)}, got {Syy.shape}")
+        scale = max(1.0, float(np.abs(Sxx).max()), float(np.abs(Syx).max()))
+        asym = float(np.abs(Syx - Syx.T).max())
+        comm = float(np.abs(Sxx @ Syx - Syx @ Sxx).max())
+        problems = []
+        if asym > tol * scale:
+            problems.append(f"Syx is not symmetric (max |Syx - Syx^T| = {asym:.3g})")
+        if comm > tol * scale ** 2:
+            problems.append(f"Sxx and Syx do not commute (max |Sxx Syx - Syx Sxx| = {comm:.3g})")
+        diag = not problems
+        if diag:
+            U = cls._common_basis(Sxx, 0.5 * (Syx + Syx.T), tol * scale)
+        else:
+            if strict:
+                raise ValueError(
+                    "Sxx and Syx are not simultaneously diagonalisable: " + "; ".join(problems)
+                    + ". The theory needs a common eigenbasis; pass strict=False to build a problem "
+                    "for simulation only.")
+            U = np.linalg.eigh(Sxx)[1]
+        sigma2 = np.einsum("ji,jk,ki->i", U, Sxx, U)
+        lam = np.einsum("ji,jk,ki->i", U, Syx, U)
+        if diag and np.any(lam <= 0):
+            warnings.warn(f"Syx has non-positive eigenvalues {lam[lam <= 0]}: those features are "
+                          "not learned (their modes decay); the solvers refuse them", stacklevel=2)
+        prob = cls._build(U, sigma2, lam, None, depth, init_scale,
+                          source={"builder": "from_covariances"}, check_lam=False)
+        return dataclasses.replace(prob, Sxx=Sxx, Syx=Syx, Syy=Syy, diagonalisable=diag)
+
+    @classmethod
+    def from_generative(cls, model, signal, noise, depth, init_scale, *, gamma=None, rotate=False,
+                        basis=None, key=None):
+        """Linear generative models of paired views (theory/jepa.md, sec. 6).
+
+        ``model="static"``: x = z + xi, y = z + xi', z ~ N(0, diag(signal)), xi, xi' ~ N(0, diag(noise))
+        independent: sigma2 = signal + noise, lam = signal, rho = signal / (signal + noise).
+        ``model="temporal"``: stationary AR(1) latent z_{t+1} = gamma z_t + sqrt(1 - gamma^2) s zeta,
+        observed with noise, x = x_t, y = x_{t+1}: lam = gamma * signal, rho = gamma signal / (signal + noise).
+        """
+        check_choice("model", model, {"static", "temporal"})
+        signal = check_array("signal", signal, ndim=1)
+        noise = check_array("noise", noise, shape=signal.shape)
+        if np.any(signal <= 0):
+            raise ValueError(f"signal must be > 0 for every feature, got {signal}")
+        if np.any(noise < 0):
+            raise ValueError(f"noise must be >= 0 for every feature, got {noise}")
+        if model == "temporal":
+            if gamma is None:
+                raise ValueError("gamma is required for model='temporal' (AR(1) coefficients in (0, 1))")
+            gamma = check_array("gamma", gamma, shape=signal.shape)
+            if np.any(gamma <= 0) or np.any(gamma >= 1):
+                raise ValueError(f"gamma must be in (0, 1) for every feature, got {gamma}")
+        elif gamma is not None:
+            raise ValueError("gamma is only used with model='temporal'")
+        sigma2 = signal + noise
+        lam = signal if model == "static" else gamma * signal
+        U = cls._pick_basis(signal.size, basis, rotate, key)
+        src = {"builder": "from_generative", "model": model, "signal": signal.tolist(),
+               "noise": noise.tolist(), "gamma": None if gamma is None else gamma.tolist(),
+               "rotated": bool(rotate or basis is not None)}
+        return cls._build(U, sigma2, lam, sigma2, depth, init_scale, source=src)
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _pick_basis(d, basis, rotate, key):
+        if basis is not None:
+            U = check_array("basis", basis, shape=(d, d))
+            err = float(np.abs(U.T @ U - np.eye(d)).max())
+            if err > 1e-8:
+                raise ValueError(f"basis must be orthogonal (max |U^T U - I| = {err:.3g})")
+            return U
+        if rotate:
+            return random_rotation(d, key=key)
+        return np.eye(d)
+
+    @staticmethod
+    def _common_basis(Sxx, Syx, atol):
+        d = Sxx.shape[0]
+        for c in (0.7390851332151607, 2.718281828459045, 0.1234567):
+            U = np.linalg.eigh(Sxx + c * Syx)[1]
+            off = [U.T @ M @ U for M in (Sxx, Syx)]
+            if all(np.abs(o - np.diag(np.diag(o))).max() <= max(atol, 1e-9) * d for o in off):
+                return U
+        raise ValueError("could not find a common eigenbasis of Sxx and Syx (degenerate spectrum); "
+                         "pass a basis with from_spectrum instead")
+
+    @classmethod
+    def _build(cls, U, sigma2, lam, syy, depth, init_scale, *, source, check_lam=True):
+        depth = check_int("depth", depth, minimum=1)
+        init_scale = check_positive("init_scale", init_scale)
+        Sxx = (U * sigma2) @ U.T
+        Syx = (U * lam) @ U.T
+        Syy = Sxx if syy is None else (U * syy) @ U.T
+        prob = cls(Sxx=Sxx, Syx=Syx, Syy=Syy, depth=depth, init_scale=init_scale, basis=U,
+                   sigma2=np.asarray(sigma2, float), lam=np.asarray(lam, float), source=source)
+        prob._warn_init()
+        return prob
+
+    def _warn_init(self):
+        """Warn when init_scale >= rho^L for some feature (JEPA cannot learn it from there)."""
+        rho = self.rho
+        bad = np.nonzero(self.init_scale >= np.where(rho > 0, rho, np.inf) ** self.depth)[0]
+        if bad.size:
+            warnings.warn(
+                f"init_scale={self.init_scale:g} >= rho^L for feature(s) {bad.tolist()} (rho^L = "
+                f"{(rho[bad] ** self.depth).tolist()}): JEPA shrinks them instead of learning them; "
+                "use init_scale < min(rho)^L to learn every feature", stacklevel=3)
+
+    # ------------------------------------------------------------------ properties and variants
+    @property
+    def d(self) -> int:
+        return self.Sxx.shape[0]
+
+    @property
+    def rho(self) -> np.ndarray:
+        return self.lam / self.sigma2
+
+    def with_depth(self, depth):
+        """The same data at another depth (init_scale kept)."""
+        return self._replace_checked(depth=check_int("depth", depth, minimum=1))
+
+    def with_init_scale(self, init_scale):
+        return self._replace_checked(init_scale=check_positive("init_scale", init_scale))
+
+    def _replace_checked(self, **kw):
+        prob = dataclasses.replace(self, **kw)
+        prob._warn_init()
+        return prob
+
+    def rotated(self, *, key):
+        """The same problem in a random orthogonal basis: covariances become dense, spectra unchanged."""
+        R = random_rotation(self.d, key=key)
+        rot = lambda M: R @ M @ R.T  # noqa: E731
+        return dataclasses.replace(self, Sxx=rot(self.Sxx), Syx=rot(self.Syx), Syy=rot(self.Syy),
+                                   basis=R @ self.basis, source={**self.source, "rotated": True})
+
+    def require_diagonalisable(self, what):
+        if not self.diagonalisable:
+            raise ValueError(f"{what} needs Sxx and Syx simultaneously diagonalisable; this problem "
+                             "was built with strict=False for simulation only")
+
+    # ------------------------------------------------------------------ sampling
+    def joint_covariance(self) -> np.ndarray:
+        """Covariance of the stacked vector (x, y), shape (2d, 2d)."""
+        return np.block([[self.Sxx, self.Syx.T], [self.Syx, self.Syy]])
+
+    def joint_factor(self) -> np.ndarray:
+        """F with F F^T = joint covariance (symmetric square root; works when it is only PSD)."""
+        C = self.joint_covariance()
+        w, Q = np.linalg.eigh(0.5 * (C + C.T))
+        scale = max(1.0, float(np.abs(w).max()))
+        if w.min() < -1e-9 * scale:
+            raise ValueError(f"the joint covariance of (x, y) is not positive semi-definite "
+                             f"(smallest eigenvalue {w.min():.3g}): increase Syy")
+        return (Q * np.sqrt(np.clip(w, 0, None))) @ Q.T
+
+    def sample(self, n, *, key):
+        """n Gaussian pairs (x, y), each of shape (n, d), with this problem's second moments."""
+        n = check_int("n", n, minimum=1)
+        g = np.asarray(jax.random.normal(as_key(key), (n, 2 * self.d), dtype=np.float64))
+        z = g @ self.joint_factor().T
+        return z[:, :self.d], z[:, self.d:]
+
+    # ------------------------------------------------------------------ serialisation
+    def state(self) -> tuple[dict, dict]:
+        """(arrays, scalars) that ``from_state`` turns back into an equal problem."""
+        arrays = {k: np.asarray(getattr(self, k)) for k in ("Sxx", "Syx", "Syy", "basis", "sigma2", "lam")}
+        scalars = {"class": type(self).__name__, "depth": self.depth, "init_scale": self.init_scale,
+                   "diagonalisable": self.diagonalisable, "source": self.source}
+        return arrays, scalars
+
+    @staticmethod
+    def from_state(arrays, scalars):
+        cls = {"SSLProblem": SSLProblem, "RegressionProblem": RegressionProblem,
+               "LinearProblem": LinearProblem}[scalars["class"]]
+        return cls(depth=int(scalars["depth"]), init_scale=float(scalars["init_scale"]),
+                   diagonalisable=bool(scalars["diagonalisable"]), source=dict(scalars["source"]),
+                   **{k: np.asarray(arrays[k]) for k in ("Sxx", "Syx", "Syy", "basis", "sigma2", "lam")})
+
+
+class SSLProblem(LinearProblem):
+    """Paired views (x, y) for deep linear JEPA and MAE (theory/jepa.md). See ``LinearProblem``."""
+
+
+class RegressionProblem(LinearProblem):
+    """Input x, target y for deep linear regression (theory/saxe.md): lam_i = singular value of
+    Syx, rho_i = lam_i / sigma2_i = the regression coefficient the end-to-end map converges to."""
+
+    def _warn_init(self):  # regression learns every positive mode whatever the init
+        return None

@@ -1,0 +1,87 @@
+"""Input checks shared by every public function: each error names the argument and what was expected."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "check_array", "check_positive", "check_int", "check_fraction", "check_choice",
+    "check_symmetric_pd",
+]
+
+
+def check_array(name, value, *, ndim=None, shape=None, finite=True, dtype=float):
+    """Convert ``value`` to an array and check its rank, shape and finiteness."""
+    try:
+        arr = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}: {exc}") from None
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {arr.shape}")
+    if shape is not None and arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+    if finite and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite (no NaN or inf), got {arr}")
+    return arr
+
+
+def check_positive(name, value, *, strict=True, upper=None, upper_strict=True):
+    """A finite real scalar > 0 (or >= 0 with strict=False), optionally below ``upper``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        try:
+            value = float(np.asarray(value).item())
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    value = float(value)
+    rng = f"{'(' if strict else '['}0, {upper if upper is not None else 'inf'}{')' if upper is None or upper_strict else ']'}"
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, in {rng}; got {value}")
+    if (strict and value <= 0) or (not strict and value < 0):
+        raise ValueError(f"{name} must be in {rng}; got {value}")
+    if upper is not None and ((upper_strict and value >= upper) or value > upper):
+        raise ValueError(f"{name} must be in {rng}; got {value}")
+    return value
+
+
+def check_int(name, value, *, minimum=None):
+    """An integer (bool rejected) >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and float(value).is_integer():
+            raise TypeError(f"{name} must be an integer, got the float {value!r}; pass int({value!r})")
+        raise TypeError(f"{name} must be an integer{'' if minimum is None else f' >= {minimum}'}, "
+                        f"got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return value
+
+
+def check_fraction(name, value):
+    """A scalar strictly inside (0, 1)."""
+    return check_positive(name, value, upper=1.0)
+
+
+def check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def check_symmetric_pd(name, mat, *, tol=1e-10, semi=False):
+    """Check that ``mat`` is a finite symmetric positive (semi-)definite square matrix."""
+    mat = check_array(name, mat, ndim=2)
+    if mat.shape[0] != mat.shape[1]:
+        raise ValueError(f"{name} must be square, got shape {mat.shape}")
+    scale = max(1.0, float(np.max(np.abs(mat))))
+    asym = float(np.max(np.abs(mat - mat.T))) if mat.size else 0.0
+    if asym > tol * scale:
+        raise ValueError(f"{name} must be symmetric; max |{name} - {name}^T| = {asym:.3g}")
+    eig = np.linalg.eigvalsh(0.5 * (mat + mat.T))
+    lo = float(eig.min()) if eig.size else 1.0
+    if semi and lo < -tol * scale:
+        raise ValueError(f"{name} must be positive semi-definite; smallest eigenvalue {lo:.3g}")
+    if not semi and lo <= tol * scale:
+        raise ValueError(f"{name} must be positive definite; smallest eigenvalue {lo:.3g}")
+    return mat
