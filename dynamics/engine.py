@@ -19,6 +19,7 @@ Time is gradient-flow time t = lr * step (DESIGN.md sec. 2).
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -96,10 +97,15 @@ def make_optimizer(name_or_factory) -> Callable[[Any], optax.GradientTransformat
     taking the learning rate (a traced scalar inside the batch) and returning an optax transformation."""
     if callable(name_or_factory):
         return name_or_factory
-    table = {"sgd": optax.sgd, "adam": optax.adam, "adamw": optax.adamw,
-             "momentum": lambda lr: optax.sgd(lr, momentum=0.9)}
-    check_choice("optimizer", name_or_factory, set(table))
-    return table[name_or_factory]
+    check_choice("optimizer", name_or_factory, set(_OPTIMIZERS))
+    return _OPTIMIZERS[name_or_factory]
+
+
+def _momentum(lr):
+    return optax.sgd(lr, momentum=0.9)
+
+
+_OPTIMIZERS = {"sgd": optax.sgd, "adam": optax.adam, "adamw": optax.adamw, "momentum": _momentum}
 
 
 def batch_mesh(devices=None):
@@ -119,30 +125,10 @@ def _progress_bar(total, desc, enabled):
                 file=sys.stderr, smoothing=0.1)
 
 
-def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer="sgd",
-             progress=None, desc="simulate", n_chunks=None, on_divergence="raise", shard=None,
-             make_partial=None):
-    """Run R independent gradient-descent runs and record observations.
-
-    params, aux, ctx : pytrees whose leaves have a leading batch axis R (ctx: per-run constants).
-    lr : (R,) learning rates.   key : (R,) PRNG keys (one stream per run; split every step).
-    record_steps : increasing step indices starting at 0 (see :func:`record_schedule`).
-    progress : show a tqdm bar (steps/s, ETA); None = only when stderr is a terminal.
-    on_divergence : "raise" (:class:`DivergenceError`) or "stop" (return the records before it,
-        status -1).  make_partial(EngineOutput) converts a partial output for the exception.
-    shard : shard the batch over all devices (None = when more than one device is visible).
-    """
-    check_choice("on_divergence", on_divergence, {"raise", "stop"})
-    record_steps = np.asarray(record_steps, dtype=np.int64)
-    if record_steps.ndim != 1 or record_steps.size == 0 or record_steps[0] != 0 or np.any(np.diff(record_steps) <= 0):
-        raise ValueError("record_steps must be increasing step indices starting at 0")
-    lr = jnp.asarray(lr)
-    R = lr.shape[0]
-    opt_factory = make_optimizer(optimizer)
-
-    # ---- per-run functions -------------------------------------------------------------------
-    def init_opt(p, lr_):
-        return opt_factory(lr_).init(p)
+@functools.lru_cache(maxsize=64)
+def _compiled_chunk(model: Model, opt_factory):
+    """The jitted chunk runner for one (model, optimizer): cached, so that repeated simulations of the
+    same family and shapes reuse XLA's compiled program instead of retracing a fresh closure."""
 
     def one_step(state, consts, step):
         p, a, o, k, bad = state
@@ -170,10 +156,34 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
         (state, _), obs = jax.lax.scan(body, (state, step0), seg)
         return state, obs
 
-    chunk_jit = jax.jit(chunk, donate_argnums=(0,))
+    return jax.jit(chunk, donate_argnums=(0,))
+
+
+def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer="sgd",
+             progress=None, desc="simulate", n_chunks=None, on_divergence="raise", shard=None,
+             make_partial=None):
+    """Run R independent gradient-descent runs and record observations.
+
+    params, aux, ctx : pytrees whose leaves have a leading batch axis R (ctx: per-run constants).
+    lr : (R,) learning rates.   key : (R,) PRNG keys (one stream per run; split every step).
+    record_steps : increasing step indices starting at 0 (see :func:`record_schedule`).
+    progress : show a tqdm bar (steps/s, ETA); None = only when stderr is a terminal.
+    on_divergence : "raise" (:class:`DivergenceError`) or "stop" (return the records before it,
+        status -1).  make_partial(EngineOutput) converts a partial output for the exception.
+    shard : shard the batch over all devices (None = when more than one device is visible).
+    """
+    check_choice("on_divergence", on_divergence, {"raise", "stop"})
+    record_steps = np.asarray(record_steps, dtype=np.int64)
+    if record_steps.ndim != 1 or record_steps.size == 0 or record_steps[0] != 0 or np.any(np.diff(record_steps) <= 0):
+        raise ValueError("record_steps must be increasing step indices starting at 0")
+    lr = jnp.asarray(lr)
+    R = lr.shape[0]
+    opt_factory = make_optimizer(optimizer)
+
+    chunk_jit = _compiled_chunk(model, opt_factory)
+    opt_state = jax.vmap(lambda p, lr_: opt_factory(lr_).init(p))(params, lr)
 
     # ---- batch layout and sharding ---------------------------------------------------------------
-    opt_state = jax.vmap(init_opt)(params, lr)
     state = (params, aux, opt_state, key, jnp.full((R,), -1, dtype=jnp.int64))
     consts = (ctx, lr)
     ndev = jax.device_count()
@@ -194,7 +204,7 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
     T = seg_all.size
     if n_chunks is None:
         n_chunks = int(min(T, max(1, min(100, record_steps[-1] // 2000 + 1))))
-    per = int(math.ceil(T / n_chunks))
+    per = 1 << max(0, int(math.ceil(math.log2(math.ceil(T / n_chunks)))))  # few distinct shapes to compile
     total_steps = int(record_steps[-1])
     if progress is None:
         progress = sys.stderr.isatty() and total_steps * R >= 100_000

@@ -22,6 +22,7 @@ The exact per-mode theory for an aligned, balanced init is driven from here too:
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -165,6 +166,7 @@ def init_params(problem: LinearProblem, objective: Objective, init="aligned", *,
 
 
 # ------------------------------------------------------------------------------------------ simulate
+@functools.lru_cache(maxsize=64)
 def _make_model(objective, *, batch_size, n_data, ema, snapshots):
     """The engine Model for this objective (population, online Gaussian samples, or a finite data set)."""
 
@@ -206,7 +208,7 @@ def _make_model(objective, *, batch_size, n_data, ema, snapshots):
     return engine.Model(grad=grad, observe=observe, update_aux=update_aux)
 
 
-def _as_batch(problem, lr, runs):
+def _as_batch(problem, lr, runs, key=None):
     """Resolve the batch: problems (one or a list of one shape), learning rates, runs -> R runs."""
     problems = list(problem) if isinstance(problem, (list, tuple)) else [problem]
     for i, p in enumerate(problems):
@@ -222,22 +224,35 @@ def _as_batch(problem, lr, runs):
     if np.any(lr_arr <= 0):
         raise ValueError(f"lr must be > 0, got {lr_arr}")
     runs = check_int("runs", runs, minimum=1)
-    sizes = {len(problems), lr_arr.size if lr_arr.ndim else 1, runs} - {1}
+    nkeys = len(key) if isinstance(key, (list, tuple, np.ndarray)) and np.ndim(key) == 1 else 1
+    sizes = {len(problems), lr_arr.size if lr_arr.ndim else 1, runs, nkeys} - {1}
     if len(sizes) > 1:
         raise ValueError(f"the batch sizes disagree: {len(problems)} problems, "
-                         f"{lr_arr.size if lr_arr.ndim else 1} learning rates, runs={runs}; each must be 1 or R")
+                         f"{lr_arr.size if lr_arr.ndim else 1} learning rates, {nkeys} keys, runs={runs}; "
+                         "each must be 1 or the batch size R")
     R = sizes.pop() if sizes else 1
-    batched = R > 1 or lr_arr.ndim == 1 or isinstance(problem, (list, tuple))
+    batched = R > 1 or lr_arr.ndim == 1 or isinstance(problem, (list, tuple)) or nkeys > 1
     lrs = np.broadcast_to(lr_arr, (R,)).astype(float)
     probs = problems * R if len(problems) == 1 else problems
     return probs, lrs, R, batched
+
+
+def run_keys_for(key, R):
+    """One PRNG key per run: run i of a batch gets fold_in(key, i), so that runs=1 reproduces run 0;
+    a sequence of R seeds/keys gives run i fold_in(key_i, 0), the same as running seed i alone."""
+    if isinstance(key, (list, tuple)) or (isinstance(key, np.ndarray) and key.ndim == 1):
+        if len(key) != R:
+            raise ValueError(f"key: got {len(key)} seeds/keys for a batch of {R} runs")
+        return [jax.random.fold_in(as_key(k, f"key[{i}]"), 0) for i, k in enumerate(key)]
+    key = as_key(key)
+    return [jax.random.fold_in(key, i) for i in range(R)]
 
 
 def simulate_linear(objective, problem, *, lr, steps, record_every=None, record_log=None, runs=1,
                     key=0, init="aligned", optimizer="sgd", batch_size=None, data=None, ema=None,
                     snapshots=False, progress=None, on_divergence="raise", dtype=None, desc=None):
     """Gradient descent on the full network for ``objective``; see ``jepa.simulate_jepa`` for arguments."""
-    probs, lrs, R, batched = _as_batch(problem, lr, runs)
+    probs, lrs, R, batched = _as_batch(problem, lr, runs, key)
     steps = check_int("steps", steps, minimum=1)
     if record_every is None and record_log is None:
         record_every = max(1, steps // 500)
@@ -263,9 +278,9 @@ def simulate_linear(objective, problem, *, lr, steps, record_every=None, record_
         if x.shape != y.shape or x.shape[1] != d:
             raise ValueError(f"data must be (x, y) of shape (n, {d}) each, got {x.shape} and {y.shape}")
         n_data = x.shape[0]
-    key = as_key(key)
-    run_keys = jax.random.split(key, R)
-    init_keys, sim_keys = run_keys, jax.vmap(lambda k: jax.random.fold_in(k, 1))(run_keys)
+    run_keys = run_keys_for(key, R)
+    init_keys = [jax.random.fold_in(k, 0) for k in run_keys]
+    sim_keys = jnp.stack([jax.random.fold_in(k, 1) for k in run_keys])
     params = [init_params(p, objective, init, key=init_keys[i]) for i, p in enumerate(probs)]
     params = jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs), dtype=dtype), *params)
     aux = {"W": params["W"]} if ema is not None else {}
@@ -283,7 +298,7 @@ def simulate_linear(objective, problem, *, lr, steps, record_every=None, record_
                 if isinstance(init, str) else "custom", "optimizer": optimizer if isinstance(optimizer, str)
                 else "custom", "batch_size": batch_size, "n_data": n_data, "ema": ema,
                 "dtype": str(dtype), "units": "gf", "objective": objective.name,
-                "key": np.asarray(jax.random.key_data(key)).tolist(), **versions()}
+                "key": [np.asarray(jax.random.key_data(k)).tolist() for k in run_keys], **versions()}
 
     def to_traj(out: engine.EngineOutput, status=None, message=None):
         t = lrs[:, None] * out.steps[None, :]

@@ -31,12 +31,15 @@ psi^(1-k) / sum_{i<n} psi^i is monotone in psi, which gives a guaranteed bracket
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["ln_psi_from_z", "z_from_psi", "elapsed", "elapsed_between", "psi_at"]
+__all__ = ["ln_psi_from_z", "z_from_psi", "elapsed", "elapsed_jax", "elapsed_between", "psi_at",
+           "psi_at_jax"]
 
 
 def ln_psi_from_z(z, sign):
@@ -86,6 +89,12 @@ def elapsed_between(lnpsi0, z0, lnpsi, z, k: int, n: int):
 
 def elapsed(psi0, psi, k: int, n: int):
     """tau to travel from psi0 to psi along (1); +inf when psi is not reached (other branch, or past 1)."""
+    return _bucketed(elapsed_jax, psi0, psi, k=k, n=n)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "n"))
+def elapsed_jax(psi0, psi, k: int, n: int):
+    """Jitted :func:`elapsed` (any shapes; recompiles per shape)."""
     psi0 = jnp.asarray(psi0, dtype=float)
     psi = jnp.asarray(psi, dtype=float)
     z0, s0 = z_from_psi(psi0)
@@ -101,7 +110,31 @@ def _dI_dz(lnpsi, k: int, n: int):
     return jnp.exp((1 - k) * lnpsi) / denom
 
 
+def _bucketed(fn, a, b, **static):
+    """Call a jitted elementwise fn on flattened inputs padded to a power-of-two length, so that
+    calls with different shapes share a handful of compiled programs."""
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+    shape, size = a.shape, a.size
+    m = max(64, 1 << int(np.ceil(np.log2(max(size, 1)))))
+    pa = np.full(m, 0.5)
+    pb = np.full(m, 0.5)
+    pa[:size], pb[:size] = a.ravel(), b.ravel()
+    out = fn(pa, pb, **static)
+    if isinstance(out, tuple):
+        return tuple(np.asarray(o)[:size].reshape(shape) for o in out)
+    return np.asarray(out)[:size].reshape(shape)
+
+
 def psi_at(psi0, tau, k: int, n: int, *, max_iter: int = 200):
+    """Invert tau = I(psi) - I(psi0): psi after rescaled time tau >= 0 (broadcasts over both).
+
+    Returns numpy arrays ``(psi, z, sign)``; see :func:`psi_at_jax` for the method.
+    """
+    return _bucketed(psi_at_jax, psi0, tau, k=k, n=n, max_iter=max_iter)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "n", "max_iter"))
+def psi_at_jax(psi0, tau, k: int, n: int, *, max_iter: int = 200):
     """Invert tau = I(psi) - I(psi0): psi after rescaled time tau >= 0 (broadcasts over both).
 
     Returns ``(psi, z, sign)``.  Safeguarded Newton on z within the bracket

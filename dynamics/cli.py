@@ -1,0 +1,90 @@
+"""Command line: ``python -m dynamics`` / ``dynamics``.
+
+    dynamics demo [--out DIR]            run the built-in default example (JEPA vs MAE at depths 1-3)
+    dynamics run SPEC.toml [--out DIR]   run an experiment spec from sims/
+    dynamics solve SPEC.toml             theory only: print the critical times
+    dynamics list [--dir sims]           the specs available
+Options: --seed N, --x32 (float32 simulation; the default is float64), --no-progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+__all__ = ["main"]
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="dynamics", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def common(sp):
+        sp.add_argument("--out", default=None, help="output folder (default out/<spec name>)")
+        sp.add_argument("--seed", type=int, default=None, help="override run.seed")
+        prec = sp.add_mutually_exclusive_group()
+        prec.add_argument("--x64", dest="x32", action="store_false", help="float64 simulation (default)")
+        prec.add_argument("--x32", dest="x32", action="store_true", help="float32 simulation (faster)")
+        sp.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    common(sub.add_parser("demo", help="run the built-in default example"))
+    r = sub.add_parser("run", help="run an experiment spec (TOML)")
+    r.add_argument("spec")
+    common(r)
+    s = sub.add_parser("solve", help="theory only: critical times of a spec")
+    s.add_argument("spec")
+    s.add_argument("--seed", type=int, default=None)
+    ls = sub.add_parser("list", help="list the specs in a folder")
+    ls.add_argument("--dir", default=None, help="folder of specs (default: ./sims)")
+    return p
+
+
+def _specs_dir(given):
+    if given:
+        return given
+    here = os.path.join(os.getcwd(), "sims")
+    if os.path.isdir(here):
+        return here
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sims")
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    import matplotlib
+    matplotlib.use("Agg")
+    from .experiments import DEFAULT_SPEC, SpecError, load_spec, parse_spec, run_spec, solve_spec
+    try:
+        if args.cmd == "list":
+            folder = _specs_dir(args.dir)
+            files = sorted(glob.glob(os.path.join(folder, "*.toml")))
+            if not files:
+                print(f"no specs in {folder}", file=sys.stderr)
+                return 1
+            for f in files:
+                spec = load_spec(f)
+                print(f"{os.path.relpath(f)}: [{spec['experiment']}] {spec['title']}")
+            return 0
+        if args.cmd == "solve":
+            out = solve_spec(load_spec(args.spec), seed=args.seed)
+            print(json.dumps(out, indent=2))
+            return 0
+        spec = parse_spec(DEFAULT_SPEC) if args.cmd == "demo" else load_spec(args.spec)
+        name = "demo" if args.cmd == "demo" else os.path.splitext(os.path.basename(args.spec))[0]
+        out = args.out or os.path.join("out", name)
+        import numpy as np
+        run_spec(spec, out, seed=args.seed, dtype=np.float32 if args.x32 else None,
+                 progress=not args.no_progress)
+        return 0
+    except SpecError as exc:
+        print(f"dynamics: bad spec: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"dynamics: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
