@@ -283,7 +283,7 @@ def simulate_linear(objective, problem, *, lr, steps, record_every=None, record_
     sim_keys = jnp.stack([jax.random.fold_in(k, 1) for k in run_keys])
     params = [init_params(p, objective, init, key=init_keys[i]) for i, p in enumerate(probs)]
     params = jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs), dtype=dtype), *params)
-    aux = {"W": params["W"]} if ema is not None else {}
+    aux = {"W": jnp.array(params["W"], copy=True)} if ema is not None else {}
     ctx = {"Sxx": [p.Sxx for p in probs], "Syx": [p.Syx for p in probs],
            "Syy": [p.Syy for p in probs], "basis": [p.basis for p in probs]}
     if batch_size is not None and data is None:
