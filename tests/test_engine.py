@@ -1,0 +1,175 @@
+"""The generic engine on a model with a known exact answer, schedules, optimizers, faults, sharding."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dynamics as dy
+from dynamics import engine
+
+
+def quadratic_model():
+    """loss = 1/2 a x^2 per coordinate: gradient descent gives x_k = (1 - lr a)^k x_0 exactly."""
+    def grad(p, aux, ctx, key):
+        return 0.5 * jnp.sum(ctx["a"] * p["x"] ** 2), {"x": ctx["a"] * p["x"]}
+
+    def observe(p, aux, ctx):
+        return {"x": p["x"], "loss": 0.5 * jnp.sum(ctx["a"] * p["x"] ** 2)}
+
+    return engine.Model(grad=grad, observe=observe)
+
+
+def run_quadratic(lr, a, x0, record_steps, **kw):
+    R = len(lr)
+    return engine.simulate(quadratic_model(), {"x": jnp.asarray(x0)}, {},
+                           {"a": jnp.asarray(a)}, jnp.asarray(lr), record_steps=record_steps,
+                           key=jax.random.split(jax.random.key(0), R), **kw)
+
+
+def test_exact_geometric_decay_with_log_schedule():
+    rec = engine.record_schedule(1000, log=30)
+    assert rec[0] == 0 and rec[-1] == 1000 and np.all(np.diff(rec) > 0)
+    lr = np.array([0.01, 0.1])
+    a = np.array([[1.0, 3.0], [2.0, 0.5]])
+    x0 = np.ones((2, 2))
+    out = run_quadratic(lr, a, x0, rec, n_chunks=4)
+    expected = (1 - lr[:, None, None] * a[:, None, :]) ** rec[None, :, None] * x0[:, None, :]
+    np.testing.assert_allclose(out.records["x"], expected, rtol=1e-12)
+    np.testing.assert_array_equal(out.steps, rec)
+
+
+def test_chunking_does_not_change_results():
+    rec = engine.record_schedule(500, every=7)
+    a = np.array([[1.0, 3.0]])
+    outs = [run_quadratic(np.array([0.05]), a, np.ones((1, 2)), rec, n_chunks=n) for n in (1, 3, 40)]
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o.records["x"], outs[0].records["x"])
+
+
+def test_record_schedule_errors():
+    with pytest.raises(ValueError, match="exactly one"):
+        engine.record_schedule(10)
+    with pytest.raises(ValueError, match="steps"):
+        engine.record_schedule(0, every=1)
+    with pytest.raises(ValueError, match="record_every"):
+        engine.record_schedule(10, every=0)
+
+
+@pytest.mark.parametrize("opt", ["adam", "momentum", "adamw"])
+def test_optax_optimizers_reach_the_minimum(opt):
+    rec = engine.record_schedule(3000, every=500)
+    out = run_quadratic(np.array([0.05]), np.array([[1.0, 3.0]]), np.ones((1, 2)), rec, optimizer=opt)
+    assert np.abs(out.records["x"][0, -1]).max() < 1e-2
+    assert out.records["loss"][0, -1] < out.records["loss"][0, 0] * 1e-3
+
+
+def test_unknown_optimizer():
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        engine.make_optimizer("lbfgs-ish")
+
+
+def test_interrupt_keeps_records(monkeypatch):
+    """A KeyboardInterrupt between chunks returns what was recorded, with status 1."""
+    calls = {"n": 0}
+
+    class Bar:
+        def update(self, n):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(engine, "_progress_bar", lambda *a, **k: Bar())
+    rec = engine.record_schedule(1000, every=10)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        out = run_quadratic(np.array([0.01]), np.array([[1.0]]), np.ones((1, 1)), rec, n_chunks=10,
+                            progress=True)
+    assert out.status == 1 and "interrupted" in out.message
+    assert 0 < out.steps.size < rec.size
+    np.testing.assert_allclose(out.records["x"][0, :, 0], 0.99 ** out.steps, rtol=1e-12)
+
+
+def test_interrupt_through_public_simulator(monkeypatch):
+    calls = {"n": 0}
+
+    class Bar:
+        def update(self, n):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(engine, "_progress_bar", lambda *a, **k: Bar())
+    prob = dy.SSLProblem.from_spectrum([1.0, 0.5], [1.0, 0.8], 2, 0.05)
+    with pytest.warns(RuntimeWarning):
+        traj = dy.simulate_jepa(prob, lr=0.01, steps=50_000, record_every=100, progress=True)
+    assert traj.status == 1 and 0 < traj.t.size < 501
+    assert np.all(np.isfinite(traj.modes))
+
+
+def test_seed_k_alone_equals_seed_k_in_batch():
+    prob = dy.SSLProblem.from_spectrum([1.0, 0.5, 0.7], [1.0, 0.8, 0.9], 2, 0.05, rotate=True, key=0)
+    batch = dy.simulate_jepa(prob, lr=0.02, steps=400, record_every=20, init="gaussian", key=[11, 12, 13])
+    alone = dy.simulate_jepa(prob, lr=0.02, steps=400, record_every=20, init="gaussian", key=[12])
+    np.testing.assert_array_equal(batch.modes[1], alone.modes)
+    runs = dy.simulate_jepa(prob, lr=0.02, steps=400, record_every=20, init="gaussian", key=5, runs=3)
+    first = dy.simulate_jepa(prob, lr=0.02, steps=400, record_every=20, init="gaussian", key=5)
+    np.testing.assert_array_equal(runs.modes[0], first.modes)
+    assert not np.allclose(runs.modes[0], runs.modes[1])          # different seeds differ
+
+
+def test_lr_batch_has_per_run_time():
+    prob = dy.SSLProblem.from_spectrum([1.0, 0.5], [1.0, 0.8], 2, 0.05)
+    traj = dy.simulate_mae(prob, lr=[0.01, 0.02], steps=300, record_every=30)
+    assert traj.t.shape == (2, 11) and traj.modes.shape == (2, 11, 2)
+    np.testing.assert_allclose(traj.t[1], 2 * traj.t[0])
+    one = traj.run(1)
+    assert one.t.shape == (11,) and one.settings["lr"] == 0.02
+
+
+SHARD_SCRIPT = textwrap.dedent("""
+    import json
+    import numpy as np
+    import jax
+    import dynamics as dy
+    assert jax.device_count() == 4, jax.device_count()
+    prob = dy.SSLProblem.from_spectrum([1.0, 0.5, 0.7], [1.0, 0.8, 0.9], 2, 0.05, rotate=True, key=0)
+    kw = dict(lr=[0.01, 0.02, 0.03, 0.015, 0.025], steps=300, record_every=30, init="gaussian", key=3)
+    sharded = dy.simulate_jepa(prob, **kw)
+    print(json.dumps({"modes": sharded.modes.tolist(), "devices": sharded.settings["devices"]}))
+""")
+
+
+def test_sharded_sweep_matches_single_device():
+    """A 5-run sweep over 4 (virtual CPU) devices, padded to 8, equals the unsharded sweep."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", SHARD_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["devices"] == 4
+    prob = dy.SSLProblem.from_spectrum([1.0, 0.5, 0.7], [1.0, 0.8, 0.9], 2, 0.05, rotate=True, key=0)
+    ref = dy.simulate_jepa(prob, lr=[0.01, 0.02, 0.03, 0.015, 0.025], steps=300, record_every=30,
+                           init="gaussian", key=3)
+    assert ref.settings["devices"] == 1
+    np.testing.assert_allclose(np.asarray(res["modes"]), ref.modes, rtol=1e-12, atol=1e-15)
+
+
+def test_results_record_versions_and_settings():
+    prob = dy.SSLProblem.from_spectrum([1.0], [1.0], 1, 0.1)
+    traj = dy.simulate_jepa(prob, lr=0.1, steps=10, record_every=5)
+    s = traj.settings
+    for key in ("dynamics", "jax", "dtype", "lr", "steps", "init", "optimizer", "key", "x64"):
+        assert key in s
+    assert s["dtype"] == "float64" and s["x64"] is True

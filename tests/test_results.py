@@ -1,0 +1,106 @@
+"""Trajectory save/load round trips, refusal of bad files, atomic writes, crosscheck reports."""
+
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import dynamics as dy
+
+
+@pytest.fixture(scope="module")
+def traj():
+    prob = dy.SSLProblem.from_spectrum([1.0, 0.5], [1.0, 0.8], 2, 0.05, rotate=True, key=0)
+    return dy.simulate_jepa(prob, lr=0.02, steps=2000, record_every=100, snapshots=True)
+
+
+def test_roundtrip_is_exact(traj, tmp_path):
+    path = traj.save(tmp_path / "run.npz")
+    back = dy.load(path)
+    np.testing.assert_array_equal(back.t, traj.t)
+    for k in traj.fields:
+        np.testing.assert_array_equal(back.fields[k], traj.fields[k])
+    np.testing.assert_array_equal(back.fixed_point, traj.fixed_point)
+    assert back.settings == traj.settings and back.kind == traj.kind and back.model == traj.model
+    np.testing.assert_array_equal(back.problem.Sxx, traj.problem.Sxx)
+    assert back.problem.depth == 2 and type(back.problem).__name__ == "SSLProblem"
+    # a loaded result still cross-checks against the theory
+    rep = dy.crosscheck(back, dy.solve_jepa(back.problem, times=back.t))
+    assert rep.max_rel_error < 0.05
+    assert [p.name for p in tmp_path.iterdir()] == ["run.npz"]   # no temporary files left
+
+
+def test_batched_roundtrip(tmp_path):
+    probs = [dy.SSLProblem.from_spectrum([1.0, 0.5], [1.0, r], 2, 0.05) for r in (0.8, 0.9)]
+    traj = dy.simulate_mae(probs, lr=0.02, steps=100, record_every=10)
+    back = dy.load(traj.save(tmp_path / "b.npz"))
+    assert isinstance(back.problem, list) and len(back.problem) == 2
+    np.testing.assert_array_equal(back.modes, traj.modes)
+
+
+def test_load_refuses_truncated_and_foreign_files(traj, tmp_path):
+    good = traj.save(tmp_path / "good.npz")
+    data = open(good, "rb").read()
+    bad = tmp_path / "truncated.npz"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or foreign"):
+        dy.load(bad)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, x=np.arange(3))
+    with pytest.raises(ValueError, match="not a dynamics result"):
+        dy.load(foreign)
+    text = tmp_path / "text.npz"
+    text.write_text("hello")
+    with pytest.raises(ValueError):
+        dy.load(text)
+    with pytest.raises(FileNotFoundError):
+        dy.load(tmp_path / "missing.npz")
+
+
+def test_load_never_unpickles(tmp_path):
+    path = tmp_path / "obj.npz"
+    np.savez(path, __meta__=np.array([{"format": "x"}], dtype=object))
+    with pytest.raises(ValueError):
+        dy.load(path)
+
+
+def test_failed_write_keeps_old_file(traj, tmp_path, monkeypatch):
+    path = traj.save(tmp_path / "run.npz")
+    before = open(path, "rb").read()
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        traj.save(path)
+    assert open(path, "rb").read() == before
+    assert sorted(os.listdir(tmp_path)) == ["run.npz"]
+    assert zipfile.is_zipfile(path)
+
+
+def test_to_dict_and_crosscheck_report(traj):
+    d = traj.to_dict()
+    assert d["kind"] == "simulation" and len(d["critical_times_half"]) == 2
+    th = dy.solve_jepa(traj.problem, times=traj.t)
+    rep = dy.crosscheck(traj, th, rtol=1e-9)
+    assert not rep.passed and "FAIL" in rep.summary()           # too strict a tolerance fails
+    rep = dy.crosscheck(traj, th, rtol=0.05, ctol=0.05)
+    assert rep.passed and "PASS" in rep.summary()
+    assert rep.to_dict()["passed"] is True
+
+
+def test_crosscheck_refuses_mismatched_grids(traj):
+    th = dy.solve_jepa(traj.problem, times=traj.t[:-1])
+    with pytest.raises(ValueError, match="time grid"):
+        dy.crosscheck(traj, th)
+
+
+def test_plots_draw(traj, tmp_path):
+    th = dy.solve_jepa(traj.problem, times=traj.t)
+    fig = dy.crosscheck(traj, th).plot()
+    ax = fig.axes[0]
+    assert len(ax.lines) >= 4 and ax.get_xlabel() and ax.get_ylabel()
+    fig.savefig(tmp_path / "x.png")
+    assert (tmp_path / "x.png").stat().st_size > 10_000
