@@ -35,7 +35,8 @@ def check_positive(name, value, *, strict=True, upper=None, upper_strict=True):
         except (TypeError, ValueError):
             raise TypeError(f"{name} must be a real number, got {value!r}") from None
     value = float(value)
-    rng = f"{'(' if strict else '['}0, {upper if upper is not None else 'inf'}{')' if upper is None or upper_strict else ']'}"
+    hi = "inf" if upper is None else f"{upper:g}"
+    rng = f"{'(' if strict else '['}0, {hi}{')' if upper is None or upper_strict else ']'}"
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, in {rng}; got {value}")
     if (strict and value <= 0) or (not strict and value < 0):

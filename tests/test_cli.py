@@ -1,0 +1,105 @@
+"""Every CLI subcommand, the default spec, and the bad-spec errors (which name the key)."""
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from dynamics.cli import main
+from dynamics.experiments import DEFAULT_SPEC, SpecError, parse_spec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TINY = """
+experiment = "jepa_vs_mae"
+title = "tiny"
+[problem]
+lam = [1.0, 0.5]
+rho = [1.0, 0.8]
+init_scale = 0.1
+[run]
+depths = [1, 2]
+lr = 0.05
+records = 50
+"""
+
+
+def test_sims_default_spec_is_the_builtin_one():
+    with open(os.path.join(ROOT, "sims", "jepa_vs_mae.toml"), "rb") as fh:
+        assert parse_spec(tomllib.load(fh)) == parse_spec(DEFAULT_SPEC)
+
+
+def test_run_writes_table_figure_json_npz(tmp_path, capsys):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY)
+    out = tmp_path / "out"
+    assert main(["run", str(spec), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "critical times" in printed and "simulation" in printed
+    files = set(os.listdir(out))
+    assert {"jepa_vs_mae.png", "summary.json", "table.txt", "jepa_L1_sim.npz", "mae_L2_theory.npz"} <= files
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seed"] == 0 and len(summary["table"]) == 2 * 2 * 2
+    # every row's simulated critical time agrees with the theory (lr = 0.05: Euler error < 3 %)
+    assert all(row["rel_error"] < 0.03 for row in summary["table"])
+
+
+def test_seed_and_x32_flags(tmp_path):
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY)
+    out = tmp_path / "o32"
+    assert main(["run", str(spec), "--out", str(out), "--seed", "4", "--x32", "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seed"] == 4
+    from dynamics import load
+    assert load(out / "jepa_L1_sim.npz").settings["dtype"] == "float32"
+
+
+def test_solve_and_list(tmp_path, capsys):
+    assert main(["solve", os.path.join(ROOT, "sims", "jepa_vs_mae.toml")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {f"{o}_L{L}" for o in ("jepa", "mae") for L in (1, 2, 3)}
+    assert out["jepa_L3"][1] < out["jepa_L3"][0]          # higher rho first when deep
+    assert main(["list", "--dir", os.path.join(ROOT, "sims")]) == 0
+    listed = capsys.readouterr().out
+    assert "jepa_vs_mae.toml" in listed and "noisy_features_static.toml" in listed
+    assert main(["list", "--dir", str(tmp_path)]) == 1
+
+
+@pytest.mark.parametrize("text,match", [
+    (TINY.replace("lr = 0.05", "lr = 0.05\nlearning_rate = 1"), "unknown key run.'learning_rate'"),
+    (TINY.replace("lr = 0.05", "lr = 'fast'"), "run.lr must be int/float"),
+    (TINY.replace("lr = 0.05", ""), "missing required key run.lr"),
+    (TINY.replace("init_scale = 0.1", "init_scale = true"), "problem.init_scale must be"),
+    (TINY.replace('experiment = "jepa_vs_mae"', 'experiment = "byol"'), "experiment must be one of"),
+    (TINY.replace("depths = [1, 2]", "depths = [0]"), "run.depths entries"),
+    (TINY.replace("[run]", "[runs]"), "unknown key 'runs'"),
+    (TINY.replace("rho = [1.0, 0.8]", "rho = [1.0]"), r"\[problem\]: lam and rho must have the same shape"),
+    ("experiment = [", "not valid TOML"),
+])
+def test_bad_spec_errors_name_the_key(tmp_path, capsys, text, match):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(text)
+    assert main(["run", str(spec), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dynamics: bad spec:")
+    import re
+    assert re.search(match, err), err
+
+
+def test_parse_spec_refuses_non_table():
+    with pytest.raises(SpecError):
+        parse_spec(["not", "a", "table"])
+
+
+def test_missing_spec_file(capsys):
+    assert main(["run", "does/not/exist.toml"]) == 2
+    assert "No such file" in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "dynamics", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "demo" in out.stdout and "solve" in out.stdout
