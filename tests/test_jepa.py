@@ -242,7 +242,8 @@ def test_random_unaligned_init_runs_and_theory_refuses_nondiagonalisable():
     Syx = np.diag([1.0, 0.5, 0.3, 0.2])
     with pytest.raises(ValueError, match="not simultaneously diagonalisable"):
         dy.SSLProblem.from_covariances(Sxx, Syx, 2, 0.01)
-    p = dy.SSLProblem.from_covariances(Sxx, Syx, 2, 0.01, strict=False)
+    with pytest.warns(UserWarning, match="init_scale"):     # rho^L < eps for the weak features
+        p = dy.SSLProblem.from_covariances(Sxx, Syx, 2, 0.01, strict=False)
     dy.simulate_jepa(p, lr=0.01, steps=10, record_every=5)       # the simulator accepts it
     with pytest.raises(ValueError, match="simultaneously diagonalisable"):
         dy.solve_jepa(p, times=[0.0, 1.0])
@@ -271,7 +272,8 @@ def test_generative_models():
 
 
 def test_divergence_stops_with_a_clear_message():
-    prob = rotated(2, eps=0.5)
+    with pytest.warns(UserWarning, match="init_scale"):
+        prob = rotated(2, eps=0.5)
     with pytest.raises(dy.DivergenceError, match=r"step \d+.*smaller learning rate") as info:
         dy.simulate_mae(prob, lr=20.0, steps=5000, record_every=1)
     part = info.value.partial
