@@ -12,13 +12,16 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import engine, metrics, saxe  # noqa: E402
+from . import diagonal, engine, hadamard, metrics, saxe, transformer  # noqa: E402
+from .diagonal import DLNProblem, simulate_dln  # noqa: E402
 from .engine import DivergenceError, record_schedule  # noqa: E402
+from .hadamard import Stages, StageCheck, crosscheck_stages, stages  # noqa: E402
 from .jepa import (critical_times, critical_times_asymptotic, fixed_points, simulate_jepa,  # noqa: E402
                    simulate_mae, solve_jepa, solve_mae)
 from .problems import RegressionProblem, SSLProblem, random_rotation  # noqa: E402
 from .results import CrossCheck, Trajectory, crosscheck, load  # noqa: E402
 from .saxe import critical_times_saxe, simulate_saxe, solve_saxe  # noqa: E402
+from .transformer import AttentionProblem, simulate_attention, simulate_dense_attention  # noqa: E402
 
 __all__ = [
     "SSLProblem", "RegressionProblem", "random_rotation",
@@ -26,5 +29,7 @@ __all__ = [
     "critical_times_asymptotic", "fixed_points",
     "simulate_saxe", "solve_saxe", "critical_times_saxe", "saxe",
     "Trajectory", "CrossCheck", "crosscheck", "load", "DivergenceError", "record_schedule",
-    "engine", "metrics", "__version__",
+    "DLNProblem", "AttentionProblem", "stages", "Stages", "StageCheck", "crosscheck_stages",
+    "simulate_dln", "simulate_attention", "simulate_dense_attention",
+    "engine", "metrics", "hadamard", "diagonal", "transformer", "__version__",
 ]

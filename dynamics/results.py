@@ -246,13 +246,19 @@ class CrossCheck:
 def crosscheck(a: Trajectory, b: Trajectory, *, fraction=0.5, rtol=1e-2, ctol=1e-2) -> CrossCheck:
     """Compare trajectory ``a`` with reference ``b`` (e.g. simulation vs theory) on b's time grid.
 
+    If ``b`` is a :class:`~dynamics.hadamard.Stages` (rank-growth families), this returns
+    ``crosscheck_stages(a, b)``: errors at the middle of each plateau and at the jumps.
+
     The mode curves are compared pointwise, rel_error = |a - b| / |b|, at every time of ``a``
     (``b`` must have been evaluated on the same times: ``solve_jepa(problem, times=sim.t)``).
     Critical times are the hitting times of ``fraction`` of each trajectory's fixed point, read off
     both recorded curves the same way (metrics.hitting_times).
     """
+    from .hadamard import Stages, crosscheck_stages
     from .metrics import hitting_times
     from .validation import check_fraction
+    if isinstance(b, Stages):
+        return crosscheck_stages(a, b)
     fraction = check_fraction("fraction", fraction)
     if a.batched or b.batched:
         raise ValueError("crosscheck compares single runs: pick one with traj.run(i)")

@@ -1,0 +1,121 @@
+"""Diagonal linear networks (Pesme & Flammarion 2023; Berthier 2023): saddle-to-saddle dynamics.
+
+Regression with beta = u * v:  L(beta) = (1/2n) sum_i (y_i - <x_i, beta>)^2, gradient flow on (u, v) from
+u(0) = sqrt(2) alpha 1, v(0) = 0 (so beta(0) = 0, u^2 - v^2 = 2 alpha^2 and beta = alpha^2 sinh(2 S)).
+As alpha -> 0, beta(t / log(1/alpha)) is piecewise constant; each jump solves in closed form
+
+    beta = argmin L(beta')  s.t.  s_j beta'_j >= 0 where |s_j| = 1,  beta'_j = 0 elsewhere,
+
+a non-negative least squares problem (theory/rank_growth.md sec. 4). The last plateau of an
+over-parametrised problem is the minimum-l1-norm interpolator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.optimize import nnls
+
+from .hadamard import HadamardProblem, _check_alpha, crosscheck_stages, simulate_hadamard
+from .hadamard import stages as _stages
+from .problems import as_key
+from .validation import check_array, check_int, check_positive
+
+__all__ = ["DLNProblem", "simulate_dln", "dln_stages", "nnls_jump"]
+
+
+@dataclass(frozen=True, eq=False)
+class DLNProblem(HadamardProblem):
+    """Diagonal linear network on data X (n, d), y (n,), init scale alpha in (0, 1)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    init_scale: float
+    source: dict = field(default_factory=dict)
+    name = "dln"
+
+    def __post_init__(self):
+        X = check_array("X", self.X, ndim=2)
+        y = check_array("y", self.y, ndim=1)
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(f"X and y must have the same number of samples, got X {X.shape} and y {y.shape}")
+        if X.shape[0] < 1 or X.shape[1] < 1:
+            raise ValueError(f"X must have at least one sample and one feature, got {X.shape}")
+        object.__setattr__(self, "X", X)
+        object.__setattr__(self, "y", y)
+        object.__setattr__(self, "init_scale", _check_alpha(self.init_scale))
+
+    @property
+    def data(self):
+        return {"X": self.X, "y": self.y}
+
+    @property
+    def u0(self):
+        return np.full(self.X.shape[1], np.sqrt(2.0))
+
+    @property
+    def v0(self):
+        return np.zeros(self.X.shape[1])
+
+    @staticmethod
+    def loss_fn(beta, data):
+        r = data["y"] - data["X"] @ beta
+        return 0.5 * jnp.mean(r * r)
+
+    @classmethod
+    def random(cls, n, d, *, beta_star=None, sparsity=None, noise=0.0, correlation=0.0, init_scale=1e-8,
+               key=0):
+        """Gaussian data: X ~ N(0, 1) with x_2 += correlation * x_1 (optional), y = X beta* + noise.
+        ``beta_star`` (d,) or a random ``sparsity``-sparse one with N(0, 1) entries."""
+        n = check_int("n", n, minimum=1)
+        d = check_int("d", d, minimum=1)
+        noise = check_positive("noise", noise, strict=False)
+        k1, k2, k3, k4 = jax.random.split(as_key(key), 4)
+        X = np.array(jax.random.normal(k1, (n, d), dtype=jnp.float64))
+        if d >= 2 and correlation:
+            X[:, 1] += correlation * X[:, 0]
+        if beta_star is None:
+            sparsity = d if sparsity is None else check_int("sparsity", sparsity, minimum=1)
+            beta_star = np.zeros(d)
+            idx = np.asarray(jax.random.permutation(k2, d))[:sparsity]
+            beta_star[idx] = np.asarray(jax.random.normal(k3, (sparsity,), dtype=jnp.float64))
+        beta_star = check_array("beta_star", beta_star, shape=(d,))
+        y = X @ beta_star + noise * np.asarray(jax.random.normal(k4, (n,), dtype=jnp.float64))
+        return cls(X=X, y=y, init_scale=init_scale,
+                   source={"beta_star": beta_star.tolist(), "noise": noise, "correlation": correlation})
+
+    def jump(self, beta, s, entering):
+        return nnls_jump(self, beta, s, entering)
+
+
+def nnls_jump(problem: DLNProblem, beta, s, entering, *, boundary_tol=1e-12):
+    """Closed-form jump: argmin L on the sign-constrained face {s_j beta_j >= 0 if |s_j| = 1, else 0}."""
+    J = np.nonzero(np.abs(s) >= 1.0 - boundary_tol)[0]
+    n = problem.X.shape[0]
+    out = np.zeros(problem.p)
+    if J.size:
+        A = problem.X[:, J] * np.sign(s[J])[None, :] / np.sqrt(n)
+        gamma, _ = nnls(A, problem.y / np.sqrt(n), maxiter=50 * max(10, J.size))
+        out[J] = np.sign(s[J]) * gamma
+        out[np.abs(out) < 1e-14 * max(1.0, np.abs(out).max())] = 0.0
+    return out
+
+
+def dln_stages(problem: DLNProblem, **kw):
+    """Stage algorithm with the closed-form NNLS jump (Pesme & Flammarion's Algorithm 1)."""
+    if not isinstance(problem, DLNProblem):
+        raise TypeError(f"problem must be a DLNProblem, got {type(problem).__name__}")
+    return _stages(problem, **kw)
+
+
+def simulate_dln(problem, *, method="gd", **kw):
+    """Gradient descent on (u, v) (``method="gd"``, needs ``lr``) or the exact small-init integrator
+    (``method="dual"``, RK4 in rescaled time). Returns .t, .tau = t / log(1/alpha), .beta, .loss.
+    See hadamard.simulate_hadamard for all arguments."""
+    return simulate_hadamard(problem, method=method, **kw)
+
+
+__all__ += ["crosscheck_stages"]

@@ -1,0 +1,254 @@
+"""Attention with diagonal weights (Abbe, Boix-Adsera, Bengio, Littwin, Susskind 2023) and dense heads.
+
+Diagonal head on tokens Z (N x d):  Attn(Z) = softmax(Z diag(q) Z^T) Z diag(o),
+q = w_K * w_Q (so W_K W_Q^T = diag(q)) and o = w_V * w_O (W_V W_O^T = diag(o)).  Layers add their
+heads to a residual stream, Z^(l+1) = Z^l + sum_h Attn_lh(Z^l); the model's output is Z^L - Z^0 and
+the loss is (1/2M) sum_m ||output(Z_m) - Y_m||_F^2.  It is a u * v model with
+u = (w_K, w_V), v = (w_Q, w_O) per head, so ``hadamard`` gives the simulators and the stage
+algorithm: rank(Delta W_K W_Q^T) + rank(Delta W_V W_O^T) grows by at most one per stage, and stage 1
+always activates a VO coordinate (with o = 0 the output is 0 whatever q). theory/rank_growth.md sec. 5.
+
+Dense heads (``simulate_dense_attention``): full W_K, W_Q, W_V, W_O (d x d_head) trained by any
+optax optimizer through the shared engine, recording the singular values and the stable rank
+||Delta M||_F^2 / ||Delta M||_2^2 of Delta W_K W_Q^T and Delta W_V W_O^T.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import engine
+from .hadamard import HadamardProblem, _check_alpha, simulate_hadamard
+from .hadamard import stages as _stages
+from .problems import as_key
+from .results import Trajectory, versions
+from .validation import check_array, check_int, check_positive
+
+__all__ = ["AttentionProblem", "simulate_attention", "attention_stages", "simulate_dense_attention",
+           "diagonal_forward"]
+
+
+def diagonal_forward(beta, Z, layers, heads):
+    """Output Z^L - Z^0 of the diagonal attention model; beta has layout (layers, heads, 2, d)
+    flattened, [..., 0, :] = q (KQ), [..., 1, :] = o (VO). Z: (N, d) or (M, N, d)."""
+    d = Z.shape[-1]
+    B = beta.reshape(layers, heads, 2, d)
+    X = Z
+    for l in range(layers):
+        upd = 0.0
+        for h in range(heads):
+            q, o = B[l, h, 0], B[l, h, 1]
+            logits = jnp.einsum("...nd,...md->...nm", X * q, X)
+            A = jax.nn.softmax(logits, axis=-1)
+            upd = upd + jnp.einsum("...nm,...md->...nd", A, X) * o
+        X = X + upd
+    return X - Z
+
+
+@dataclass(frozen=True, eq=False)
+class AttentionProblem(HadamardProblem):
+    """Diagonal attention regression: tokens Z (M, N, d), targets Y (M, N, d), ``heads`` per layer,
+    ``layers``, init scale alpha, unit init directions u0 = (w_K, w_V), v0 = (w_Q, w_O) of length
+    p = 2 d heads layers (default: i.i.d. N(0, 1) from ``key``). Build a toy with ``teacher_student``."""
+
+    Z: np.ndarray
+    Y: np.ndarray
+    heads: int = 1
+    layers: int = 1
+    init_scale: float = 1e-2
+    u0: np.ndarray | None = None
+    v0: np.ndarray | None = None
+    key: int = 0
+    source: dict = field(default_factory=dict)
+    name = "attention"
+
+    def __post_init__(self):
+        Z = check_array("Z", self.Z, ndim=3)
+        Y = check_array("Y", self.Y, ndim=3)
+        if Y.shape != Z.shape:
+            raise ValueError(f"Y must have the shape of Z {Z.shape}, got {Y.shape}")
+        heads = check_int("heads", self.heads, minimum=1)
+        layers = check_int("layers", self.layers, minimum=1)
+        p = 2 * Z.shape[-1] * heads * layers
+        k1, k2 = jax.random.split(as_key(self.key))
+        u0 = np.asarray(jax.random.normal(k1, (p,), dtype=jnp.float64)) if self.u0 is None else \
+            check_array("u0", self.u0, shape=(p,))
+        v0 = np.asarray(jax.random.normal(k2, (p,), dtype=jnp.float64)) if self.v0 is None else \
+            check_array("v0", self.v0, shape=(p,))
+        for name, val in (("Z", Z), ("Y", Y), ("heads", heads), ("layers", layers), ("u0", u0), ("v0", v0),
+                          ("init_scale", _check_alpha(self.init_scale))):
+            object.__setattr__(self, name, val)
+
+    @property
+    def d(self):
+        return self.Z.shape[-1]
+
+    @property
+    def data(self):
+        # the zero arrays carry the static layer/head counts through jit as shapes
+        return {"Z": self.Z, "Y": self.Y, "layers": np.zeros(self.layers), "heads": np.zeros(self.heads)}
+
+    @staticmethod
+    def loss_fn(beta, data):
+        out = diagonal_forward(beta, data["Z"], data["layers"].shape[0], data["heads"].shape[0])
+        r = out - data["Y"]
+        return 0.5 * jnp.mean(jnp.sum(r * r, axis=(-2, -1)))
+
+    def split(self, beta):
+        """beta (..., p) -> (q, o), each (..., layers, heads, d)."""
+        B = np.asarray(beta).reshape(np.shape(beta)[:-1] + (self.layers, self.heads, 2, self.d))
+        return B[..., 0, :], B[..., 1, :]
+
+    def ranks(self, beta, tol=1e-9):
+        """(rank of Delta W_K W_Q^T, rank of Delta W_V W_O^T) summed over heads and layers, for the
+        diagonal model in the alpha -> 0 limit: the number of non-zero q and o coordinates."""
+        q, o = self.split(beta)
+        return (np.abs(q) > tol).sum(axis=(-3, -2, -1)), (np.abs(o) > tol).sum(axis=(-3, -2, -1))
+
+    def stage_extras(self, st):
+        kq, vo = self.ranks(st.points)
+        first_vo = bool(st.n_stages == 0 or any(
+            i % (2 * self.d) >= self.d for i in st.entered[1]))
+        return {"ranks": np.stack([kq, vo], axis=-1), "first_stage_is_vo": first_vo}
+
+    @classmethod
+    def teacher_student(cls, n_samples=300, n_tokens=6, d=5, *, heads=1, layers=1, q_star=None,
+                        o_star=None, noise=0.0, init_scale=1e-2, key=0):
+        """Z ~ N(0, 1) i.i.d., Y = teacher output + noise. q_star, o_star: (layers, heads, d) arrays
+        (default: the toy of theory/rank_growth.md, q* = (2, 0, 0, -1.5, 0), o* = (1.5, -1, 0, 0, 0.7)
+        in every head, truncated or zero-padded to d)."""
+        n_samples = check_int("n_samples", n_samples, minimum=1)
+        n_tokens = check_int("n_tokens", n_tokens, minimum=1)
+        d = check_int("d", d, minimum=1)
+        heads = check_int("heads", heads, minimum=1)
+        layers = check_int("layers", layers, minimum=1)
+        noise = check_positive("noise", noise, strict=False)
+
+        def default(vals):
+            v = np.zeros(d)
+            v[:min(d, len(vals))] = vals[:d]
+            return np.broadcast_to(v, (layers, heads, d)).copy()
+
+        q_star = default([2.0, 0.0, 0.0, -1.5, 0.0]) if q_star is None else \
+            check_array("q_star", q_star, shape=(layers, heads, d))
+        o_star = default([1.5, -1.0, 0.0, 0.0, 0.7]) if o_star is None else \
+            check_array("o_star", o_star, shape=(layers, heads, d))
+        k1, k2, k3 = jax.random.split(as_key(key), 3)
+        Z = np.asarray(jax.random.normal(k1, (n_samples, n_tokens, d), dtype=jnp.float64))
+        beta_star = np.stack([q_star, o_star], axis=-2).reshape(-1)
+        Y = np.asarray(diagonal_forward(jnp.asarray(beta_star), jnp.asarray(Z), layers, heads))
+        if noise:
+            Y = Y + noise * np.asarray(jax.random.normal(k2, Y.shape, dtype=jnp.float64))
+        seed = int(jax.random.randint(k3, (), 0, 2 ** 31 - 1))
+        return cls(Z=Z, Y=Y, heads=heads, layers=layers, init_scale=init_scale, key=seed,
+                   source={"q_star": q_star.tolist(), "o_star": o_star.tolist(), "noise": noise})
+
+
+def attention_stages(problem: AttentionProblem, **kw):
+    """Stage algorithm for diagonal attention (fast flow integrated numerically); the result's
+    ``ranks`` (K+1, 2) holds (rank Delta W_K W_Q^T, rank Delta W_V W_O^T) on each plateau."""
+    if not isinstance(problem, AttentionProblem):
+        raise TypeError(f"problem must be an AttentionProblem, got {type(problem).__name__}")
+    return _stages(problem, **kw)
+
+
+def simulate_attention(problem, *, method="gd", **kw):
+    """Diagonal attention trained by gradient descent on (u, v) (``method="gd"``) or the exact
+    small-init integrator (``method="dual"``); see hadamard.simulate_hadamard."""
+    return simulate_hadamard(problem, method=method, **kw)
+
+
+# ------------------------------------------------------------------------------------ dense heads
+def dense_forward(params, Z, layers, heads):
+    """Dense multi-head attention with residual stream; params W* of shape (layers, heads, d, d_head)."""
+    X = Z
+    for l in range(layers):
+        upd = 0.0
+        for h in range(heads):
+            K, Q = params["WK"][l, h], params["WQ"][l, h]
+            V, O = params["WV"][l, h], params["WO"][l, h]
+            logits = jnp.einsum("...nd,...md->...nm", X @ K, X @ Q)
+            A = jax.nn.softmax(logits, axis=-1)
+            upd = upd + A @ X @ V @ O.T
+        X = X + upd
+    return X - Z
+
+
+def _stable_rank(sv):
+    top = sv[..., 0] ** 2
+    return jnp.where(top > 0, jnp.sum(sv ** 2, axis=-1) / jnp.where(top > 0, top, 1.0), 0.0)
+
+
+@functools.lru_cache(maxsize=16)
+def _dense_model(layers, heads):
+    def loss(params, data):
+        r = dense_forward(params, data["Z"], layers, heads) - data["Y"]
+        return 0.5 * jnp.mean(jnp.sum(r * r, axis=(-2, -1)))
+
+    vg = jax.value_and_grad(loss)
+
+    def grad(params, aux, ctx, key):
+        return vg(params, ctx)
+
+    def observe(params, aux, ctx):
+        kq = jnp.einsum("lhia,lhja->lhij", params["WK"], params["WQ"]) - aux["KQ0"]
+        vo = jnp.einsum("lhia,lhja->lhij", params["WV"], params["WO"]) - aux["VO0"]
+        sk = jnp.linalg.svd(kq, compute_uv=False)
+        sv = jnp.linalg.svd(vo, compute_uv=False)
+        return {"loss": loss(params, ctx), "sv_kq": sk, "sv_vo": sv,
+                "stable_rank_kq": _stable_rank(sk), "stable_rank_vo": _stable_rank(sv)}
+
+    return engine.Model(grad=grad, observe=observe)
+
+
+def simulate_dense_attention(problem: AttentionProblem, *, init_scales=(1.0,), d_head=None, lr,
+                             steps, optimizer="adam", record_every=None, record_log=None, key=0,
+                             progress=None, on_divergence="raise"):
+    """Train dense heads (W_K, W_Q, W_V, W_O full, d x d_head) on ``problem``'s data from the default
+    init N(0, 1/d) times each of ``init_scales`` (one batched run per scale).
+
+    Returns a Trajectory with .t (steps x lr), .loss (R, T), .sv_kq / .sv_vo (R, T, layers, heads,
+    d) singular values of Delta W_K W_Q^T and Delta W_V W_O^T (Delta = change since init), and
+    .stable_rank_kq / .stable_rank_vo (R, T, layers, heads).
+    """
+    if not isinstance(problem, AttentionProblem):
+        raise TypeError(f"problem must be an AttentionProblem, got {type(problem).__name__}")
+    scales = check_array("init_scales", init_scales, ndim=1)
+    if np.any(scales <= 0):
+        raise ValueError(f"init_scales must be > 0, got {scales}")
+    lr = check_positive("lr", lr)
+    steps = check_int("steps", steps, minimum=1)
+    d, L, H = problem.d, problem.layers, problem.heads
+    d_head = d if d_head is None else check_int("d_head", d_head, minimum=1)
+    if record_every is None and record_log is None:
+        record_every = max(1, steps // 200)
+    rec = engine.record_schedule(steps, every=record_every, log=record_log)
+    R = scales.size
+    base = as_key(key)
+    params = {}
+    for j, name in enumerate(("WK", "WQ", "WV", "WO")):
+        w = jax.random.normal(jax.random.fold_in(base, j), (L, H, d, d_head), dtype=jnp.float64) / np.sqrt(d)
+        params[name] = jnp.asarray(scales[:, None, None, None, None] * np.asarray(w)[None])
+    aux = {"KQ0": jnp.einsum("rlhia,rlhja->rlhij", params["WK"], params["WQ"]),
+           "VO0": jnp.einsum("rlhia,rlhja->rlhij", params["WV"], params["WO"])}
+    ctx = {"Z": jnp.broadcast_to(jnp.asarray(problem.Z), (R,) + problem.Z.shape),
+           "Y": jnp.broadcast_to(jnp.asarray(problem.Y), (R,) + problem.Y.shape)}
+    keys = jnp.stack([jax.random.fold_in(base, 100 + i) for i in range(R)])
+    settings = {"init_scales": scales.tolist(), "d_head": d_head, "lr": lr, "steps": steps,
+                "optimizer": optimizer if isinstance(optimizer, str) else "custom", "units": "steps x lr",
+                **versions()}
+
+    def to_traj(out):
+        return Trajectory(t=lr * out.steps, fields=dict(out.records), kind="simulation",
+                          model="dense_attention", settings={**settings, "wall_time_s": out.wall_time},
+                          status=out.status, message=out.message)
+
+    out = engine.simulate(_dense_model(L, H), params, aux, ctx, jnp.full((R,), lr), record_steps=rec,
+                          key=keys, optimizer=optimizer, progress=progress, on_divergence=on_divergence,
+                          desc="dense attention", make_partial=to_traj)
+    return to_traj(out)
