@@ -26,9 +26,10 @@ class SpecError(ValueError):
 
 _NUM = (int, float)
 # key -> (accepted types, required, default)
+_TOP = {"experiment": ((str,), True, None), "title": ((str,), False, "")}
+
 SCHEMA = {
-    "experiment": ((str,), True, None),
-    "title": ((str,), False, ""),
+    **_TOP,
     "problem": {
         "lam": ((list,), False, None),
         "rho": ((list,), False, None),
@@ -60,7 +61,27 @@ DEFAULT_SPEC = {
             "records": 400, "init": "aligned_gauge", "fraction": 0.5, "seed": 0},
 }
 
-EXPERIMENTS = ("jepa_vs_mae",)
+_ATTN_PROBLEM = {
+    "n_samples": ((int,), False, 100), "n_tokens": ((int,), False, 6), "d": ((int,), False, 5),
+    "heads": ((int,), False, 1), "layers": ((int,), False, 1), "seed": ((int,), False, 0),
+}
+SCHEMAS = {
+    "jepa_vs_mae": SCHEMA,
+    "dln_staircase": {**_TOP, "problem": {
+        "n": ((int,), True, None), "d": ((int,), True, None), "beta_star": ((list,), False, None),
+        "sparsity": ((int,), False, None), "noise": (_NUM, False, 0.0), "correlation": (_NUM, False, 0.0),
+        "seed": ((int,), False, 0)},
+        "run": {"alphas": ((list,), True, None), "tau_max": (_NUM, False, None),
+                "records": ((int,), False, 1000)}},
+    "attention_staircase": {**_TOP, "problem": _ATTN_PROBLEM,
+                            "run": {"alphas": ((list,), True, None), "tau_max": (_NUM, False, None),
+                                    "records": ((int,), False, 1000)}},
+    "dense_attention_rank": {**_TOP, "problem": _ATTN_PROBLEM,
+                             "run": {"init_scales": ((list,), True, None), "lr": (_NUM, True, None),
+                                     "steps": ((int,), True, None), "optimizer": ((str,), False, "sgd"),
+                                     "records": ((int,), False, 200)}},
+}
+EXPERIMENTS = tuple(SCHEMAS)
 
 
 def _check_table(table, schema, where):
@@ -96,9 +117,17 @@ def parse_spec(spec: dict) -> dict:
     """Check a spec dict (as loaded from TOML) and fill defaults; raises SpecError naming the key."""
     if not isinstance(spec, dict):
         raise SpecError("a spec must be a TOML table")
-    spec = _check_table(spec, SCHEMA, "")
-    if spec["experiment"] not in EXPERIMENTS:
-        raise SpecError(f"experiment must be one of {list(EXPERIMENTS)}, got {spec['experiment']!r}")
+    exp = spec.get("experiment")
+    if not isinstance(exp, str):
+        raise SpecError("missing required key experiment (a string)" if exp is None else
+                        f"experiment must be str, got {type(exp).__name__} {exp!r}")
+    if exp not in EXPERIMENTS:
+        raise SpecError(f"experiment must be one of {list(EXPERIMENTS)}, got {exp!r}")
+    spec = _check_table(spec, SCHEMAS[exp], "")
+    if exp != "jepa_vs_mae":
+        from .rank_experiments import check_spec
+        check_spec(spec)
+        return spec
     pb = spec["problem"]
     if pb["generative"] is None and (pb["lam"] is None or pb["rho"] is None):
         raise SpecError("problem needs lam and rho, or generative = 'static'|'temporal' with signal and noise")
@@ -139,7 +168,10 @@ def _problem(spec, depth, seed):
 
 
 def solve_spec(spec, *, seed=None):
-    """Theory only: critical times per (objective, depth); returns a JSON-able dict."""
+    """Theory only: critical times per (objective, depth), or the stages; returns a JSON-able dict."""
+    if spec["experiment"] != "jepa_vs_mae":
+        from .rank_experiments import solve_rank_spec
+        return solve_rank_spec(spec)
     from .jepa import critical_times
     seed = spec["run"]["seed"] if seed is None else seed
     out = {}
@@ -153,8 +185,12 @@ def solve_spec(spec, *, seed=None):
 
 
 def run_spec(spec, out_dir, *, seed=None, dtype=None, progress=True, echo=print):
-    """Run a ``jepa_vs_mae`` spec: simulate every (objective, depth) on the dense rotated network,
-    solve the theory on the same grid, print the table of critical times, write figure + JSON + NPZ."""
+    """Run a spec. ``jepa_vs_mae``: simulate every (objective, depth) on the dense rotated network,
+    solve the theory on the same grid, print the table of critical times, write figure + JSON + NPZ.
+    The rank-growth experiments are in ``rank_experiments``."""
+    if spec["experiment"] != "jepa_vs_mae":
+        from .rank_experiments import run_rank_spec
+        return run_rank_spec(spec, out_dir, progress=progress, echo=echo)
     from . import jepa
     from .plot import plot_jepa_vs_mae
     from .results import crosscheck

@@ -123,3 +123,81 @@ def _fig_ax(ax):
 def _time_label(traj):
     units = (traj.settings or {}).get("units", "gf")
     return "time (paper units, L x t)" if units == "paper" else "gradient-flow time t = lr x step"
+
+
+def plot_staircase(sims, st, *, title=None):
+    """Rank-growth figure: (a) loss against t / log(1/alpha) for several alphas over the predicted
+    staircase, (b) coordinates at the smallest alpha over the predicted plateaus, (c) rank / support
+    size over time. ``sims``: list of (alpha, Trajectory from the dual integrator or GD)."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    ax = axes[0]
+    cmap = plt.get_cmap("viridis")
+    for j, (a, sim) in enumerate(sims):
+        ax.plot(sim.tau, sim.loss, color=cmap(j / max(1, len(sims) - 1)), lw=1.8,
+                label=f"gradient flow, $\\alpha$ = {a:.0e}")
+    tau_end = max(float(np.max(sim.tau)) for _, sim in sims)
+    grid = np.linspace(0, tau_end, 2000)
+    ax.plot(grid, st.predict(grid).loss, "k--", lw=1.2, label="stage theory ($\\alpha \\to 0$)")
+    ax.set_yscale("log")
+    ax.set_xlabel("rescaled time $t / \\log(1/\\alpha)$")
+    ax.set_ylabel("training loss")
+    ax.legend(fontsize=7)
+    ax.set_title("(a) loss converges to the staircase", fontsize=10)
+    ax = axes[1]
+    a, sim = sims[-1]
+    pred = st.predict(grid).beta
+    active = np.nonzero(np.abs(st.points).max(axis=0) > 0)[0]
+    cols = _colors(len(active))
+    for c, i in zip(cols, active):
+        ax.plot(sim.tau, sim.beta[:, i], color=c, lw=2, alpha=0.8, label=f"coordinate {i}")
+        ax.plot(grid, pred[:, i], "--", color="k", lw=0.9)
+    ax.set_xlabel("rescaled time $t / \\log(1/\\alpha)$")
+    ax.set_ylabel("$\\beta_i = u_i v_i$")
+    ax.set_title(f"(b) coordinates at $\\alpha$ = {a:.0e} (dashed: plateaus)", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    ax = axes[2]
+    thresh = 1e-3 * max(1e-12, np.abs(st.points).max())
+    if "ranks" in st.extra:
+        p = sims[-1][1]
+        idx = st.plateau_index(grid)
+        ax.step(grid, st.ranks[idx, 0], "--", color="tab:blue", where="post", label="predicted rank $\\Delta W_KW_Q^T$")
+        ax.step(grid, st.ranks[idx, 1], "--", color="tab:orange", where="post", label="predicted rank $\\Delta W_VW_O^T$")
+        beta = p.beta
+        nd = int(st.extra["d"])
+        is_q = (np.arange(beta.shape[1]) % (2 * nd)) < nd
+        ax.plot(p.tau, (np.abs(beta[:, is_q]) > thresh).sum(1), color="tab:blue", lw=2, alpha=0.6,
+                label="simulated (|coordinate| > 1e-3 max)")
+        ax.plot(p.tau, (np.abs(beta[:, ~is_q]) > thresh).sum(1), color="tab:orange", lw=2, alpha=0.6)
+        ax.set_ylabel("rank of the learned perturbation")
+    else:
+        idx = st.plateau_index(grid)
+        ax.step(grid, [len(st.active[k]) for k in idx], "k--", where="post", label="predicted support size")
+        ax.plot(sim.tau, (np.abs(sim.beta) > thresh).sum(1), color="tab:green", lw=2, alpha=0.7,
+                label="simulated (|beta_i| > 1e-3 max)")
+        ax.set_ylabel("number of active coordinates")
+    ax.set_xlabel("rescaled time $t / \\log(1/\\alpha)$")
+    ax.legend(fontsize=7)
+    ax.set_title("(c) one coordinate (rank) at a time", fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def plot_dense_rank(sim, *, title=None):
+    """Dense attention: loss and the stable rank of Delta W_K W_Q^T and Delta W_V W_O^T per init scale."""
+    scales = sim.settings["init_scales"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
+    cmap = plt.get_cmap("plasma")
+    for j, sc in enumerate(scales):
+        c = cmap(j / max(1, len(scales)))
+        axes[0].semilogy(sim.t, sim.loss[j], color=c, label=f"init scale {sc:g}")
+        axes[1].plot(sim.t, sim.stable_rank_kq[j].mean(axis=(-2, -1)), color=c, label=f"init scale {sc:g}")
+        axes[2].plot(sim.t, sim.stable_rank_vo[j].mean(axis=(-2, -1)), color=c, label=f"init scale {sc:g}")
+    for ax, lab in zip(axes, ["training loss", "stable rank of $\\Delta W_K W_Q^T$",
+                              "stable rank of $\\Delta W_V W_O^T$"]):
+        ax.set_xlabel("lr x step")
+        ax.set_ylabel(lab)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig

@@ -114,7 +114,7 @@ class AttentionProblem(HadamardProblem):
         kq, vo = self.ranks(st.points)
         first_vo = bool(st.n_stages == 0 or any(
             i % (2 * self.d) >= self.d for i in st.entered[1]))
-        return {"ranks": np.stack([kq, vo], axis=-1), "first_stage_is_vo": first_vo}
+        return {"ranks": np.stack([kq, vo], axis=-1), "first_stage_is_vo": first_vo, "d": self.d}
 
     @classmethod
     def teacher_student(cls, n_samples=300, n_tokens=6, d=5, *, heads=1, layers=1, q_star=None,
