@@ -103,3 +103,41 @@ def test_missing_spec_file(capsys):
 def test_python_dash_m_entry_point(tmp_path):
     out = subprocess.run([sys.executable, "-m", "dynamics", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "demo" in out.stdout and "solve" in out.stdout
+
+
+@pytest.mark.parametrize("spec", ["dln_staircase", "attention_staircase", "dense_attention_rank"])
+def test_rank_growth_specs_parse_and_list(spec):
+    from dynamics.experiments import load_spec
+    s = load_spec(os.path.join(ROOT, "sims", f"{spec}.toml"))
+    assert s["experiment"] == spec
+
+
+def test_run_small_dln_staircase(tmp_path, capsys):
+    spec = tmp_path / "dln.toml"
+    spec.write_text('experiment = "dln_staircase"\n[problem]\nn = 30\nd = 3\n'
+                    'beta_star = [1.0, -0.5, 0.0]\nseed = 1\n[run]\nalphas = [1e-4, 1e-16]\n')
+    assert main(["run", str(spec), "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "predicted jumps" in out
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert len(summary["stages"]["times"]) == 3                    # 0 and two jumps
+    assert (tmp_path / "o" / "dln_staircase.png").stat().st_size > 10_000
+    assert main(["solve", str(spec)]) == 0
+    assert json.loads(capsys.readouterr().out)["converged"] is True
+
+
+@pytest.mark.parametrize("text,match", [
+    ('experiment = "dln_staircase"\n[problem]\nn = 30\nd = 3\n[run]\nalphas = [2.0]\n', r"run.alphas entries"),
+    ('experiment = "dln_staircase"\n[problem]\nn = 30\n[run]\nalphas = [0.1]\n', "missing required key problem.d"),
+    ('experiment = "dln_staircase"\n[problem]\nn = 30\nd = 3\nbeta_star = [1.0]\n[run]\nalphas = [0.1]\n',
+     "beta_star must have d = 3"),
+    ('experiment = "dense_attention_rank"\n[problem]\n[run]\ninit_scales = [1.0]\nlr = 0.1\n',
+     "missing required key run.steps"),
+    ('title = "x"\n', "missing required key experiment"),
+])
+def test_rank_spec_errors(tmp_path, capsys, text, match):
+    spec = tmp_path / "bad.toml"
+    spec.write_text(text)
+    assert main(["run", str(spec), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    import re
+    assert re.search(match, capsys.readouterr().err)
