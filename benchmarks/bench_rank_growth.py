@@ -57,7 +57,7 @@ def bench(name, pb, tau_max, lr):
 def main():
     alpha = 1e-8
     cases = [
-        bench("DLN n=200 d=6 (4 stages)", DLNProblem.random(200, 6, beta_star=[2, -1, 0.5, 0.25, 0, 0],
+        bench("DLN n=200 d=6", DLNProblem.random(200, 6, beta_star=[2, -1, 0.5, 0.25, 0, 0],
                                                             noise=0.1, correlation=0.5, init_scale=alpha,
                                                             key=0), 4.0, 0.01),
         bench("diagonal attention M=100 N=6 d=5", AttentionProblem.teacher_student(100, 6, 5, init_scale=alpha,
