@@ -12,15 +12,19 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from . import diagonal, engine, hadamard, metrics, saxe, transformer  # noqa: E402
+from . import diagonal, engine, hadamard, heads, identity_head, metrics, saxe, stepwise, transformer  # noqa: E402
 from .diagonal import DLNProblem, simulate_dln  # noqa: E402
 from .engine import DivergenceError, record_schedule  # noqa: E402
 from .hadamard import Stages, StageCheck, crosscheck_stages, stages  # noqa: E402
+from .heads import (BYOLProblem, byol_collapse_threshold, byol_fixed_points, byol_time_to_learn,  # noqa: E402
+                    simulate_byol, solve_byol)
+from .identity_head import HeadProblem, head_phases, simulate_head  # noqa: E402
 from .jepa import (critical_times, critical_times_asymptotic, fixed_points, simulate_jepa,  # noqa: E402
                    simulate_mae, solve_jepa, solve_mae)
 from .problems import RegressionProblem, SSLProblem, random_rotation  # noqa: E402
 from .results import CrossCheck, Trajectory, crosscheck, load  # noqa: E402
 from .saxe import critical_times_saxe, simulate_saxe, solve_saxe  # noqa: E402
+from .stepwise import StepwiseProblem, simulate_stepwise, solve_stepwise, step_times  # noqa: E402
 from .transformer import AttentionProblem, simulate_attention, simulate_dense_attention  # noqa: E402
 
 __all__ = [
@@ -31,5 +35,9 @@ __all__ = [
     "Trajectory", "CrossCheck", "crosscheck", "load", "DivergenceError", "record_schedule",
     "DLNProblem", "AttentionProblem", "stages", "Stages", "StageCheck", "crosscheck_stages",
     "simulate_dln", "simulate_attention", "simulate_dense_attention",
-    "engine", "metrics", "hadamard", "diagonal", "transformer", "__version__",
+    "BYOLProblem", "simulate_byol", "solve_byol", "byol_fixed_points", "byol_time_to_learn",
+    "byol_collapse_threshold", "HeadProblem", "simulate_head", "head_phases",
+    "StepwiseProblem", "simulate_stepwise", "solve_stepwise", "step_times",
+    "engine", "metrics", "hadamard", "diagonal", "transformer", "heads", "identity_head", "stepwise",
+    "__version__",
 ]

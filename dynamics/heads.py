@@ -1,0 +1,367 @@
+"""Linear prediction heads in non-contrastive SSL (Tian, Chen & Ganguli 2021): linear BYOL / SimSiam.
+
+Online W (n x n), linear predictor W_p (n x n), target W_a; X = E[xbar xbar^T] (mean augmented view),
+X' = mean augmentation covariance, S = X + X'. The loss J = 1/2 E||W_p W x1 - SG(W_a x2)||^2 gives
+(theory/heads.md sec. 1)
+
+    dW_p/dt = alpha_p (-W_p W S + W_a X) W^T - eta W_p
+    dW/dt   = W_p^T (-W_p W S + W_a X) - eta W
+    dW_a/dt = beta (W - W_a)                         (SimSiam: W_a = W; the stop-gradient is kept)
+
+Aligned per-mode theory (X = U diag(x) U^T, X' = U diag(x') U^T, all matrices diagonal in U):
+
+    dw_p/dt = alpha_p w (w_a x - w_p w (x + x')) - eta w_p
+    dw/dt   = w_p (w_a x - w_p w (x + x')) - eta w
+    dw_a/dt = beta (w - w_a)
+
+with p = w_p, s = w^2 (eigenvalues of F = W W^T), tau = w_a / w.  Isotropic closed forms: the invariant
+parabola s = p^2/alpha_p + e^(-2 eta t) c, fixed points p-+ = (tau -+ sqrt(tau^2 - 4 eta k)) / (2k),
+k = 1 + sigma^2, and the time to learn on the parabola.
+
+Also: DirectPred (W_p from the eigendecomposition of a running estimate of F), the no-predictor and
+no-stop-gradient ablations (both collapse), and the commutator ||[F, W_p]|| with the sign of K.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.integrate import solve_ivp
+
+from . import engine
+from .problems import random_rotation
+from .results import Trajectory, versions
+from .validation import check_array, check_choice, check_int, check_positive, check_symmetric_pd
+
+__all__ = ["BYOLProblem", "simulate_byol", "solve_byol", "byol_fixed_points", "byol_time_to_learn",
+           "byol_collapse_threshold"]
+
+PREDICTORS = ("trained", "none", "directpred")
+
+
+@dataclass(frozen=True, eq=False)
+class BYOLProblem:
+    """Linear BYOL / SimSiam. X, X_aug: (n, n) PSD; alpha_p > 0 predictor rate ratio; eta >= 0 weight
+    decay; beta: EMA rate (> 0) or None for SimSiam (W_a = W). Aligned init per mode: w0, p0
+    (and wa0 for BYOL, default w0) in the common eigenbasis ``basis``.
+
+    Options for the simulator: predictor = "trained" | "none" (W_p = I fixed) | "directpred";
+    stop_grad (False: gradients also flow through the target, SimSiam only); symmetric (symmetrise
+    the predictor's update); directpred_rho, directpred_eps.
+    """
+
+    X: np.ndarray
+    X_aug: np.ndarray
+    alpha_p: float = 1.0
+    eta: float = 0.0
+    beta: float | None = None
+    w0: np.ndarray | None = None
+    p0: np.ndarray | None = None
+    wa0: np.ndarray | None = None
+    basis: np.ndarray | None = None
+    predictor: str = "trained"
+    stop_grad: bool = True
+    symmetric: bool = False
+    directpred_rho: float = 0.3
+    directpred_eps: float = 0.1
+    source: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        X = check_symmetric_pd("X", self.X, semi=True)
+        n = X.shape[0]
+        Xa = check_symmetric_pd("X_aug", self.X_aug, semi=True)
+        if Xa.shape != X.shape:
+            raise ValueError(f"X_aug must have the shape of X {X.shape}, got {Xa.shape}")
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        set_("X", X)
+        set_("X_aug", Xa)
+        set_("alpha_p", check_positive("alpha_p", self.alpha_p))
+        set_("eta", check_positive("eta", self.eta, strict=False))
+        if self.beta is not None:
+            set_("beta", check_positive("beta", self.beta))
+        check_choice("predictor", self.predictor, set(PREDICTORS))
+        if not self.stop_grad and self.beta is not None:
+            raise ValueError("stop_grad=False is the SimSiam ablation: it needs beta=None (W_a = W)")
+        if self.basis is None:
+            comm = float(np.abs(X @ Xa - Xa @ X).max())
+            U = np.linalg.eigh(X + 0.7390851332 * Xa)[1]
+            if comm > 1e-9 * max(1.0, float(np.abs(X).max()) ** 2):
+                U = np.linalg.eigh(X)[1]
+            set_("basis", U)
+        else:
+            set_("basis", check_array("basis", self.basis, shape=(n, n)))
+        for name, default in (("w0", 0.1), ("p0", 0.1)):
+            v = getattr(self, name)
+            set_(name, np.full(n, default) if v is None else check_array(name, v, shape=(n,)))
+        set_("wa0", self.w0.copy() if self.wa0 is None else check_array("wa0", self.wa0, shape=(n,)))
+        set_("directpred_rho", check_positive("directpred_rho", self.directpred_rho, strict=False, upper=1.0))
+        set_("directpred_eps", check_positive("directpred_eps", self.directpred_eps, strict=False))
+
+    @classmethod
+    def isotropic(cls, n, sigma2, *, alpha_p=1.0, eta=0.0, beta=None, w0=0.1, p0=0.1, wa0=None, rotate=False,
+                  key=0, **kw):
+        """X = I, X' = sigma2 I (Tian et al.'s assumption A2); scalar or per-mode inits."""
+        n = check_int("n", n, minimum=1)
+        sigma2 = check_positive("sigma2", sigma2, strict=False)
+        U = random_rotation(n, key=key) if rotate else np.eye(n)
+        return cls(X=np.eye(n), X_aug=sigma2 * np.eye(n), alpha_p=alpha_p, eta=eta, beta=beta,
+                   w0=np.broadcast_to(np.asarray(w0, float), (n,)).copy(),
+                   p0=np.broadcast_to(np.asarray(p0, float), (n,)).copy(),
+                   wa0=None if wa0 is None else np.broadcast_to(np.asarray(wa0, float), (n,)).copy(),
+                   basis=U, source={"builder": "isotropic", "sigma2": sigma2}, **kw)
+
+    @classmethod
+    def aligned(cls, x, x_aug, *, alpha_p=1.0, eta=0.0, beta=None, w0=0.1, p0=0.1, wa0=None, rotate=True,
+                key=0, **kw):
+        """X = U diag(x) U^T, X' = U diag(x_aug) U^T (commuting; random U when rotate)."""
+        x = check_array("x", x, ndim=1)
+        xa = check_array("x_aug", x_aug, shape=x.shape)
+        if np.any(x < 0) or np.any(xa < 0):
+            raise ValueError("x and x_aug must be >= 0 (eigenvalues of covariances)")
+        n = x.size
+        U = random_rotation(n, key=key) if rotate else np.eye(n)
+        return cls(X=(U * x) @ U.T, X_aug=(U * xa) @ U.T, alpha_p=alpha_p, eta=eta, beta=beta,
+                   w0=np.broadcast_to(np.asarray(w0, float), (n,)).copy(),
+                   p0=np.broadcast_to(np.asarray(p0, float), (n,)).copy(),
+                   wa0=None if wa0 is None else np.broadcast_to(np.asarray(wa0, float), (n,)).copy(),
+                   basis=U, source={"builder": "aligned"}, **kw)
+
+    @property
+    def n(self):
+        return self.X.shape[0]
+
+    @property
+    def spectra(self):
+        """(x, x_aug) in the basis."""
+        U = self.basis
+        return (np.einsum("ji,jk,ki->i", U, self.X, U), np.einsum("ji,jk,ki->i", U, self.X_aug, U))
+
+    def replace(self, **kw):
+        return dataclasses.replace(self, **kw)
+
+
+# ------------------------------------------------------------------------------------------ simulate
+def _byol_terms(W, Wp, Wa, X, S):
+    R = Wa @ X - Wp @ W @ S          # (-W_p W S + W_a X)
+    return R
+
+
+@functools.lru_cache(maxsize=32)
+def _byol_model(predictor, stop_grad, symmetric, simsiam, alpha_p, eta, beta, rho, eps):
+    def loss_fn(W, Wp, Wa, X, S):
+        A = Wp @ W
+        return 0.5 * jnp.sum((A @ S) * A) - jnp.sum((A @ X) * Wa) + 0.5 * jnp.sum((Wa @ S) * Wa)
+
+    def parts(params, aux):
+        W = params["W"]
+        Wp = params["Wp"] if predictor == "trained" else (aux["Wp"] if predictor == "directpred"
+                                                          else jnp.eye(W.shape[0], dtype=W.dtype))
+        Wa = W if simsiam else aux["Wa"]
+        return W, Wp, Wa
+
+    def grad(params, aux, ctx, key):
+        X, S = ctx["X"], ctx["X"] + ctx["Xa"]
+        W, Wp, Wa = parts(params, aux)
+        R = _byol_terms(W, Wp, Wa, X, S)
+        gW = -(Wp.T @ R) + eta * W
+        if not stop_grad:   # gradient also through the target branch W x2 (W_a = W)
+            gW = gW + (W @ S - Wp @ W @ X)
+        out = {"W": gW}
+        if predictor == "trained":
+            gP = -alpha_p * (R @ W.T) + eta * Wp
+            if symmetric:
+                gP = 0.5 * (gP + gP.T)
+            out["Wp"] = gP
+        return loss_fn(W, Wp, Wa, X, S), out
+
+    def update_aux(params, aux, ctx):
+        new = dict(aux)
+        if not simsiam:
+            new["Wa"] = aux["Wa"] + ctx["h"] * beta * (params["W"] - aux["Wa"])
+        if predictor == "directpred":
+            S = ctx["X"] + ctx["Xa"]
+            F = params["W"] @ S @ params["W"].T
+            Fh = rho * aux["F"] + (1.0 - rho) * F
+            s, U = jnp.linalg.eigh(0.5 * (Fh + Fh.T))
+            s = jnp.clip(s, 0.0, None)
+            p = jnp.sqrt(s) + eps * jnp.max(s)
+            new["F"] = Fh
+            new["Wp"] = (U * p) @ U.T
+        return new
+
+    def observe(params, aux, ctx):
+        X, S = ctx["X"], ctx["X"] + ctx["Xa"]
+        W, Wp, Wa = parts(params, aux)
+        U = ctx["basis"]
+        F = W @ W.T
+        Wps = 0.5 * (Wp + Wp.T)
+        comm = F @ Wps - Wps @ F
+        k = 1.0 + ctx["sigma2"]
+        tau = jnp.sum(Wa * W) / jnp.maximum(jnp.sum(W * W), 1e-300)
+        K = k * (0.5 * alpha_p * F + Wps @ Wps - (tau / k) * Wps) + 1.5 * eta * jnp.eye(F.shape[0])
+        return {"p": jnp.sum(U * (Wp @ U), axis=0), "s": jnp.sum(U * (F @ U), axis=0),
+                "w_a": jnp.sum(U * (Wa @ U), axis=0), "loss": loss_fn(W, Wp, Wa, X, S),
+                "balance": F - Wp.T @ Wp / alpha_p, "commutator": jnp.sqrt(jnp.sum(comm * comm)),
+                "K_min": jnp.linalg.eigvalsh(0.5 * (K + K.T))[0], "tau": tau}
+
+    return engine.Model(grad=grad, observe=observe,
+                        update_aux=None if (simsiam and predictor != "directpred") else update_aux)
+
+
+def simulate_byol(problem, *, lr, steps, record_every=None, record_log=None, init=None, runs=1,
+                  key=0, progress=None, on_divergence="raise"):
+    """Euler steps (``lr``) of the matrix flow above, through the shared engine.
+
+    init: None (aligned: W = U diag(w0) U^T, W_p = U diag(p0) U^T, W_a = U diag(wa0) U^T), or a dict
+    {"W", "Wp"[, "Wa"]} of (n, n) arrays (e.g. unaligned, to watch the commutator decay).
+    Returns a Trajectory: .t = lr step, .p (T, n) and .s (T, n) (diagonals of W_p and F = W W^T in
+    the basis: their eigenvalues once aligned), .w_a, .loss, .balance (T, n, n) = F - W_p^T W_p/alpha_p,
+    .commutator ||[F, sym W_p]||_F, .K_min (smallest eigenvalue of K), .tau = <W_a, W>/<W, W>.
+    """
+    if not isinstance(problem, BYOLProblem):
+        raise TypeError(f"problem must be a BYOLProblem, got {type(problem).__name__}")
+    lr = check_positive("lr", lr)
+    steps = check_int("steps", steps, minimum=1)
+    runs = check_int("runs", runs, minimum=1)
+    if record_every is None and record_log is None:
+        record_every = max(1, steps // 500)
+    rec = engine.record_schedule(steps, every=record_every, log=record_log)
+    U, n = problem.basis, problem.n
+    if init is None:
+        W0 = (U * problem.w0) @ U.T
+        P0 = (U * problem.p0) @ U.T
+        A0 = (U * problem.wa0) @ U.T
+    else:
+        W0 = check_array("init['W']", init.get("W"), shape=(n, n))
+        P0 = check_array("init['Wp']", init.get("Wp", np.eye(n)), shape=(n, n))
+        A0 = check_array("init['Wa']", init.get("Wa", W0), shape=(n, n))
+    simsiam = problem.beta is None
+    params = {"W": W0}
+    if problem.predictor == "trained":
+        params["Wp"] = P0
+    aux = {}
+    if not simsiam:
+        aux["Wa"] = A0
+    if problem.predictor == "directpred":
+        aux["F"] = W0 @ (problem.X + problem.X_aug) @ W0.T
+        aux["Wp"] = P0
+    batch = lambda tree: jax.tree_util.tree_map(lambda x: jnp.asarray(np.broadcast_to(x, (runs,) + np.shape(x))), tree)  # noqa: E731
+    sigma2 = float(np.mean(np.diag(problem.X_aug)) / max(np.mean(np.diag(problem.X)), 1e-300))
+    ctx = batch({"X": problem.X, "Xa": problem.X_aug, "basis": U, "h": np.asarray(lr), "sigma2": np.asarray(sigma2)})
+    model = _byol_model(problem.predictor, problem.stop_grad, problem.symmetric, simsiam, problem.alpha_p,
+                        problem.eta, problem.beta, problem.directpred_rho, problem.directpred_eps)
+    keys = jnp.stack([jax.random.fold_in(jax.random.key(key), i) for i in range(runs)])
+    settings = {"lr": lr, "steps": steps, "record_every": record_every, "alpha_p": problem.alpha_p,
+                "eta": problem.eta, "beta": problem.beta, "predictor": problem.predictor,
+                "stop_grad": problem.stop_grad, "symmetric": problem.symmetric, "units": "gf", **versions()}
+
+    def to_traj(out):
+        fields = {k: (v if runs > 1 else v[0]) for k, v in out.records.items()}
+        return Trajectory(t=lr * out.steps, fields=fields, kind="simulation", model="byol",
+                          settings={**settings, "wall_time_s": out.wall_time}, status=out.status,
+                          message=out.message)
+
+    out = engine.simulate(model, batch(params), batch(aux), ctx, jnp.full((runs,), lr), record_steps=rec,
+                          key=keys, progress=progress, on_divergence=on_divergence, desc="byol",
+                          make_partial=to_traj)
+    return to_traj(out)
+
+
+# ------------------------------------------------------------------------------------------ theory
+def solve_byol(problem, *, times, rtol=1e-11, atol=1e-13):
+    """The aligned per-mode ODEs (module docstring), integrated with scipy's DOP853 at tight tolerance.
+
+    Exact for an aligned init with a trained predictor and stop-gradient (the theory's setting).
+    Returns a Trajectory with .p, .s (= w^2), .w_a, .tau (per mode, w_a / w), .loss."""
+    if not isinstance(problem, BYOLProblem):
+        raise TypeError(f"problem must be a BYOLProblem, got {type(problem).__name__}")
+    if problem.predictor != "trained" or not problem.stop_grad or problem.symmetric is None:
+        raise ValueError("solve_byol covers the trained predictor with stop-gradient; simulate the "
+                         "ablations (predictor='none'/'directpred', stop_grad=False) instead")
+    X, Xa = problem.X, problem.X_aug
+    comm = float(np.abs(X @ Xa - Xa @ X).max())
+    if comm > 1e-9 * max(1.0, float(np.abs(X).max())) ** 2:
+        raise ValueError("solve_byol needs X and X_aug simultaneously diagonalisable (they do not commute)")
+    times = check_array("times", times, ndim=1)
+    if np.any(times < 0) or np.any(np.diff(times) < 0):
+        raise ValueError("times must be >= 0 and non-decreasing")
+    x, xa = problem.spectra
+    lam_s = x + xa
+    ap, eta, beta = problem.alpha_p, problem.eta, problem.beta
+    n = problem.n
+    simsiam = beta is None
+
+    def rhs(t, y):
+        w, wp = y[:n], y[n:2 * n]
+        wa = w if simsiam else y[2 * n:]
+        r = wa * x - wp * w * lam_s
+        dw = wp * r - eta * w
+        dp = ap * w * r - eta * wp
+        out = [dw, dp] if simsiam else [dw, dp, beta * (w - wa)]
+        return np.concatenate(out)
+
+    y0 = np.concatenate([problem.w0, problem.p0] + ([] if simsiam else [problem.wa0]))
+    sol = solve_ivp(rhs, (0.0, float(times[-1]) if times.size else 0.0), y0, t_eval=times, method="DOP853",
+                    rtol=rtol, atol=atol)
+    if not sol.success:
+        raise RuntimeError(f"solve_byol: the ODE solver failed: {sol.message}")
+    Y = sol.y.T
+    w, wp = Y[:, :n], Y[:, n:2 * n]
+    wa = w if simsiam else Y[:, 2 * n:]
+    loss = np.sum(0.5 * (wp * w) ** 2 * lam_s - wp * w * wa * x + 0.5 * wa ** 2 * lam_s, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = np.where(w != 0, wa / w, np.nan)
+    return Trajectory(t=times, fields={"p": wp, "s": w ** 2, "w_a": wa, "tau": tau, "loss": loss},
+                      kind="theory", model="byol", settings={"units": "gf", **versions()})
+
+
+def byol_collapse_threshold(tau, sigma2):
+    """eta above which collapse is certain on the invariant parabola: tau^2 / (4 (1 + sigma2))."""
+    return np.asarray(tau, float) ** 2 / (4.0 * (1.0 + np.asarray(sigma2, float)))
+
+
+def byol_fixed_points(tau, eta, sigma2):
+    """(p_minus, p_plus) = (tau -+ sqrt(tau^2 - 4 eta k)) / (2k), k = 1 + sigma2, on the parabola
+    s = p^2 / alpha_p. p < p_minus collapses to 0, p > p_minus goes to p_plus. nan (with a warning)
+    where eta > tau^2 / (4k): collapse is certain."""
+    tau = np.asarray(tau, float)
+    eta = np.asarray(eta, float)
+    if np.any(eta < 0):
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    if np.any(np.asarray(sigma2) < 0):
+        raise ValueError(f"sigma2 must be >= 0, got {sigma2}")
+    k = 1.0 + np.asarray(sigma2, float)
+    disc = tau ** 2 - 4.0 * eta * k
+    with np.errstate(invalid="ignore"):
+        root = np.sqrt(disc)
+    if np.any(disc < 0):
+        warnings.warn("eta > tau^2 / (4 (1 + sigma2)): no non-collapsed fixed point, collapse is certain",
+                      RuntimeWarning, stacklevel=2)
+    pm = np.where(disc >= 0, (tau - root) / (2 * k), np.nan)
+    pp = np.where(disc >= 0, (tau + root) / (2 * k), np.nan)
+    return pm, pp
+
+
+def byol_time_to_learn(p0, p, tau, sigma2, eta=0.0):
+    """Closed-form time for the predictor eigenvalue to go from p0 to p on the invariant parabola
+    (fixed tau; SimSiam has tau = 1):  eta = 0:  t = 1/(tau p0) - 1/(tau p) + (k/tau^2) ln[p (tau - k p0) /
+    (p0 (tau - k p))];  eta > 0:  t = -(1/k) [G(p) - G(p0)], G(q) = ln q / (a b) + ln|q - a| / (a (a - b))
+    + ln|q - b| / (b (b - a)), a = p_minus, b = p_plus.  inf if p is not reached."""
+    k = 1.0 + sigma2
+    p0, p = float(p0), float(p)
+    if eta == 0:
+        if not (0 < p0 < tau / k and p0 <= p < tau / k):
+            return np.inf
+        return (1 / (tau * p0) - 1 / (tau * p) + (k / tau ** 2) * np.log(p * (tau - k * p0) / (p0 * (tau - k * p))))
+    a, b = byol_fixed_points(tau, eta, sigma2)
+    if not np.isfinite(a) or not (a < p0 <= p < b):
+        return np.inf
+    G = lambda q: (np.log(q) / (a * b) + np.log(abs(q - a)) / (a * (a - b))  # noqa: E731
+                   + np.log(abs(q - b)) / (b * (b - a)))
+    return float(-(G(p) - G(p0)) / k)

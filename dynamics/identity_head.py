@@ -1,0 +1,234 @@
+"""The identity-initialised prediction head (Wen & Li 2022): substitution and acceleration.
+
+Data (theory/heads.md sec. 4): each sample carries one feature v_l (l = 1 strong, 2 weak, orthonormal)
+with a shared sign z = +-1 on its feature patches, X_p = z alpha_l v_l, and Gaussian noise patches
+X_p ~ N(0, noise_std^2 I) elsewhere.  Views: complementary Bernoulli(1/2) patch masks.
+Network: neurons f_j(X) = sum_p <w_j, X_p>^3, W = (w_1, ..., w_k) in R^(d x k).
+Head: E = I + off-diagonal entries (trainable, at their own learning rate lr * head_lr_ratio).
+Loss with per-coordinate BatchNorm (no affine): L = -sum_j batchcorr(F_j(X1), SG(f_j(X2))), F = E f;
+without BatchNorm: L = 1/2 E||F(X1) - SG(f(X2))||^2.  Simulated by the shared engine with fresh
+samples every step; no closed form.  Measured: feature overlaps cos(w_j, v_l), the head's off-diagonal
+entries, and the phase times (``head_phases``).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import engine
+from .problems import as_key
+from .results import Trajectory, versions
+from .validation import check_array, check_fraction, check_int, check_positive
+
+__all__ = ["HeadProblem", "simulate_head", "head_phases"]
+
+
+@dataclass(frozen=True, eq=False)
+class HeadProblem:
+    """Settings of the toy (defaults: the configuration documented in theory/heads.md sec. 4).
+
+    overlaps: (neurons, 2) initial cos(w_j, v_l); the rest of each unit-norm w_j is random and
+    orthogonal to v_1, v_2 (from ``key``). noise_bank: noise patches are drawn (with replacement)
+    from a fixed bank of this many Gaussian vectors, which is ~10x faster than fresh Gaussians on a
+    CPU; 0 draws fresh ones every step."""
+
+    d: int = 64
+    patches: int = 16
+    feature_patches: int = 4
+    alpha: tuple = (4.0, 2.5)
+    noise_std: float | None = None
+    batch: int = 512
+    overlaps: tuple = ((0.10, 0.05), (0.06, 0.08))
+    head_lr_ratio: float = 10.0
+    eval_batch: int = 2048
+    noise_bank: int = 32768
+    key: int = 0
+    source: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        d = check_int("d", self.d, minimum=2)
+        P = check_int("patches", self.patches, minimum=2)
+        fp = check_int("feature_patches", self.feature_patches, minimum=1)
+        if fp >= P:
+            raise ValueError(f"feature_patches must be < patches = {P}, got {fp}")
+        alpha = check_array("alpha", self.alpha, shape=(2,))
+        if np.any(alpha <= 0):
+            raise ValueError(f"alpha must be > 0, got {alpha}")
+        ov = check_array("overlaps", self.overlaps, ndim=2)
+        if ov.shape[1] != 2 or ov.shape[0] < 1:
+            raise ValueError(f"overlaps must have shape (neurons, 2), got {ov.shape}")
+        if np.any(np.sum(ov ** 2, axis=1) >= 1):
+            raise ValueError("each neuron's overlaps must satisfy c1^2 + c2^2 < 1 (unit-norm neurons)")
+        noise = 1.0 / np.sqrt(d) if self.noise_std is None else check_positive("noise_std", self.noise_std,
+                                                                                 strict=False)
+        for k, v in (("d", d), ("patches", P), ("feature_patches", fp), ("alpha", tuple(alpha.tolist())),
+                     ("overlaps", tuple(map(tuple, ov.tolist()))), ("noise_std", float(noise)),
+                     ("batch", check_int("batch", self.batch, minimum=2)),
+                     ("eval_batch", check_int("eval_batch", self.eval_batch, minimum=2)),
+                     ("noise_bank", check_int("noise_bank", self.noise_bank, minimum=0)),
+                     ("head_lr_ratio", check_positive("head_lr_ratio", self.head_lr_ratio))):
+            object.__setattr__(self, k, v)
+
+    @property
+    def neurons(self):
+        return len(self.overlaps)
+
+    def init_W(self):
+        """Unit-norm neurons with the prescribed overlaps with v_1 = e_1, v_2 = e_2."""
+        k = self.neurons
+        g = np.array(jax.random.normal(as_key(self.key), (self.d, k), dtype=jnp.float64))
+        g[:2] = 0.0
+        g /= np.linalg.norm(g, axis=0, keepdims=True)
+        ov = np.asarray(self.overlaps)
+        W = np.sqrt(1 - np.sum(ov ** 2, axis=1))[None, :] * g
+        W[0], W[1] = ov[:, 0], ov[:, 1]
+        return W
+
+
+def _sample(key, B, prob):
+    """Two complementary views of B samples: (X1, X2) each (B, P, d)."""
+    d, P = prob["d"], prob["P"]
+    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+    which = jax.random.bernoulli(k1, 0.5, (B,)).astype(jnp.int32)           # 0: strong v1, 1: weak v2
+    sign = jnp.where(jax.random.bernoulli(k2, 0.5, (B,)), 1.0, -1.0)
+    is_feat = jax.random.uniform(k3, (B, P)).argsort(axis=1) < prob["fp"]   # exactly fp feature patches
+    amp = jnp.where(which == 0, prob["alpha"][0], prob["alpha"][1]) * sign
+    feat = jax.nn.one_hot(which, d, dtype=amp.dtype) * amp[:, None]          # (B, d)
+    if "bank" in prob:      # noise patches drawn from a fixed bank of Gaussian vectors (fast)
+        noise = prob["bank"][jax.random.randint(k4, (B, P), 0, prob["bank"].shape[0])]
+    else:
+        noise = prob["noise"] * jax.random.normal(k4, (B, P, d), dtype=prob["alpha"].dtype)
+    X = jnp.where(is_feat[..., None], feat[:, None, :], noise)
+    mask = jax.random.bernoulli(k5, 0.5, (B, P))[..., None]
+    return X * mask, X * (~mask)
+
+
+def _features(W, X):
+    return jnp.sum((X @ W) ** 3, axis=1)                                     # (B, k)
+
+
+def _bn(z):
+    z = z - jnp.mean(z, axis=0)
+    return z / jnp.sqrt(jnp.mean(z * z, axis=0) + 1e-12)
+
+
+@functools.lru_cache(maxsize=16)
+def _head_model(head, batchnorm, B, ratio, d, P, fp, noise):
+    static = {"d": d, "P": P, "fp": fp, "noise": noise}
+
+    def loss_fn(params, X1, X2):
+        W = params["W"]
+        f1 = _features(W, X1)
+        f2 = jax.lax.stop_gradient(_features(W, X2))
+        if head:
+            k = W.shape[1]
+            E = jnp.eye(k) + params["E"] * (1.0 - jnp.eye(k))
+            f1 = f1 @ E.T
+        if batchnorm:
+            return -jnp.sum(jnp.mean(_bn(f1) * _bn(f2), axis=0))
+        return 0.5 * jnp.mean(jnp.sum((f1 - f2) ** 2, axis=1))
+
+    def grad(params, aux, ctx, key):
+        X1, X2 = _sample(key, B, {**ctx, **static})
+        loss, g = jax.value_and_grad(loss_fn)(params, X1, X2)
+        if head:
+            g = {**g, "E": ratio * g["E"]}
+        return loss, g
+
+    def observe(params, aux, ctx):
+        W = params["W"]
+        cos = W[:2].T / jnp.linalg.norm(W, axis=0)[:, None]                  # (k, 2): cos(w_j, v_l)
+        out = {"overlaps": cos, "loss": loss_fn(params, ctx["X1"], ctx["X2"]), "norms": jnp.linalg.norm(W, axis=0)}
+        if head:
+            k = W.shape[1]
+            out["head_offdiag"] = params["E"][~np.eye(k, dtype=bool)]
+        return out
+
+    return engine.Model(grad=grad, observe=observe)
+
+
+def simulate_head(problem, *, head=True, batchnorm=True, lr=0.02, steps=8000, record_every=None,
+                  runs=1, key=0, progress=None, on_divergence="raise", dtype=np.float32):
+    """SGD on the toy (fresh batches every step; W at ``lr``, the head's off-diagonals at
+    ``lr * problem.head_lr_ratio``). Returns a Trajectory: .t = step (not scaled by lr),
+    .overlaps (T, k, 2) cos(w_j, v_l), .head_offdiag (T, k(k-1)) when head, .loss on a fixed
+    evaluation batch, .norms; and ``head_phases(traj)`` gives the phase times. float32 by default
+    (no theory to match; the sampling dominates the cost)."""
+    if not isinstance(problem, HeadProblem):
+        raise TypeError(f"problem must be a HeadProblem, got {type(problem).__name__}")
+    lr = check_positive("lr", lr)
+    steps = check_int("steps", steps, minimum=1)
+    runs = check_int("runs", runs, minimum=1)
+    rec = engine.record_schedule(steps, every=record_every or max(1, steps // 200))
+    k = problem.neurons
+    dtype = np.dtype(dtype)
+    params = {"W": problem.init_W().astype(dtype)}
+    if head:
+        params["E"] = np.zeros((k, k), dtype=dtype)
+    base = as_key(key)
+    consts = {"d": problem.d, "P": problem.patches, "fp": problem.feature_patches,
+              "alpha": jnp.asarray(problem.alpha, dtype=dtype), "noise": problem.noise_std}
+    X1, X2 = _sample(jax.random.fold_in(base, 10_000), problem.eval_batch, consts)
+    ctx_np = {"alpha": np.asarray(problem.alpha, dtype=dtype), "X1": np.asarray(X1), "X2": np.asarray(X2)}
+    if problem.noise_bank:
+        ctx_np["bank"] = problem.noise_std * np.asarray(jax.random.normal(
+            jax.random.fold_in(base, 20_000), (problem.noise_bank, problem.d), dtype=dtype))
+    model = _head_model(bool(head), bool(batchnorm), problem.batch, problem.head_lr_ratio, problem.d,
+                        problem.patches, problem.feature_patches, problem.noise_std)
+    batch = lambda tree: jax.tree_util.tree_map(lambda x: jnp.asarray(np.broadcast_to(x, (runs,) + np.shape(x))), tree)  # noqa: E731
+    keys = jnp.stack([jax.random.fold_in(base, i) for i in range(runs)])
+    settings = {"head": bool(head), "batchnorm": bool(batchnorm), "lr": lr, "steps": steps,
+                "head_lr": lr * problem.head_lr_ratio, "problem": {
+                    "d": problem.d, "patches": problem.patches, "feature_patches": problem.feature_patches,
+                    "alpha": list(problem.alpha), "noise_std": problem.noise_std, "batch": problem.batch,
+                    "overlaps": [list(o) for o in problem.overlaps], "key": problem.key},
+                "units": "steps", **versions()}
+
+    def to_traj(out):
+        fields = {kk: (v if runs > 1 else v[0]) for kk, v in out.records.items()}
+        return Trajectory(t=out.steps.astype(float), fields=fields, kind="simulation", model="identity_head",
+                          settings={**settings, "wall_time_s": out.wall_time}, status=out.status,
+                          message=out.message)
+
+    out = engine.simulate(model, batch(params), {}, batch(ctx_np), jnp.full((runs,), lr, dtype=dtype), record_steps=rec,
+                          key=keys, progress=progress, on_divergence=on_divergence, desc="identity head",
+                          make_partial=to_traj)
+    return to_traj(out)
+
+
+def head_phases(traj, *, threshold=0.2, back_fraction=0.1):
+    """Phase times of one run (nan where a phase did not happen):
+
+    strong: first time some neuron has cos(w, v_1) >= threshold;
+    substitution: first time max |head off-diagonal| reaches half its peak (nan without a head);
+    weak: first time some neuron has cos(w, v_2) >= threshold;
+    back: first time after the peak that max |off-diagonal| <= back_fraction * peak.
+    Also: weak_learned (bool), the neuron that learned v_2, and the peak off-diagonal value."""
+    check_fraction("threshold", threshold)
+    t = np.asarray(traj.t)
+    ov = np.abs(np.asarray(traj.overlaps))                  # (T, k, 2)
+    if ov.ndim != 3:
+        raise ValueError("head_phases takes one run: traj.run(i)")
+
+    def first(mask):
+        idx = np.nonzero(mask)[0]
+        return float(t[idx[0]]) if idx.size else float("nan")
+
+    out = {"strong": first(ov[:, :, 0].max(axis=1) >= threshold),
+           "weak": first(ov[:, :, 1].max(axis=1) >= threshold),
+           "weak_learned": bool(ov[-1, :, 1].max() >= threshold),
+           "weak_neuron": int(np.argmax(ov[-1, :, 1])),
+           "substitution": float("nan"), "back": float("nan"), "peak_offdiag": 0.0}
+    if "head_offdiag" in traj.fields:
+        e = np.abs(np.asarray(traj.head_offdiag)).max(axis=1)
+        ipk = int(np.argmax(e))
+        out["peak_offdiag"] = float(e[ipk])
+        out["substitution"] = first(e >= 0.5 * e[ipk]) if e[ipk] > 0 else float("nan")
+        after = np.nonzero((np.arange(t.size) > ipk) & (e <= back_fraction * e[ipk]))[0]
+        out["back"] = float(t[after[0]]) if after.size else float("nan")
+    return out

@@ -1,0 +1,159 @@
+"""Stepwise self-supervised learning (Simon et al. 2023): a linear Barlow-Twins toy learns one
+eigenmode at a time.
+
+Embedding f(x) = W x, W (d x m); Gamma (m x m) = symmetrised cross-correlation of positive pairs;
+C = W Gamma W^T and L = ||C - I||_F^2, so (theory/stepwise.md)
+
+    dW/dt = -grad L = -4 (W Gamma W^T - I) W Gamma.
+
+Aligned init W(0) = U diag(s(0)) V_d^T (V_d: top-d eigenvectors of Gamma, eigenvalues gamma_j) stays
+aligned with ds_j/dt = 4 gamma_j s_j (1 - gamma_j s_j^2):
+
+    s_j(t) = e^(4 gamma_j t) / sqrt(s_j(0)^-2 + gamma_j (e^(8 gamma_j t) - 1)),
+    lambda_j = gamma_j s_j^2 is logistic at rate 8 gamma_j, step (half) times
+    t_j = ln(1/lambda_j(0) - 1) / (8 gamma_j): modes are learned one at a time in order of gamma.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import engine
+from .problems import as_key
+from .results import Trajectory, versions
+from .validation import check_array, check_choice, check_int, check_positive, check_symmetric_pd
+
+__all__ = ["StepwiseProblem", "simulate_stepwise", "solve_stepwise", "step_times"]
+
+
+@dataclass(frozen=True, eq=False)
+class StepwiseProblem:
+    """Gamma (m x m) symmetric with positive top-d eigenvalues, embedding dimension d (default m),
+    init scale s0 (aligned: s_j(0) = init_scale; random: i.i.d. N(0, init_scale^2) entries)."""
+
+    Gamma: np.ndarray
+    init_scale: float
+    d: int | None = None
+    source: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        G = check_symmetric_pd("Gamma", self.Gamma, semi=True)
+        m = G.shape[0]
+        d = m if self.d is None else check_int("d", self.d, minimum=1)
+        if d > m:
+            raise ValueError(f"d must be <= m = {m} (embedding dimension at most the input's), got {d}")
+        gam, V = np.linalg.eigh(G)
+        order = np.argsort(gam)[::-1]
+        gam, V = gam[order], V[:, order]
+        if gam[d - 1] <= 0:
+            raise ValueError(f"Gamma's top d = {d} eigenvalues must be > 0 (C = I must be reachable), got "
+                             f"{gam[:d]}")
+        object.__setattr__(self, "Gamma", G)
+        object.__setattr__(self, "d", d)
+        object.__setattr__(self, "init_scale", check_positive("init_scale", self.init_scale))
+        object.__setattr__(self, "gammas", gam[:d])
+        object.__setattr__(self, "V", V[:, :d])
+
+    @classmethod
+    def from_spectrum(cls, gammas, init_scale, *, rotate=True, key=0, d=None):
+        g = check_array("gammas", gammas, ndim=1)
+        if np.any(g <= 0):
+            raise ValueError(f"gammas must be > 0, got {g}")
+        from .problems import random_rotation
+        V = random_rotation(g.size, key=key) if rotate else np.eye(g.size)
+        return cls(Gamma=(V * g) @ V.T, init_scale=init_scale, d=d, source={"gammas": g.tolist()})
+
+    @property
+    def m(self):
+        return self.Gamma.shape[0]
+
+
+@functools.lru_cache(maxsize=4)
+def _model():
+    def loss(W, G):
+        C = W @ G @ W.T
+        E = C - jnp.eye(C.shape[0], dtype=C.dtype)
+        return jnp.sum(E * E)
+
+    def grad(params, aux, ctx, key):
+        W, G = params["W"], ctx["Gamma"]
+        C = W @ G @ W.T
+        E = C - jnp.eye(C.shape[0], dtype=C.dtype)
+        return jnp.sum(E * E), {"W": 4.0 * E @ W @ G}
+
+    def observe(params, aux, ctx):
+        W, G = params["W"], ctx["Gamma"]
+        C = W @ G @ W.T
+        return {"eigenvalues": jnp.linalg.eigvalsh(0.5 * (C + C.T))[::-1], "loss": loss(W, G)}
+
+    return engine.Model(grad=grad, observe=observe)
+
+
+def simulate_stepwise(problem, *, lr, steps, init="aligned", record_every=None, record_log=None, runs=1,
+                      key=0, progress=None, on_divergence="raise"):
+    """Gradient descent on W. init: "aligned" (W = diag(s0) V_d^T) or "random" (N(0, s0^2) entries,
+    one draw per run from ``key``). Returns .t, .eigenvalues (T, d) of C = W Gamma W^T (descending), .loss."""
+    if not isinstance(problem, StepwiseProblem):
+        raise TypeError(f"problem must be a StepwiseProblem, got {type(problem).__name__}")
+    check_choice("init", init, {"aligned", "random"})
+    lr = check_positive("lr", lr)
+    steps = check_int("steps", steps, minimum=1)
+    runs = check_int("runs", runs, minimum=1)
+    if record_every is None and record_log is None:
+        record_every = max(1, steps // 500)
+    rec = engine.record_schedule(steps, every=record_every, log=record_log)
+    d, m, s0 = problem.d, problem.m, problem.init_scale
+    base = as_key(key)
+    if init == "aligned":
+        W0 = np.broadcast_to(s0 * problem.V.T, (runs, d, m))
+    else:
+        W0 = np.stack([s0 * np.asarray(jax.random.normal(jax.random.fold_in(base, i), (d, m), dtype=jnp.float64))
+                       for i in range(runs)])
+    ctx = {"Gamma": jnp.asarray(np.broadcast_to(problem.Gamma, (runs, m, m)))}
+    keys = jnp.stack([jax.random.fold_in(base, 1000 + i) for i in range(runs)])
+    settings = {"lr": lr, "steps": steps, "init": init, "init_scale": s0, "units": "gf", **versions()}
+
+    def to_traj(out):
+        fields = {k: (v if runs > 1 else v[0]) for k, v in out.records.items()}
+        return Trajectory(t=lr * out.steps, fields=fields, kind="simulation", model="stepwise",
+                          settings={**settings, "wall_time_s": out.wall_time}, status=out.status,
+                          message=out.message)
+
+    out = engine.simulate(_model(), {"W": jnp.asarray(W0)}, {}, ctx, jnp.full((runs,), lr), record_steps=rec,
+                          key=keys, progress=progress, on_divergence=on_divergence, desc="stepwise",
+                          make_partial=to_traj)
+    return to_traj(out)
+
+
+def solve_stepwise(problem, *, times):
+    """Closed-form aligned solution: eigenvalues lambda_j(t) = gamma_j s_j(t)^2 (logistic), loss."""
+    if not isinstance(problem, StepwiseProblem):
+        raise TypeError(f"problem must be a StepwiseProblem, got {type(problem).__name__}")
+    t = check_array("times", times, ndim=1)
+    if np.any(t < 0):
+        raise ValueError("times must be >= 0")
+    g = problem.gammas
+    lam0 = g * problem.init_scale ** 2
+    x = 8.0 * g[None, :] * t[:, None]
+    # logistic in a stable form: lam = 1 / (1 + (1/lam0 - 1) e^(-x))
+    lam = 1.0 / (1.0 + (1.0 / lam0 - 1.0)[None, :] * np.exp(-x))
+    order = np.argsort(-lam, axis=1, kind="stable")
+    lam_sorted = np.take_along_axis(lam, order, axis=1)
+    return Trajectory(t=t, fields={"eigenvalues": lam_sorted, "modes": lam, "loss": np.sum((lam - 1) ** 2, axis=1)},
+                      kind="theory", model="stepwise", settings={"units": "gf", **versions()})
+
+
+def step_times(problem, *, approximate=False):
+    """Half times t_j = ln(1/lambda_j(0) - 1) / (8 gamma_j) of the aligned solution, lambda_j(0) =
+    gamma_j s0^2 (0 if already past 1/2); ``approximate=True``: the paper's -ln(s0^2 gamma_j)/(8 gamma_j)."""
+    g = problem.gammas
+    lam0 = g * problem.init_scale ** 2
+    if approximate:
+        return -np.log(lam0) / (8 * g)
+    with np.errstate(divide="ignore"):
+        return np.where(lam0 < 0.5, np.log(1.0 / lam0 - 1.0) / (8 * g), 0.0)
