@@ -81,7 +81,11 @@ SCHEMAS = {
                                      "steps": ((int,), True, None), "optimizer": ((str,), False, "sgd"),
                                      "records": ((int,), False, 200)}},
 }
+from .head_experiments import SCHEMAS as _HEAD_SCHEMAS  # noqa: E402
+
+SCHEMAS.update(_HEAD_SCHEMAS)
 EXPERIMENTS = tuple(SCHEMAS)
+RANK_EXPERIMENTS = ("dln_staircase", "attention_staircase", "dense_attention_rank")
 
 
 def _check_table(table, schema, where):
@@ -124,9 +128,11 @@ def parse_spec(spec: dict) -> dict:
     if exp not in EXPERIMENTS:
         raise SpecError(f"experiment must be one of {list(EXPERIMENTS)}, got {exp!r}")
     spec = _check_table(spec, SCHEMAS[exp], "")
-    if exp != "jepa_vs_mae":
+    if exp in RANK_EXPERIMENTS:
         from .rank_experiments import check_spec
         check_spec(spec)
+        return spec
+    if exp != "jepa_vs_mae":
         return spec
     pb = spec["problem"]
     if pb["generative"] is None and (pb["lam"] is None or pb["rho"] is None):
@@ -169,9 +175,12 @@ def _problem(spec, depth, seed):
 
 def solve_spec(spec, *, seed=None):
     """Theory only: critical times per (objective, depth), or the stages; returns a JSON-able dict."""
-    if spec["experiment"] != "jepa_vs_mae":
+    if spec["experiment"] in RANK_EXPERIMENTS:
         from .rank_experiments import solve_rank_spec
         return solve_rank_spec(spec)
+    if spec["experiment"] != "jepa_vs_mae":
+        from .head_experiments import solve_head_spec
+        return solve_head_spec(spec)
     from .jepa import critical_times
     seed = spec["run"]["seed"] if seed is None else seed
     out = {}
@@ -188,9 +197,12 @@ def run_spec(spec, out_dir, *, seed=None, dtype=None, progress=True, echo=print)
     """Run a spec. ``jepa_vs_mae``: simulate every (objective, depth) on the dense rotated network,
     solve the theory on the same grid, print the table of critical times, write figure + JSON + NPZ.
     The rank-growth experiments are in ``rank_experiments``."""
-    if spec["experiment"] != "jepa_vs_mae":
+    if spec["experiment"] in RANK_EXPERIMENTS:
         from .rank_experiments import run_rank_spec
         return run_rank_spec(spec, out_dir, progress=progress, echo=echo)
+    if spec["experiment"] != "jepa_vs_mae":
+        from .head_experiments import run_head_spec
+        return run_head_spec(spec, out_dir, progress=progress, echo=echo)
     from . import jepa
     from .plot import plot_jepa_vs_mae
     from .results import crosscheck

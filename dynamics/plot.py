@@ -201,3 +201,138 @@ def plot_dense_rank(sim, *, title=None):
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
+
+
+def plot_byol_portrait(sim, th, prob, *, title=None):
+    """SimSiam per-mode flow in the (p, s) plane: vector field, invariant parabola s = p^2/alpha_p,
+    fixed points p-+, and each mode's trajectory (simulation solid, theory dashed)."""
+    from .heads import byol_fixed_points
+    x, xa = prob.spectra
+    k = float(np.mean((x + xa) / np.maximum(x, 1e-300)))
+    ap, eta = prob.alpha_p, prob.eta
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
+    ax = axes[0]
+    pmax = max(1.1 / k, float(np.max(th.p)) * 1.1)
+    smax = max(float(np.max(th.s)) * 1.2, pmax ** 2 / ap * 1.1)
+    P, S = np.meshgrid(np.linspace(1e-3, pmax, 30), np.linspace(1e-4, smax, 30))
+    dP = ap * S * (1.0 - k * P) - eta * P
+    dS = 2 * P * S * (1.0 - k * P) - 2 * eta * S
+    ax.streamplot(P, S, dP, dS, color="0.75", density=1.0, linewidth=0.7)
+    pp_grid = np.linspace(0, pmax, 200)
+    ax.plot(pp_grid, pp_grid ** 2 / ap, color="tab:purple", lw=1.2, label="invariant parabola $s = p^2/\\alpha_p$")
+    with np.errstate(invalid="ignore"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            pm, pplus = byol_fixed_points(1.0, eta, k - 1.0)
+    if np.isfinite(pm):
+        ax.plot([pm], [pm ** 2 / ap], "o", mfc="w", mec="k", label=f"$p_-$ = {pm:.3g} (unstable)")
+        ax.plot([pplus], [pplus ** 2 / ap], "ko", label=f"$p_+$ = {pplus:.3g} (stable)")
+    cols = _colors(th.p.shape[1])
+    for j, c in enumerate(cols):
+        ax.plot(sim.p[:, j], sim.s[:, j], color=c, lw=2.2, alpha=0.7)
+        ax.plot(th.p[:, j], th.s[:, j], "--", color="k", lw=0.9)
+        ax.plot(th.p[0, j], th.s[0, j], "s", color=c)
+    ax.set_xlim(0, pmax)
+    ax.set_ylim(0, smax)
+    ax.set_xlabel("predictor eigenvalue p")
+    ax.set_ylabel("s = eigenvalue of $WW^T$")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(f"(a) SimSiam phase portrait ($\\eta$ = {eta:g}, $\\sigma^2$ = {k - 1:g})", fontsize=10)
+    ax = axes[1]
+    for j, c in enumerate(cols):
+        ax.plot(sim.t, sim.p[:, j], color=c, lw=2.2, alpha=0.7, label=f"mode {j}")
+        ax.plot(th.t, th.p[:, j], "--", color="k", lw=0.9)
+    if np.isfinite(pm):
+        ax.axhline(pm, color="0.5", ls=":", lw=1)
+        ax.axhline(pplus, color="0.5", ls=":", lw=1)
+    ax.set_xlabel("gradient-flow time t = lr x step")
+    ax.set_ylabel("predictor eigenvalue p")
+    ax.legend(fontsize=7)
+    ax.set_title("(b) simulation (solid) vs per-mode theory (dashed)", fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def plot_alignment(sims, *, title=None):
+    """||[F, W_p]|| over time for several weight decays, with Thm 3's bound e^(-2 lambda0 t)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    cmap = plt.get_cmap("viridis")
+    for j, (eta, sim) in enumerate(sims):
+        c = cmap(j / max(1, len(sims) - 1))
+        axes[0].semilogy(sim.t, np.maximum(sim.commutator, 1e-16), color=c, lw=2, label=f"$\\eta$ = {eta:g}")
+        lam0 = sim.K_min.min()
+        if lam0 > 0:
+            axes[0].semilogy(sim.t, sim.commutator[0] * np.exp(-2 * lam0 * sim.t), ":", color=c, lw=1)
+        axes[1].plot(sim.t, sim.K_min, color=c, lw=2, label=f"$\\eta$ = {eta:g}")
+    axes[0].set_ylabel("$\\|[F, W_p]\\|_F$ (dotted: bound when K > 0)")
+    axes[1].axhline(0, color="k", lw=0.8)
+    axes[1].set_ylabel("smallest eigenvalue of K")
+    for ax in axes:
+        ax.set_xlabel("gradient-flow time t = lr x step")
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def plot_identity_head(runs, phases, *, title=None):
+    """Feature overlaps of each neuron and the head's off-diagonals, per run, with phase times."""
+    fig, axes = plt.subplots(1, len(runs) + 1, figsize=(4.5 * (len(runs) + 1), 4), constrained_layout=True)
+    styles = {(0, 0): ("tab:blue", "-"), (0, 1): ("tab:blue", "--"), (1, 0): ("tab:red", "-"), (1, 1): ("tab:red", "--")}
+    for ax, (name, tr) in zip(axes, runs.items()):
+        ov = np.abs(tr.overlaps)
+        for (j, l), (c, ls) in styles.items():
+            if j < ov.shape[1]:
+                ax.plot(tr.t, ov[:, j, l], color=c, ls=ls, lw=2, label=f"|cos(w{j + 1}, v{l + 1})|")
+        ph = phases[name]
+        for key, col in (("substitution", "tab:orange"), ("weak", "tab:green")):
+            if np.isfinite(ph[key]):
+                ax.axvline(ph[key], color=col, ls=":", lw=1.2, label=f"{key} ({ph[key]:.0f})")
+        ax.set_title(f"{name}: weak feature {'learned' if ph['weak_learned'] else 'not learned'}", fontsize=10)
+        ax.set_xlabel("SGD step")
+        ax.set_ylabel("feature overlap")
+        ax.legend(fontsize=7)
+    ax = axes[-1]
+    for name, tr in runs.items():
+        if "head_offdiag" in tr.fields:
+            ax.plot(tr.t, np.abs(tr.head_offdiag).max(axis=1), lw=2, label=name)
+    ax.set_xlabel("SGD step")
+    ax.set_ylabel("max |off-diagonal of the head|")
+    ax.set_title("the head rises (substitution), then returns to I", fontsize=10)
+    ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def plot_stepwise(sim, th, prob, rnd=None, *, title=None):
+    """Barlow-Twins staircase: eigenvalues of C over time (simulation solid, logistic theory dashed),
+    predicted step times dotted; random small-init runs in grey."""
+    from .stepwise import step_times
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    ax = axes[0]
+    cols = _colors(sim.eigenvalues.shape[1])
+    ts = step_times(prob)
+    for j, c in enumerate(cols):
+        ax.plot(sim.t, sim.eigenvalues[:, j], color=c, lw=2.2, alpha=0.75, label=f"$\\gamma$ = {prob.gammas[j]:.3g}")
+        ax.plot(th.t, th.eigenvalues[:, j], "--", color="k", lw=0.9)
+        ax.axvline(ts[j], color=c, ls=":", lw=1)
+    if rnd is not None:
+        for r in range(rnd.eigenvalues.shape[0]):
+            ax.plot(rnd.t, rnd.eigenvalues[r], color="0.6", lw=0.8, alpha=0.6)
+    ax.set_xlabel("gradient-flow time t = lr x step")
+    ax.set_ylabel("eigenvalues of $C = W\\Gamma W^T$")
+    ax.legend(fontsize=8)
+    ax.set_title("(a) one eigenmode at a time (grey: small random init)", fontsize=10)
+    ax = axes[1]
+    ax.semilogy(sim.t, sim.loss, lw=2, label="simulation")
+    ax.semilogy(th.t, th.loss, "k--", lw=1, label="theory")
+    ax.set_xlabel("gradient-flow time t = lr x step")
+    ax.set_ylabel("loss $\\|C - I\\|_F^2$")
+    ax.legend(fontsize=8)
+    ax.set_title("(b) staircase loss", fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig

@@ -141,3 +141,26 @@ def test_rank_spec_errors(tmp_path, capsys, text, match):
     assert main(["run", str(spec), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     import re
     assert re.search(match, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("spec", ["byol_phase_portrait", "byol_alignment", "identity_head", "stepwise_staircase"])
+def test_head_specs_parse(spec):
+    from dynamics.experiments import load_spec
+    assert load_spec(os.path.join(ROOT, "sims", f"{spec}.toml"))["experiment"] == spec
+
+
+@pytest.mark.parametrize("spec", ["byol_phase_portrait", "stepwise_staircase"])
+def test_run_head_specs(tmp_path, capsys, spec):
+    out = tmp_path / spec
+    assert main(["run", os.path.join(ROOT, "sims", f"{spec}.toml"), "--out", str(out), "--no-progress"]) == 0
+    assert (out / f"{spec}.png").stat().st_size > 10_000
+    summary = json.loads((out / "summary.json").read_text())
+    if spec == "byol_phase_portrait":
+        assert summary["fate"][0] == "collapsed" and summary["fate"][1] == "learned"   # either side of p-
+        assert summary["max_abs_error_p"] < 5e-3
+    else:
+        assert summary["max_abs_error"] < 1e-2
+    capsys.readouterr()
+    assert main(["solve", os.path.join(ROOT, "sims", f"{spec}.toml")]) == 0
+    solved = json.loads(capsys.readouterr().out)
+    assert ("p_minus" in solved) if spec == "byol_phase_portrait" else (len(solved["step_times"]) == 4)

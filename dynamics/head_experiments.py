@@ -1,0 +1,151 @@
+"""Runners for the prediction-head and stepwise specs in ``sims/``: byol_phase_portrait,
+byol_alignment, identity_head, stepwise_staircase."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+
+import numpy as np
+
+from .results import _jsonable, atomic_write
+
+__all__ = ["SCHEMAS", "run_head_spec", "solve_head_spec"]
+
+_NUM = (int, float)
+_TOP = {"experiment": ((str,), True, None), "title": ((str,), False, "")}
+SCHEMAS = {
+    "byol_phase_portrait": {**_TOP, "problem": {
+        "sigma2": (_NUM, False, 0.5), "eta": (_NUM, False, 0.05), "alpha_p": (_NUM, False, 1.0),
+        "p0": ((list,), True, None), "s0": ((list,), True, None), "seed": ((int,), False, 0)},
+        "run": {"lr": (_NUM, False, 0.02), "t_max": (_NUM, False, 60.0)}},
+    "byol_alignment": {**_TOP, "problem": {
+        "n": ((int,), False, 4), "sigma2": (_NUM, False, 0.5), "alpha_p": (_NUM, False, 1.0),
+        "etas": ((list,), True, None), "seed": ((int,), False, 0)},
+        "run": {"lr": (_NUM, False, 0.01), "t_max": (_NUM, False, 30.0)}},
+    "identity_head": {**_TOP, "problem": {
+        "d": ((int,), False, 64), "patches": ((int,), False, 16), "feature_patches": ((int,), False, 4),
+        "alpha": ((list,), False, [4.0, 2.5]), "head_lr_ratio": (_NUM, False, 10.0), "seed": ((int,), False, 0)},
+        "run": {"lr": (_NUM, False, 0.02), "steps": ((int,), False, 4000)}},
+    "stepwise_staircase": {**_TOP, "problem": {
+        "gammas": ((list,), True, None), "init_scale": (_NUM, False, 1e-3), "seed": ((int,), False, 0)},
+        "run": {"lr": (_NUM, False, 1e-3), "horizon": (_NUM, False, 1.3), "random_runs": ((int,), False, 3)}},
+}
+
+
+def _save(out_dir, name, fig, summary, echo):
+    atomic_write(os.path.join(out_dir, f"{name}.png"), lambda fh: fig.savefig(fh, format="png", dpi=110))
+    atomic_write(os.path.join(out_dir, "summary.json"),
+                 lambda fh: fh.write(json.dumps(_jsonable(summary), indent=2).encode()))
+    echo(f"wrote {name}.png, summary.json and .npz files in {out_dir} ({summary['wall_time_s']:.1f} s)")
+
+
+def solve_head_spec(spec):
+    from .heads import byol_collapse_threshold, byol_fixed_points
+    from .stepwise import StepwiseProblem, step_times
+    pb = spec["problem"]
+    if spec["experiment"] == "byol_phase_portrait":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            pm, pp = byol_fixed_points(1.0, pb["eta"], pb["sigma2"])
+        return {"p_minus": float(pm), "p_plus": float(pp), "eta_threshold": float(byol_collapse_threshold(1.0, pb["sigma2"]))}
+    if spec["experiment"] == "stepwise_staircase":
+        prob = StepwiseProblem.from_spectrum(pb["gammas"], pb["init_scale"], key=pb["seed"])
+        return {"step_times": step_times(prob).tolist()}
+    from .experiments import SpecError
+    raise SpecError(f"{spec['experiment']} has no closed-form summary; use `run`")
+
+
+def run_head_spec(spec, out_dir, *, progress=True, echo=print):
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.perf_counter()
+    runner = {"byol_phase_portrait": _phase_portrait, "byol_alignment": _alignment,
+              "identity_head": _identity_head, "stepwise_staircase": _stepwise}[spec["experiment"]]
+    fig, summary = runner(spec, out_dir, progress, echo)
+    summary = {"spec": spec, **summary, "wall_time_s": time.perf_counter() - t0}
+    _save(out_dir, spec["experiment"], fig, summary, echo)
+    return summary
+
+
+def _phase_portrait(spec, out_dir, progress, echo):
+    from .heads import BYOLProblem, byol_fixed_points, simulate_byol, solve_byol
+    from .plot import plot_byol_portrait
+    pb, run = spec["problem"], spec["run"]
+    p0, s0 = np.asarray(pb["p0"], float), np.asarray(pb["s0"], float)
+    prob = BYOLProblem.isotropic(p0.size, pb["sigma2"], alpha_p=pb["alpha_p"], eta=pb["eta"], beta=None,
+                                 w0=np.sqrt(s0), p0=p0, rotate=True, key=pb["seed"])
+    steps = int(np.ceil(run["t_max"] / run["lr"]))
+    sim = simulate_byol(prob, lr=run["lr"], steps=steps, record_every=max(1, steps // 400), progress=progress)
+    th = solve_byol(prob, times=sim.t)
+    sim.save(os.path.join(out_dir, "byol_sim.npz"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pm, pp = byol_fixed_points(1.0, pb["eta"], pb["sigma2"])
+    fate = ["learned" if s > 1e-3 else "collapsed" for s in th.s[-1]]
+    echo(f"p- = {pm:.4g}, p+ = {pp:.4g}; final p (sim) {np.round(sim.p[-1], 4).tolist()}: {fate}")
+    return plot_byol_portrait(sim, th, prob, title=spec["title"] or None), {
+        "p_minus": pm, "p_plus": pp, "final_p_sim": sim.p[-1], "final_p_theory": th.p[-1], "fate": fate,
+        "max_abs_error_p": float(np.abs(sim.p - th.p).max())}
+
+
+def _alignment(spec, out_dir, progress, echo):
+    from .heads import BYOLProblem, simulate_byol
+    from .plot import plot_alignment
+    pb, run = spec["problem"], spec["run"]
+    rng = np.random.default_rng(pb["seed"])
+    n = pb["n"]
+    A = rng.normal(size=(n, n))
+    init = {"W": 0.5 * rng.normal(size=(n, n)), "Wp": 0.15 * (A + A.T) + 0.5 * np.eye(n)}
+    steps = int(np.ceil(run["t_max"] / run["lr"]))
+    sims = []
+    for eta in pb["etas"]:
+        prob = BYOLProblem.isotropic(n, pb["sigma2"], alpha_p=pb["alpha_p"], eta=float(eta), symmetric=True)
+        sim = simulate_byol(prob, lr=run["lr"], steps=steps, record_every=max(1, steps // 300), init=init,
+                            progress=progress)
+        sims.append((float(eta), sim))
+        echo(f"eta = {eta}: ||[F, W_p]|| {sim.commutator[0]:.3g} -> {sim.commutator[-1]:.3g}, "
+             f"min K {sim.K_min.min():.3g}")
+    return plot_alignment(sims, title=spec["title"] or None), {
+        "commutator_final": {str(e): s.commutator[-1] for e, s in sims},
+        "K_min": {str(e): s.K_min.min() for e, s in sims}}
+
+
+def _identity_head(spec, out_dir, progress, echo):
+    from .identity_head import HeadProblem, head_phases, simulate_head
+    from .plot import plot_identity_head
+    pb, run = spec["problem"], spec["run"]
+    prob = HeadProblem(d=pb["d"], patches=pb["patches"], feature_patches=pb["feature_patches"],
+                       alpha=tuple(pb["alpha"]), head_lr_ratio=pb["head_lr_ratio"], key=pb["seed"])
+    runs = {}
+    for name, kw in (("head", dict(head=True)), ("no head", dict(head=False)),
+                     ("head, no BatchNorm", dict(head=True, batchnorm=False))):
+        runs[name] = simulate_head(prob, lr=run["lr"], steps=run["steps"], record_every=max(1, run["steps"] // 100),
+                                   progress=progress, **kw)
+        runs[name].save(os.path.join(out_dir, name.replace(" ", "_").replace(",", "") + ".npz"))
+    phases = {k: head_phases(v) for k, v in runs.items()}
+    for k, ph in phases.items():
+        echo(f"{k:>20}: weak feature learned: {ph['weak_learned']}; phases strong {ph['strong']}, "
+             f"substitution {ph['substitution']}, weak {ph['weak']}, back {ph['back']}")
+    return plot_identity_head(runs, phases, title=spec["title"] or None), {"phases": phases}
+
+
+def _stepwise(spec, out_dir, progress, echo):
+    from .plot import plot_stepwise
+    from .stepwise import StepwiseProblem, simulate_stepwise, solve_stepwise, step_times
+    pb, run = spec["problem"], spec["run"]
+    prob = StepwiseProblem.from_spectrum(pb["gammas"], pb["init_scale"], key=pb["seed"])
+    T = run["horizon"] * step_times(prob).max()
+    steps = int(np.ceil(T / run["lr"]))
+    sim = simulate_stepwise(prob, lr=run["lr"], steps=steps, record_every=max(1, steps // 400), progress=progress)
+    th = solve_stepwise(prob, times=sim.t)
+    rnd = None
+    if run["random_runs"]:
+        rnd = simulate_stepwise(prob, lr=run["lr"], steps=steps, record_every=max(1, steps // 400), init="random",
+                                runs=run["random_runs"], key=pb["seed"], progress=progress)
+    sim.save(os.path.join(out_dir, "stepwise_sim.npz"))
+    echo(f"step times {np.round(step_times(prob), 4).tolist()}; max |sim - theory| "
+         f"{np.abs(sim.eigenvalues - th.eigenvalues).max():.2e}")
+    return plot_stepwise(sim, th, prob, rnd, title=spec["title"] or None), {
+        "step_times": step_times(prob), "max_abs_error": float(np.abs(sim.eigenvalues - th.eigenvalues).max())}
