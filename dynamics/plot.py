@@ -336,3 +336,20 @@ def plot_stepwise(sim, th, prob, rnd=None, *, title=None):
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
+
+
+def gallery_settings():
+    """(small, out_dir) for the gallery scripts: DYNAMICS_GALLERY_SMALL=1 shrinks the runs (tests),
+    DYNAMICS_GALLERY_OUT=DIR also saves each figure there as PNG."""
+    import os
+    return os.environ.get("DYNAMICS_GALLERY_SMALL") == "1", os.environ.get("DYNAMICS_GALLERY_OUT")
+
+
+def gallery_save(fig, name):
+    """Save ``fig`` as DIR/name.png when DYNAMICS_GALLERY_OUT is set (a no-op otherwise)."""
+    import os
+    _, out = gallery_settings()
+    if out:
+        os.makedirs(out, exist_ok=True)
+        fig.savefig(os.path.join(out, f"{name}.png"), dpi=100)
+    return fig

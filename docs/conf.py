@@ -1,0 +1,55 @@
+"""Sphinx configuration: `make docs` (HTML in docs/_build/html)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(".."))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+project = "dynamics"
+author = "dynamics developers"
+copyright = "2026, dynamics developers"
+
+import dynamics  # noqa: E402
+
+release = dynamics.__version__
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.napoleon",
+    "myst_parser",
+    "sphinx_gallery.gen_gallery",
+]
+myst_enable_extensions = ["dollarmath", "amsmath"]
+myst_heading_anchors = 3
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+autosummary_generate = True
+autodoc_default_options = {"members": True, "undoc-members": False}
+autodoc_typehints = "none"
+napoleon_numpy_docstring = True
+suppress_warnings = ["myst.header", "autosummary.import_cycle"]
+exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py", "auto_examples/*.zip",
+                    "auto_examples/*.md5", "auto_examples/*.json"]
+sphinx_gallery_conf = {
+    "examples_dirs": "gallery",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "within_subsection_order": "FileNameSortKey",
+}
+html_theme = "alabaster"
+html_static_path = []
+exclude_patterns += ["gallery/*"]
+
+
+def _verbatim_docstrings(app, what, name, obj, options, lines):
+    """The library's docstrings are plain text with equations and shapes (not reST): show them
+    verbatim, as a literal block, so that |x|, *, indentation and tables render as written."""
+    if lines:
+        lines[:] = ["::", ""] + ["    " + ln for ln in lines] + [""]
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _verbatim_docstrings)
