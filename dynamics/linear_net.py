@@ -248,6 +248,24 @@ def run_keys_for(key, R):
     return [jax.random.fold_in(key, i) for i in range(R)]
 
 
+def _warn_float32(objective, probs, lrs):
+    """float32 loses updates smaller than its epsilon relative to the parameter: at a tiny init the
+    first steps change each mode by a relative lr * psi0^(k-1) (1 - psi0^n) / pref, which can be below
+    2^-23 (the mode then never moves). Warn, naming the number, so the user switches to float64."""
+    worst = np.inf
+    for p in probs:
+        if not p.diagonalisable or np.any(p.lam <= 0):
+            continue
+        L = p.depth
+        psi0 = p.init_scale ** (1.0 / L) / objective.scale(p.rho, L)
+        rate = np.abs(psi0 ** (objective.k(L) - 1) * (1 - psi0 ** objective.n(L))) / objective.pref(p.lam, p.rho, L)
+        worst = min(worst, float(np.min(rate)) * float(np.min(lrs)))
+    if worst < 2 * np.finfo(np.float32).eps:
+        warnings.warn(f"float32 cannot resolve this run: the first steps change the slowest mode by a relative "
+                      f"{worst:.2g} per step, below float32's resolution {np.finfo(np.float32).eps:.2g}; "
+                      "its updates are rounded away. Use dtype=float64 (the default).", RuntimeWarning, stacklevel=3)
+
+
 def simulate_linear(objective, problem, *, lr, steps, record_every=None, record_log=None, runs=1,
                     key=0, init="aligned", optimizer="sgd", batch_size=None, data=None, ema=None,
                     snapshots=False, progress=None, on_divergence="raise", dtype=None, desc=None):
@@ -270,6 +288,8 @@ def simulate_linear(objective, problem, *, lr, steps, record_every=None, record_
     if dtype == np.float64 and not jax.config.jax_enable_x64:
         raise RuntimeError("float64 needs jax_enable_x64 (dynamics enables it at import; something "
                            "turned it off): jax.config.update('jax_enable_x64', True)")
+    if dtype == np.float32:
+        _warn_float32(objective, probs, lrs)
     n_data = None
     if data is not None:
         x, y = data

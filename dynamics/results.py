@@ -260,6 +260,11 @@ def crosscheck(a: Trajectory, b: Trajectory, *, fraction=0.5, rtol=1e-2, ctol=1e
     if isinstance(b, Stages):
         return crosscheck_stages(a, b)
     fraction = check_fraction("fraction", fraction)
+    import warnings
+    for traj in (a, b):
+        if traj.settings.get("dtype") == "float32" and rtol < 1e-5:
+            warnings.warn(f"rtol={rtol:g} is beyond float32's accuracy (~1e-6 relative at best) for the "
+                          f"{traj.kind} run; simulate with dtype=float64", RuntimeWarning, stacklevel=2)
     if a.batched or b.batched:
         raise ValueError("crosscheck compares single runs: pick one with traj.run(i)")
     ta, tb = np.asarray(a.t, float), np.asarray(b.t, float)

@@ -303,3 +303,19 @@ def test_warning_free_theory_for_learnable_problem():
 def test_encoder_product_order():
     W = np.stack([np.diag([2.0, 1.0]), np.array([[0.0, 1.0], [1.0, 0.0]])])
     np.testing.assert_allclose(encoder(W), W[1] @ W[0])
+
+
+def test_float32_warns_when_the_run_is_beyond_its_resolution():
+    """At eps = 1e-8, L = 3 the first JEPA steps change the modes by ~lr * eps^(5/3) relative:
+    rounded away in float32 (the modes never move), so the simulator warns; float64 does learn."""
+    prob = dy.SSLProblem.from_spectrum([1.0, 0.5], [1.0, 0.8], 3, 1e-8)
+    with pytest.warns(RuntimeWarning, match="float32 cannot resolve"):
+        b = dy.simulate_jepa(prob, lr=0.05, steps=200, record_every=100, dtype=np.float32)
+    assert np.all(b.modes[-1] == b.modes[0])                      # indeed frozen
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = dy.simulate_jepa(prob, lr=0.05, steps=200, record_every=100)
+    assert np.all(a.modes[-1] > a.modes[0])
+    th = dy.solve_jepa(prob, times=b.t)
+    with pytest.warns(RuntimeWarning, match="beyond float32"):
+        dy.crosscheck(b, th, rtol=1e-8)
