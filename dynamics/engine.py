@@ -126,7 +126,7 @@ def _progress_bar(total, desc, enabled):
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled_chunk(model: Model, opt_factory):
+def _compiled_chunk(model: Model, opt_factory, ctx_batched=True):
     """The jitted chunk runner for one (model, optimizer): cached, so that repeated simulations of the
     same family and shapes reuse XLA's compiled program instead of retracing a fresh closure."""
 
@@ -145,8 +145,9 @@ def _compiled_chunk(model: Model, opt_factory):
     def observe(state, consts):
         return model.observe(state[0], state[1], consts[0])
 
-    v_step = jax.vmap(one_step, in_axes=(0, 0, None))
-    v_observe = jax.vmap(observe)
+    cx = 0 if ctx_batched else None
+    v_step = jax.vmap(one_step, in_axes=(0, (cx, 0), None))
+    v_observe = jax.vmap(observe, in_axes=(0, (cx, 0)))
 
     def chunk(state, consts, seg, step0):
         def body(carry, n):
@@ -161,10 +162,12 @@ def _compiled_chunk(model: Model, opt_factory):
 
 def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer="sgd",
              progress=None, desc="simulate", n_chunks=None, on_divergence="raise", shard=None,
-             make_partial=None):
+             make_partial=None, ctx_batched=True):
     """Run R independent gradient-descent runs and record observations.
 
-    params, aux, ctx : pytrees whose leaves have a leading batch axis R (ctx: per-run constants).
+    params, aux, ctx : pytrees whose leaves have a leading batch axis R (ctx: per-run constants);
+        with ``ctx_batched=False`` ctx is shared by every run (no batch axis): the compiled step then
+        multiplies all runs against one matrix, which XLA turns into a few large GEMMs.
     lr : (R,) learning rates.   key : (R,) PRNG keys (one stream per run; split every step).
     record_steps : increasing step indices starting at 0 (see :func:`record_schedule`).
     progress : show a tqdm bar (steps/s, ETA); None = only when stderr is a terminal.
@@ -180,7 +183,7 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
     R = lr.shape[0]
     opt_factory = make_optimizer(optimizer)
 
-    chunk_jit = _compiled_chunk(model, opt_factory)
+    chunk_jit = _compiled_chunk(model, opt_factory, bool(ctx_batched))
     opt_state = jax.vmap(lambda p, lr_: opt_factory(lr_).init(p))(params, lr)
 
     # ---- batch layout and sharding ---------------------------------------------------------------
@@ -191,13 +194,16 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
     pad = 0
     if shard and ndev > 1:
         pad = (-R) % ndev
+        padfn = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)], axis=0)  # noqa: E731
         if pad:
-            padfn = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)], axis=0)  # noqa: E731
             state = jax.tree_util.tree_map(padfn, state)
-            consts = jax.tree_util.tree_map(padfn, consts)
-        sharding = jax.sharding.NamedSharding(batch_mesh(), jax.sharding.PartitionSpec("runs"))
+            consts = (jax.tree_util.tree_map(padfn, consts[0]) if ctx_batched else consts[0], padfn(consts[1]))
+        mesh = batch_mesh()
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         state = jax.device_put(state, sharding)
-        consts = jax.device_put(consts, sharding)
+        consts = (jax.device_put(consts[0], sharding if ctx_batched else replicated),
+                  jax.device_put(consts[1], sharding))
 
     # ---- chunks of records -------------------------------------------------------------------------
     seg_all = np.diff(np.concatenate([[0], record_steps]))  # first segment has 0 steps: records step 0

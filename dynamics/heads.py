@@ -35,7 +35,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from . import engine
-from .problems import random_rotation
+from .problems import diag_in_basis, random_rotation
 from .results import Trajectory, versions
 from .validation import check_array, check_choice, check_int, check_positive, check_symmetric_pd
 
@@ -140,7 +140,7 @@ class BYOLProblem:
     def spectra(self):
         """(x, x_aug) in the basis."""
         U = self.basis
-        return (np.einsum("ji,jk,ki->i", U, self.X, U), np.einsum("ji,jk,ki->i", U, self.X_aug, U))
+        return diag_in_basis(U, self.X), diag_in_basis(U, self.X_aug)
 
     def replace(self, **kw):
         return dataclasses.replace(self, **kw)

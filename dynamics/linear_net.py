@@ -32,7 +32,7 @@ import numpy as np
 
 from . import engine
 from .mode_integrals import elapsed, psi_at
-from .problems import LinearProblem, as_key, random_rotation
+from .problems import LinearProblem, as_key, diag_in_basis, random_rotation
 from .results import Trajectory, versions
 from .validation import check_array, check_choice, check_int, check_positive
 
@@ -65,26 +65,28 @@ class Objective:
 
 
 # ------------------------------------------------------------------------------------------ network
-def encoder(W):
-    """Wbar = W_L ... W_1 for W of shape (L, d, d)."""
-    out = W[0]
+def _prefixes(W):
+    """[W_1, W_2 W_1, ..., W_L ... W_1]: every partial product, computed once (L - 1 matmuls)."""
+    out = [W[0]]
     for a in range(1, W.shape[0]):
-        out = W[a] @ out
+        out.append(W[a] @ out[-1])
     return out
 
 
-def layer_grads(W, G):
-    """dloss/dW_a from G = dloss/dWbar, equation (2), with prefix and suffix products computed once."""
+def encoder(W):
+    """Wbar = W_L ... W_1 for W of shape (L, d, d)."""
+    return _prefixes(W)[-1]
+
+
+def layer_grads(W, G, prefixes=None):
+    """dloss/dW_a from G = dloss/dWbar, equation (2): (W_L..W_{a+1})^T G (W_{a-1}..W_1)^T, with the
+    prefix products reused (pass ``prefixes`` from the forward pass) and the suffix built from the top."""
     L = W.shape[0]
-    d = W.shape[-1]
-    eye = jnp.eye(d, dtype=W.dtype)
-    prefix = [eye]                      # prefix[a] = W_a ... W_1 (prefix[0] = I)
-    for a in range(L - 1):
-        prefix.append(W[a] @ prefix[-1])
+    prefixes = _prefixes(W) if prefixes is None else prefixes
     grads = [None] * L
-    suffix_T_G = G                      # (W_L..W_{a+1})^T G, built from the top
+    suffix_T_G = G                      # (W_L..W_{a+1})^T G
     for a in range(L - 1, -1, -1):
-        grads[a] = suffix_T_G @ prefix[a].T
+        grads[a] = suffix_T_G if a == 0 else suffix_T_G @ prefixes[a - 1].T
         if a > 0:
             suffix_T_G = W[a].T @ suffix_T_G
     return jnp.stack(grads)
@@ -98,22 +100,41 @@ def _target(objective, Wbar, aux, d, dtype):
     return jax.lax.stop_gradient(Wbar)
 
 
-def loss_and_grads(objective, params, aux, Sxx, Syx, Syy):
-    """Population loss (1) and closed-form gradients (2) from second moments."""
+def loss_and_grads(objective, params, aux, Sxx, Syx, Syy, *, full_loss=True):
+    """Population loss (1) and closed-form gradients (2) from second moments.
+
+    Work per step: L - 1 matmuls for the encoder products (reused by the layer gradients), the
+    residual R with the fewest products (MAE: T = I needs no T Syx; JEPA: Wbar [Sxx | Syx] is one
+    wider product), 2 for the head, 2L - 1 for the layer gradients. ``full_loss=False`` drops the
+    T Syy term of the loss (one matmul), for the per-step divergence check only.
+    """
     W = params["W"]
     d = W.shape[-1]
-    Wbar = encoder(W)
+    pre = _prefixes(W)
+    Wbar = pre[-1]
     V = params["V"] if objective.head else None
-    A = V @ Wbar if objective.head else Wbar
     T = _target(objective, Wbar, aux, d, W.dtype)
-    TSyx = T @ Syx
-    ASxx = A @ Sxx
+    if objective.target == "identity":
+        A = V @ Wbar if objective.head else Wbar
+        TSyx = Syx
+        ASxx = A @ Sxx
+    elif aux and "W" in aux:
+        A = V @ Wbar
+        TSyx = T @ Syx
+        ASxx = A @ Sxx
+    else:                               # JEPA with T = SG(Wbar): Wbar [Sxx | Syx] in one product
+        both = Wbar @ jnp.concatenate([Sxx, Syx], axis=1)
+        WSxx, TSyx = both[:, :d], jax.lax.stop_gradient(both[:, d:])
+        A = V @ Wbar
+        ASxx = V @ WSxx
     R = ASxx - TSyx
-    loss = 0.5 * jnp.sum(ASxx * A) - jnp.sum(TSyx * A) + 0.5 * jnp.sum((T @ Syy) * T)
+    loss = 0.5 * jnp.sum(ASxx * A) - jnp.sum(TSyx * A)
+    if full_loss:
+        loss = loss + 0.5 * (jnp.trace(Syy) if objective.target == "identity" else jnp.sum((T @ Syy) * T))
     if objective.head:
-        grads = {"W": layer_grads(W, V.T @ R), "V": R @ Wbar.T}
+        grads = {"W": layer_grads(W, V.T @ R, pre), "V": R @ Wbar.T}
     else:
-        grads = {"W": layer_grads(W, R)}
+        grads = {"W": layer_grads(W, R, pre)}
     return loss, grads
 
 
@@ -187,7 +208,8 @@ def _make_model(objective, *, batch_size, n_data, ema, snapshots):
         return x.T @ x / m, y.T @ x / m, y.T @ y / m
 
     def grad(params, aux, ctx, key):
-        return loss_and_grads(objective, params, aux, *stats(ctx, key))
+        # the engine only needs a scalar that turns non-finite on divergence: skip the T Syy term
+        return loss_and_grads(objective, params, aux, *stats(ctx, key), full_loss=False)
 
     def observe(params, aux, ctx):
         U = ctx["basis"]
@@ -304,14 +326,16 @@ def simulate_linear(objective, problem, *, lr, steps, record_every=None, record_
     params = [init_params(p, objective, init, key=init_keys[i]) for i, p in enumerate(probs)]
     params = jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack(xs), dtype=dtype), *params)
     aux = {"W": jnp.array(params["W"], copy=True)} if ema is not None else {}
-    ctx = {"Sxx": [p.Sxx for p in probs], "Syx": [p.Syx for p in probs],
-           "Syy": [p.Syy for p in probs], "basis": [p.basis for p in probs]}
+    shared = len({id(p) for p in probs}) == 1      # one problem for every run: share its matrices
+    uniq = probs[:1] if shared else probs
+    ctx = {"Sxx": [p.Sxx for p in uniq], "Syx": [p.Syx for p in uniq],
+           "Syy": [p.Syy for p in uniq], "basis": [p.basis for p in uniq]}
     if batch_size is not None and data is None:
-        ctx["factor"] = [p.joint_factor() for p in probs]
-    ctx = {k: jnp.asarray(np.stack(v), dtype=dtype) for k, v in ctx.items()}
+        ctx["factor"] = [p.joint_factor() for p in uniq]
+    ctx = {k: jnp.asarray(v[0] if shared else np.stack(v), dtype=dtype) for k, v in ctx.items()}
     if data is not None:
-        ctx["x"] = jnp.asarray(np.broadcast_to(x, (R,) + x.shape), dtype=dtype)
-        ctx["y"] = jnp.asarray(np.broadcast_to(y, (R,) + y.shape), dtype=dtype)
+        ctx["x"] = jnp.asarray(x if shared else np.broadcast_to(x, (R,) + x.shape), dtype=dtype)
+        ctx["y"] = jnp.asarray(y if shared else np.broadcast_to(y, (R,) + y.shape), dtype=dtype)
     model = _make_model(objective, batch_size=batch_size, n_data=n_data, ema=ema, snapshots=snapshots)
     settings = {"lr": lrs.tolist() if batched else float(lrs[0]), "steps": steps,
                 "record_every": record_every, "record_log": record_log, "runs": R, "init": init
@@ -337,7 +361,7 @@ def simulate_linear(objective, problem, *, lr, steps, record_every=None, record_
     out = engine.simulate(model, params, aux, ctx, jnp.asarray(lrs, dtype=dtype), record_steps=rec,
                           key=sim_keys, optimizer=optimizer, progress=progress,
                           desc=desc or f"{objective.name} L={L}", on_divergence=on_divergence,
-                          make_partial=to_traj)
+                          make_partial=to_traj, ctx_batched=not shared)
     traj = to_traj(out)
     return traj
 
@@ -383,7 +407,7 @@ def solve_linear(objective, problem, *, times, units="gf"):
     else:
         a = modes
     tgt = modes if objective.target == "self" else np.ones_like(modes)
-    syy = np.einsum("ji,jk,ki->i", problem.basis, problem.Syy, problem.basis)
+    syy = diag_in_basis(problem.basis, problem.Syy)
     loss = np.sum(0.5 * a ** 2 * problem.sigma2 - a * tgt * lam + 0.5 * tgt ** 2 * syy, axis=1)
     fields = {"modes": modes, "loss": loss}
     if objective.head:

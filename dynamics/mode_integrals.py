@@ -125,6 +125,33 @@ def _bucketed(fn, a, b, **static):
     return np.asarray(out)[:size].reshape(shape)
 
 
+def _left_start(psi0, lnpsi0, z0, tau, k, n):
+    """A starting point left of the root on the learning branch, close to it in both regimes, so that
+    the monotone Newton iteration needs a few steps instead of ~1/k per unit of z.
+
+    Early (psi << 1): the integrand lies between psi^-k and psi^-k / (1 - psi_g^n), so the root lies
+    between the two "blow-up" solutions psi = psi0 (1 - (k-1) c tau psi0^(k-1))^(-1/(k-1)) with c = 1
+    (psi_g, right of the root) and c = 1 - psi_g^n (left of it). Late (past psi = 1/2): dI/dz is
+    decreasing, so z >= (tau - tau_half) / dI/dz(0) is a lower bound.
+    """
+    if k < 2:
+        return z0
+    half_z = jnp.zeros_like(z0)
+    ln_half = jnp.full_like(z0, -np.log(2.0))
+    tau_half = elapsed_between(lnpsi0, z0, ln_half, half_z, k, n)
+    late = (psi0 < 0.5) & (tau > tau_half)
+    z_late = (tau - tau_half) / _dI_dz(ln_half, k, n)
+    ln_a = np.log(k - 1.0) + jnp.log(jnp.maximum(tau, 1e-300)) + (k - 1) * lnpsi0
+    a = jnp.exp(jnp.minimum(ln_a, 0.0))
+    ln_g = lnpsi0 - jnp.log1p(-jnp.minimum(a, 1.0 - 1e-16)) / (k - 1)
+    a_low = a * (1.0 - jnp.exp(n * jnp.minimum(ln_g, 0.0)))
+    ln_low = lnpsi0 - jnp.log1p(-jnp.minimum(a_low, 1.0 - 1e-16)) / (k - 1)
+    ln_low = jnp.minimum(ln_low, -1e-12)
+    z_early = ln_low - jnp.log(-jnp.expm1(ln_low))
+    early_ok = (a < 1.0) & (ln_g < 0.0)
+    return jnp.where(late, jnp.maximum(z_late, z0), jnp.where(early_ok, jnp.maximum(z_early, z0), z0))
+
+
 def psi_at(psi0, tau, k: int, n: int, *, max_iter: int = 200):
     """Invert tau = I(psi) - I(psi0): psi after rescaled time tau >= 0 (broadcasts over both).
 
@@ -154,9 +181,10 @@ def psi_at_jax(psi0, tau, k: int, n: int, *, max_iter: int = 200):
         lnpsi = ln_psi_from_z(z, sign)
         return elapsed_between(lnpsi0, z0, lnpsi, z, k, n) - tau, _dI_dz(lnpsi, k, n)
 
-    # start from the side where Newton is monotone: the learning branch is concave in z (start at
-    # lo), the shrinking branch convex (start at hi)
-    z_start = jnp.where(sign > 0, lo, hi)
+    # start from the side where Newton is monotone: the learning branch is concave in z (start left
+    # of the root), the shrinking branch convex (start at hi)
+    z_start = jnp.where(sign > 0, _left_start(psi0, lnpsi0, z0, tau, k, n), hi)
+    z_start = jnp.clip(z_start, lo, hi)
 
     def body(state):
         z, lo, hi, it, _ = state
@@ -166,7 +194,9 @@ def psi_at_jax(psi0, tau, k: int, n: int, *, max_iter: int = 200):
         cand = z - g / dg
         ok = (cand > lo) & (cand < hi) & jnp.isfinite(cand)
         new = jnp.where(ok, cand, 0.5 * (lo + hi))
-        done = jnp.abs(new - z) <= 1e-15 * jnp.maximum(1.0, jnp.abs(z))
+        # converged when the step is at rounding level, or the residual is (the residual of tau
+        # carries absolute rounding ~1e-16 tau, so a 1e-15 step criterion alone can stall)
+        done = (jnp.abs(new - z) <= 1e-13 * jnp.maximum(1.0, jnp.abs(z))) | (jnp.abs(g) <= 4e-16 * jnp.maximum(1.0, tau))
         return new, lo, hi, it + 1, jnp.all(done | (tau == 0))
 
     def cond(state):

@@ -27,7 +27,12 @@ import numpy as np
 from .validation import (check_array, check_choice, check_int, check_positive,
                          check_symmetric_pd)
 
-__all__ = ["LinearProblem", "SSLProblem", "RegressionProblem", "random_rotation", "as_key"]
+__all__ = ["LinearProblem", "SSLProblem", "RegressionProblem", "random_rotation", "as_key", "diag_in_basis"]
+
+
+def diag_in_basis(U, M):
+    """diag(U^T M U) with one matrix product (O(d^3) through BLAS, not a triple einsum)."""
+    return np.sum(U * (M @ U), axis=0)
 
 
 def as_key(key, name="key"):
@@ -131,8 +136,8 @@ class LinearProblem:
                     + ". The theory needs a common eigenbasis; pass strict=False to build a problem "
                     "for simulation only.")
             U = np.linalg.eigh(Sxx)[1]
-        sigma2 = np.einsum("ji,jk,ki->i", U, Sxx, U)
-        lam = np.einsum("ji,jk,ki->i", U, Syx, U)
+        sigma2 = diag_in_basis(U, Sxx)
+        lam = diag_in_basis(U, Syx)
         if diag and np.any(lam <= 0):
             warnings.warn(f"Syx has non-positive eigenvalues {lam[lam <= 0]}: those features are "
                           "not learned (their modes decay); the solvers refuse them", stacklevel=2)
