@@ -28,6 +28,7 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_jepa.py
 	$(BIN)/python benchmarks/bench_rank_growth.py
+	$(BIN)/python benchmarks/bench_performance.py
 
 clean:
 	rm -rf $(VENV) out

@@ -336,12 +336,12 @@ def write_md(res, path):
 
 
 ANALYSIS = ["## What limits the speed", "",
-            "* Exact theory: the root find costs ~4 Newton steps for most points but up to ~50 where the mode is
-  between its slow start and its jump (few transcendentals per step: log, exp, expm1, log1p); on 2 CPU
-  cores that is ~1 microsecond per (feature, time) point, so 10^7 points take seconds, not the 0.1 s
-  targeted; critical times need no root find and are ~1000x cheaper. A GPU would run the same jitted
-  code unchanged.
-* Targets (issue 5): >= 3x the NumPy loop and >= 50x PyTorch eager at d = 32, L = 3, 64 runs; "
+            "* Exact theory: the root find costs ~4 Newton steps for most points but up to ~50 where the mode is "
+            "between its slow start and its jump (few transcendentals per step: log, exp, expm1, log1p); on 2 CPU "
+            "cores that is ~1 microsecond per (feature, time) point, so 10^7 points take seconds, not the 0.1 s "
+            "targeted; critical times need no root find and are ~1000x cheaper. A GPU would run the same jitted "
+            "code unchanged.",
+            "* Targets (issue 5): >= 3x the NumPy loop and >= 50x PyTorch eager at d = 32, L = 3, 64 runs; "
             ">= half the batched-matmul rate at d >= 64.",
             "* The step is a chain of (3L + 3) small d x d float64 products per run. At d <= 32 on this 2-core CPU "
             "XLA's batched matmul runs at ~24 GFLOP/s, the same rate NumPy's stacked matmul reaches, and the "

@@ -226,12 +226,7 @@ def simulate_byol(problem, *, lr, steps, record_every=None, record_log=None, ini
     """
     if not isinstance(problem, BYOLProblem):
         raise TypeError(f"problem must be a BYOLProblem, got {type(problem).__name__}")
-    lr = check_positive("lr", lr)
-    steps = check_int("steps", steps, minimum=1)
-    runs = check_int("runs", runs, minimum=1)
-    if record_every is None and record_log is None:
-        record_every = max(1, steps // 500)
-    rec = engine.record_schedule(steps, every=record_every, log=record_log)
+    lr, steps, runs, rec, record_every = engine.check_run(lr, steps, runs, record_every, record_log)
     U, n = problem.basis, problem.n
     if init is None:
         W0 = (U * problem.w0) @ U.T

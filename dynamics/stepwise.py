@@ -101,12 +101,7 @@ def simulate_stepwise(problem, *, lr, steps, init="aligned", record_every=None, 
     if not isinstance(problem, StepwiseProblem):
         raise TypeError(f"problem must be a StepwiseProblem, got {type(problem).__name__}")
     check_choice("init", init, {"aligned", "random"})
-    lr = check_positive("lr", lr)
-    steps = check_int("steps", steps, minimum=1)
-    runs = check_int("runs", runs, minimum=1)
-    if record_every is None and record_log is None:
-        record_every = max(1, steps // 500)
-    rec = engine.record_schedule(steps, every=record_every, log=record_log)
+    lr, steps, runs, rec, record_every = engine.check_run(lr, steps, runs, record_every, record_log)
     d, m, s0 = problem.d, problem.m, problem.init_scale
     base = as_key(key)
     if init == "aligned":

@@ -75,20 +75,25 @@ def test_unknown_optimizer():
         engine.make_optimizer("lbfgs-ish")
 
 
-def test_interrupt_keeps_records(monkeypatch):
-    """A KeyboardInterrupt between chunks returns what was recorded, with status 1."""
+def interrupting_bar(at):
+    """A stand-in progress bar whose ``at``-th update raises KeyboardInterrupt (Ctrl-C between chunks)."""
     calls = {"n": 0}
 
     class Bar:
         def update(self, n):
             calls["n"] += 1
-            if calls["n"] == 2:
+            if calls["n"] == at:
                 raise KeyboardInterrupt
 
         def close(self):
-            pass
+            return None
 
-    monkeypatch.setattr(engine, "_progress_bar", lambda *a, **k: Bar())
+    return lambda *a, **k: Bar()
+
+
+def test_interrupt_keeps_records(monkeypatch):
+    """A KeyboardInterrupt between chunks returns what was recorded, with status 1."""
+    monkeypatch.setattr(engine, "_progress_bar", interrupting_bar(2))
     rec = engine.record_schedule(1000, every=10)
     with pytest.warns(RuntimeWarning, match="interrupted"):
         out = run_quadratic(np.array([0.01]), np.array([[1.0]]), np.ones((1, 1)), rec, n_chunks=10,
@@ -99,18 +104,7 @@ def test_interrupt_keeps_records(monkeypatch):
 
 
 def test_interrupt_through_public_simulator(monkeypatch):
-    calls = {"n": 0}
-
-    class Bar:
-        def update(self, n):
-            calls["n"] += 1
-            if calls["n"] == 3:
-                raise KeyboardInterrupt
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(engine, "_progress_bar", lambda *a, **k: Bar())
+    monkeypatch.setattr(engine, "_progress_bar", interrupting_bar(3))
     prob = dy.SSLProblem.from_spectrum([1.0, 0.5], [1.0, 0.8], 2, 0.05)
     with pytest.warns(RuntimeWarning):
         traj = dy.simulate_jepa(prob, lr=0.01, steps=50_000, record_every=100, progress=True)
