@@ -31,8 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import engine
-from .mode_integrals import elapsed, psi_at
-from .problems import LinearProblem, as_key, diag_in_basis, random_rotation
+from .mode_integrals import elapsed, psi_at_grid_jax
+from .problems import LinearProblem, as_key, random_rotation
 from .results import Trajectory, versions
 from .validation import check_array, check_choice, check_int, check_positive
 
@@ -398,8 +398,10 @@ def solve_linear(objective, problem, *, times, units="gf"):
     tau = _to_gf_time(times, units, L, objective)[:, None] / objective.pref(lam, rho, L)[None, :]
     if k == 0:   # d psi/d tau = 1 - psi^n with n = 1: psi = 1 - (1 - psi0) e^(-tau)
         psi = 1.0 - (1.0 - psi0)[None, :] * np.exp(-tau)
-    else:
-        psi = np.asarray(psi_at(np.broadcast_to(psi0, tau.shape), tau, k, n)[0])
+    else:   # warm-started along the sorted time grid (psi_at_grid_jax); times may come unsorted
+        order = np.argsort(times, kind="stable")
+        psi = np.empty_like(tau)
+        psi[order] = np.asarray(psi_at_grid_jax(jnp.asarray(psi0), jnp.asarray(tau[order]), k=k, n=n))
     x = scale[None, :] * psi
     modes = x ** L
     if objective.head:
@@ -407,7 +409,7 @@ def solve_linear(objective, problem, *, times, units="gf"):
     else:
         a = modes
     tgt = modes if objective.target == "self" else np.ones_like(modes)
-    syy = diag_in_basis(problem.basis, problem.Syy)
+    syy = problem.syy_diag
     loss = np.sum(0.5 * a ** 2 * problem.sigma2 - a * tgt * lam + 0.5 * tgt ** 2 * syy, axis=1)
     fields = {"modes": modes, "loss": loss}
     if objective.head:

@@ -76,14 +76,28 @@ def elapsed_between(lnpsi0, z0, lnpsi, z, k: int, n: int):
     a tiny psi0 (init 1e-8 at depth 10, say) costs no precision.
     """
     total = _integral_parts(lnpsi, z, k, n) - _integral_parts(lnpsi0, z0, k, n)
-    for m in range(1, k + 1):
-        if (k - m) % n:
-            continue
-        if m == 1:
-            total = total + (lnpsi - lnpsi0)
-        else:
-            total = total + jnp.exp((1 - m) * lnpsi0) * (
-                -jnp.expm1((m - 1) * (lnpsi0 - lnpsi))) / (m - 1)
+    ms = [m for m in range(1, k + 1) if (k - m) % n == 0]
+    if 1 in ms:
+        total = total + (lnpsi - lnpsi0)
+    powers = [m for m in ms if m >= 2]
+    if powers:
+        # psi0^(1-m) (1 - r^(m-1)) / (m-1) with r = psi0/psi: one expm1 gives e = 1 - r exactly, and
+        # 1 - r^j = e (1 + r + ... + r^(j-1)) has no cancellation; psi0^(1-m) = q^(m-1), q = 1/psi0.
+        lnr = lnpsi0 - lnpsi
+        e = -jnp.expm1(lnr)
+        r = jnp.exp(lnr)
+        q = jnp.exp(-lnpsi0)
+        geo = jnp.ones_like(r)          # 1 + r + ... + r^(j-1)
+        rj = jnp.ones_like(r)
+        qj = jnp.ones_like(r)
+        acc = 0.0
+        for j in range(1, max(powers)):
+            qj = qj * q
+            if j + 1 in powers:
+                acc = acc + qj * geo / j
+            rj = rj * r
+            geo = geo + rj
+        total = total + e * acc
     return total
 
 
@@ -192,7 +206,7 @@ def psi_at_jax(psi0, tau, k: int, n: int, *, max_iter: int = 200):
         lo = jnp.where(g < 0, z, lo)
         hi = jnp.where(g >= 0, z, hi)
         cand = z - g / dg
-        ok = (cand > lo) & (cand < hi) & jnp.isfinite(cand)
+        ok = (cand >= lo) & (cand <= hi) & jnp.isfinite(cand)   # inclusive: a converged step lands on lo
         new = jnp.where(ok, cand, 0.5 * (lo + hi))
         # converged when the step is at rounding level, or the residual is (the residual of tau
         # carries absolute rounding ~1e-16 tau, so a 1e-15 step criterion alone can stall)
@@ -207,3 +221,43 @@ def psi_at_jax(psi0, tau, k: int, n: int, *, max_iter: int = 200):
     psi = jnp.exp(ln_psi_from_z(z, sign))
     psi = jnp.where(at_fixed, 1.0, psi)
     return psi, z, sign
+
+
+@functools.partial(jax.jit, static_argnames=("k", "n", "max_iter"))
+def psi_at_grid_jax(psi0, tau, k: int, n: int, *, max_iter: int = 100):
+    """psi on a grid: psi0 (F,), tau (T, F) non-decreasing along T. A scan over the rows warm-starts
+    every Newton solve from the previous row's root, a valid lower bound since z grows with tau, so
+    each row needs ~2-3 iterations instead of a solve from scratch. Returns psi (T, F)."""
+    at_fixed = psi0 == 1.0
+    z0, sign = z_from_psi(jnp.where(at_fixed, 0.5, psi0))
+    lnpsi0 = ln_psi_from_z(z0, sign)
+
+    def row(carry, tau_row):
+        z_prev, tau_prev = carry
+        slope = _dI_dz(ln_psi_from_z(z_prev, sign), k, n)
+        lo = z_prev
+        hi = z_prev + (tau_row - tau_prev) / jnp.minimum(slope, 1.0 / n)
+        hi = jnp.where(jnp.isfinite(hi), hi, jnp.finfo(float).max)
+
+        def body(state):
+            z, lo, hi, it, _ = state
+            lnpsi = ln_psi_from_z(z, sign)
+            g = elapsed_between(lnpsi0, z0, lnpsi, z, k, n) - tau_row
+            dg = _dI_dz(lnpsi, k, n)
+            lo = jnp.where(g < 0, z, lo)
+            hi = jnp.where(g >= 0, z, hi)
+            cand = z - g / dg
+            ok = (cand >= lo) & (cand <= hi) & jnp.isfinite(cand)   # inclusive: a converged step lands on lo
+            new = jnp.where(ok, cand, 0.5 * (lo + hi))
+            done = (jnp.abs(new - z) <= 1e-13 * jnp.maximum(1.0, jnp.abs(z))) | \
+                (jnp.abs(g) <= 4e-16 * jnp.maximum(1.0, tau_row)) | (tau_row == tau_prev)
+            return new, lo, hi, it + 1, jnp.all(done)
+
+        z, *_ = jax.lax.while_loop(lambda s: (s[3] < max_iter) & ~s[4], body,
+                                   (z_prev, lo, hi, 0, jnp.asarray(False)))
+        z = jnp.where(tau_row == tau_prev, z_prev, z)
+        return (z, tau_row), z
+
+    _, zs = jax.lax.scan(row, (z0, jnp.zeros_like(z0)), tau)
+    psi = jnp.exp(ln_psi_from_z(zs, sign[None, :]))
+    return jnp.where(at_fixed[None, :], 1.0, psi)

@@ -73,6 +73,7 @@ class LinearProblem:
     lam: np.ndarray
     diagonalisable: bool = True
     source: dict = field(default_factory=dict)
+    syy: np.ndarray | None = None       # diag(U^T Syy U), kept so the theory's loss needs no O(d^3) product
 
     # ------------------------------------------------------------------ builders
     @classmethod
@@ -143,7 +144,8 @@ class LinearProblem:
                           "not learned (their modes decay); the solvers refuse them", stacklevel=2)
         prob = cls._build(U, sigma2, lam, None, depth, init_scale,
                           source={"builder": "from_covariances"}, check_lam=False)
-        return dataclasses.replace(prob, Sxx=Sxx, Syx=Syx, Syy=Syy, diagonalisable=diag)
+        return dataclasses.replace(prob, Sxx=Sxx, Syx=Syx, Syy=Syy, diagonalisable=diag,
+                                   syy=diag_in_basis(U, Syy))
 
     @classmethod
     def from_generative(cls, model, signal, noise, depth, init_scale, *, gamma=None, rotate=False,
@@ -210,7 +212,8 @@ class LinearProblem:
         Syx = (U * lam) @ U.T
         Syy = Sxx if syy is None else (U * syy) @ U.T
         prob = cls(Sxx=Sxx, Syx=Syx, Syy=Syy, depth=depth, init_scale=init_scale, basis=U,
-                   sigma2=np.asarray(sigma2, float), lam=np.asarray(lam, float), source=source)
+                   sigma2=np.asarray(sigma2, float), lam=np.asarray(lam, float), source=source,
+                   syy=np.asarray(sigma2 if syy is None else syy, float))
         prob._warn_init()
         return prob
 
@@ -252,6 +255,11 @@ class LinearProblem:
         return dataclasses.replace(self, Sxx=rot(self.Sxx), Syx=rot(self.Syx), Syy=rot(self.Syy),
                                    basis=R @ self.basis, source={**self.source, "rotated": True})
 
+    @property
+    def syy_diag(self) -> np.ndarray:
+        """diag(U^T Syy U) (stored at build time; computed for problems loaded from older files)."""
+        return self.syy if self.syy is not None else diag_in_basis(self.basis, self.Syy)
+
     def require_diagonalisable(self, what):
         if not self.diagonalisable:
             raise ValueError(f"{what} needs Sxx and Syx simultaneously diagonalisable; this problem "
@@ -283,6 +291,7 @@ class LinearProblem:
     def state(self) -> tuple[dict, dict]:
         """(arrays, scalars) that ``from_state`` turns back into an equal problem."""
         arrays = {k: np.asarray(getattr(self, k)) for k in ("Sxx", "Syx", "Syy", "basis", "sigma2", "lam")}
+        arrays["syy"] = np.asarray(self.syy_diag)
         scalars = {"class": type(self).__name__, "depth": self.depth, "init_scale": self.init_scale,
                    "diagonalisable": self.diagonalisable, "source": self.source}
         return arrays, scalars
@@ -293,6 +302,7 @@ class LinearProblem:
                "LinearProblem": LinearProblem}[scalars["class"]]
         return cls(depth=int(scalars["depth"]), init_scale=float(scalars["init_scale"]),
                    diagonalisable=bool(scalars["diagonalisable"]), source=dict(scalars["source"]),
+                   syy=np.asarray(arrays["syy"]) if "syy" in arrays else None,
                    **{k: np.asarray(arrays[k]) for k in ("Sxx", "Syx", "Syy", "basis", "sigma2", "lam")})
 
 

@@ -282,9 +282,9 @@ def crosscheck(a: Trajectory, b: Trajectory, *, fraction=0.5, rtol=1e-2, ctol=1e
         raise ValueError("neither trajectory has a fixed_point to measure critical times against")
     ca = hitting_times(ta, ma, fp_a, fraction)
     cb = hitting_times(tb, mb, fp_b, fraction)
-    both_inf = np.isinf(ca) & np.isinf(cb)
+    same = ca == cb                     # both inf (never learned) or both 0 (already past the threshold)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cerr = np.where(both_inf, 0.0, np.abs(ca - cb) / np.abs(cb))
+        cerr = np.where(same, 0.0, np.abs(ca - cb) / np.abs(cb))
     cerr = np.where(np.isnan(cerr), np.inf, cerr)
     max_rel = float(rel.max()) if rel.size else 0.0
     passed = bool(np.isfinite(max_rel) and max_rel <= rtol and np.all(cerr <= ctol))

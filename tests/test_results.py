@@ -104,3 +104,14 @@ def test_plots_draw(traj, tmp_path):
     assert len(ax.lines) >= 4 and ax.get_xlabel() and ax.get_ylabel()
     fig.savefig(tmp_path / "x.png")
     assert (tmp_path / "x.png").stat().st_size > 10_000
+
+
+def test_crosscheck_counts_features_past_the_threshold_at_init_as_agreeing():
+    """A feature that starts above fraction * fixed point has critical time 0 in both: no error
+    (found by hypothesis: 0/0 was reported as an infinite relative error)."""
+    prob = dy.SSLProblem.from_spectrum([1.0, 1.0], [0.6, 1.0], 3, 0.15)   # psi0 = 0.885 > 0.5^(1/3)
+    assert dy.critical_times(prob, "jepa")[0] == 0.0
+    sim = dy.simulate_jepa(prob, lr=0.01, steps=3000, record_every=30)
+    rep = dy.crosscheck(sim, dy.solve_jepa(prob, times=sim.t))
+    assert rep.critical_a[0] == rep.critical_b[0] == 0.0 and rep.critical_rel_error[0] == 0.0
+    assert rep.passed
