@@ -13,6 +13,7 @@ entries, and the phase times (``head_phases``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 
@@ -157,7 +158,7 @@ def simulate_head(problem, *, head=True, batchnorm=True, lr=0.02, steps=8000, re
     """SGD on the toy (fresh batches every step; W at ``lr``, the head's off-diagonals at
     ``lr * problem.head_lr_ratio``). Returns a Trajectory: .t = step (not scaled by lr),
     .overlaps (T, k, 2) cos(w_j, v_l), .head_offdiag (T, k(k-1)) when head, .loss on a fixed
-    evaluation batch, .norms; and ``head_phases(traj)`` gives the phase times. float32 by default
+    evaluation batch, .norms; the phase times (``head_phases``) are in ``.settings["phases"]``. float32 by default
     (no theory to match; the sampling dominates the cost)."""
     if not isinstance(problem, HeadProblem):
         raise TypeError(f"problem must be a HeadProblem, got {type(problem).__name__}")
@@ -191,9 +192,13 @@ def simulate_head(problem, *, head=True, batchnorm=True, lr=0.02, steps=8000, re
 
     def to_traj(out):
         fields = {kk: (v if runs > 1 else v[0]) for kk, v in out.records.items()}
-        return Trajectory(t=out.steps.astype(float), fields=fields, kind="simulation", model="identity_head",
+        traj = Trajectory(t=out.steps.astype(float), fields=fields, kind="simulation", model="identity_head",
                           settings={**settings, "wall_time_s": out.wall_time}, status=out.status,
                           message=out.message)
+        subs = [dataclasses.replace(traj, fields={kk: v[i] for kk, v in fields.items()}) for i in range(runs)] \
+            if runs > 1 else [traj]
+        phases = [head_phases(sub) for sub in subs] if out.steps.size else [None]
+        return dataclasses.replace(traj, settings={**traj.settings, "phases": phases[0] if runs == 1 else phases})
 
     out = engine.simulate(model, batch(params), {}, batch(ctx_np), jnp.full((runs,), lr, dtype=dtype), record_steps=rec,
                           key=keys, progress=progress, on_divergence=on_divergence, desc="identity head",

@@ -25,6 +25,7 @@ def test_without_head_every_neuron_collapses_onto_the_strong_feature(runs):
 def test_with_head_substitution_comes_before_acceleration(runs):
     tr = runs[True]
     ph = dy.head_phases(tr)
+    assert tr.settings["phases"] == ph                                    # returned with the run
     assert ph["weak_learned"]
     assert ph["strong"] <= ph["substitution"] + 100 < ph["weak"]          # strong, then substitution
     assert ph["back"] >= ph["weak"] - 200                                 # head returns after the switch
