@@ -147,11 +147,6 @@ class BYOLProblem:
 
 
 # ------------------------------------------------------------------------------------------ simulate
-def _byol_terms(W, Wp, Wa, X, S):
-    R = Wa @ X - Wp @ W @ S          # (-W_p W S + W_a X)
-    return R
-
-
 @functools.lru_cache(maxsize=32)
 def _byol_model(predictor, stop_grad, symmetric, simsiam, alpha_p, eta, beta, rho, eps):
     def loss_fn(W, Wp, Wa, X, S):
@@ -168,7 +163,7 @@ def _byol_model(predictor, stop_grad, symmetric, simsiam, alpha_p, eta, beta, rh
     def grad(params, aux, ctx, key):
         X, S = ctx["X"], ctx["X"] + ctx["Xa"]
         W, Wp, Wa = parts(params, aux)
-        R = _byol_terms(W, Wp, Wa, X, S)
+        R = Wa @ X - Wp @ W @ S          # (-W_p W S + W_a X)
         gW = -(Wp.T @ R) + eta * W
         if not stop_grad:   # gradient also through the target branch W x2 (W_a = W)
             gW = gW + (W @ S - Wp @ W @ X)
@@ -276,7 +271,7 @@ def solve_byol(problem, *, times, rtol=1e-11, atol=1e-13):
     Returns a Trajectory with .p, .s (= w^2), .w_a, .tau (per mode, w_a / w), .loss."""
     if not isinstance(problem, BYOLProblem):
         raise TypeError(f"problem must be a BYOLProblem, got {type(problem).__name__}")
-    if problem.predictor != "trained" or not problem.stop_grad or problem.symmetric is None:
+    if problem.predictor != "trained" or not problem.stop_grad:
         raise ValueError("solve_byol covers the trained predictor with stop-gradient; simulate the "
                          "ablations (predictor='none'/'directpred', stop_grad=False) instead")
     X, Xa = problem.X, problem.X_aug
