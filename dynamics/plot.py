@@ -6,8 +6,13 @@ critical times as dotted verticals.  Functions return the matplotlib Figure (or 
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
+
+GF_LABEL = "gradient-flow time t = lr x step"
+TAU_LABEL = "rescaled time $t / \\log(1/\\alpha)$"
 
 __all__ = ["plot_trajectory", "plot_pair", "plot_crosscheck", "plot_jepa_vs_mae", "feature_labels"]
 
@@ -108,6 +113,20 @@ def plot_jepa_vs_mae(pairs, *, fraction=0.5, title=None):
             ax.set_title(f"{obj.upper()}, depth L = {L}", fontsize=10)
             if c:
                 ax.set_ylabel("")
+    return _suptitle(fig, title)
+
+
+def _label(ax, xlabel, ylabel, title=None, legend=8):
+    """Axis labels, legend (font size ``legend``, or None for none) and panel title, in one place."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if legend:
+        ax.legend(fontsize=legend)
+    if title:
+        ax.set_title(title, fontsize=10)
+
+
+def _suptitle(fig, title):
     if title:
         fig.suptitle(title, fontsize=11)
     return fig
@@ -139,10 +158,7 @@ def plot_staircase(sims, st, *, title=None):
     grid = np.linspace(0, tau_end, 2000)
     ax.plot(grid, st.predict(grid).loss, "k--", lw=1.2, label="stage theory ($\\alpha \\to 0$)")
     ax.set_yscale("log")
-    ax.set_xlabel("rescaled time $t / \\log(1/\\alpha)$")
-    ax.set_ylabel("training loss")
-    ax.legend(fontsize=7)
-    ax.set_title("(a) loss converges to the staircase", fontsize=10)
+    _label(ax, TAU_LABEL, "training loss", "(a) loss converges to the staircase", legend=7)
     ax = axes[1]
     a, sim = sims[-1]
     pred = st.predict(grid).beta
@@ -151,14 +167,13 @@ def plot_staircase(sims, st, *, title=None):
     for c, i in zip(cols, active):
         ax.plot(sim.tau, sim.beta[:, i], color=c, lw=2, alpha=0.8, label=f"coordinate {i}")
         ax.plot(grid, pred[:, i], "--", color="k", lw=0.9)
-    ax.set_xlabel("rescaled time $t / \\log(1/\\alpha)$")
-    ax.set_ylabel("$\\beta_i = u_i v_i$")
-    ax.set_title(f"(b) coordinates at $\\alpha$ = {a:.0e} (dashed: plateaus)", fontsize=10)
+    _label(ax, TAU_LABEL, "$\\beta_i = u_i v_i$", f"(b) coordinates at $\\alpha$ = {a:.0e} (dashed: plateaus)",
+           legend=None)
     ax.legend(fontsize=7, ncol=2)
     ax = axes[2]
     thresh = 1e-3 * max(1e-12, np.abs(st.points).max())
     if "ranks" in st.extra:
-        p = sims[-1][1]
+        p = sim                         # the smallest alpha's run (panel b)
         idx = st.plateau_index(grid)
         ax.step(grid, st.ranks[idx, 0], "--", color="tab:blue", where="post", label="predicted rank $\\Delta W_KW_Q^T$")
         ax.step(grid, st.ranks[idx, 1], "--", color="tab:orange", where="post", label="predicted rank $\\Delta W_VW_O^T$")
@@ -175,12 +190,8 @@ def plot_staircase(sims, st, *, title=None):
         ax.plot(sim.tau, (np.abs(sim.beta) > thresh).sum(1), color="tab:green", lw=2, alpha=0.7,
                 label="simulated (|beta_i| > 1e-3 max)")
         ax.set_ylabel("number of active coordinates")
-    ax.set_xlabel("rescaled time $t / \\log(1/\\alpha)$")
-    ax.legend(fontsize=7)
-    ax.set_title("(c) one coordinate (rank) at a time", fontsize=10)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    return fig
+    _label(ax, TAU_LABEL, ax.get_ylabel(), "(c) one coordinate (rank) at a time", legend=7)
+    return _suptitle(fig, title)
 
 
 def plot_dense_rank(sim, *, title=None):
@@ -195,12 +206,8 @@ def plot_dense_rank(sim, *, title=None):
         axes[2].plot(sim.t, sim.stable_rank_vo[j].mean(axis=(-2, -1)), color=c, label=f"init scale {sc:g}")
     for ax, lab in zip(axes, ["training loss", "stable rank of $\\Delta W_K W_Q^T$",
                               "stable rank of $\\Delta W_V W_O^T$"]):
-        ax.set_xlabel("lr x step")
-        ax.set_ylabel(lab)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    return fig
+        _label(ax, "lr x step", lab)
+    return _suptitle(fig, title)
 
 
 def plot_byol_portrait(sim, th, prob, *, title=None):
@@ -220,11 +227,9 @@ def plot_byol_portrait(sim, th, prob, *, title=None):
     ax.streamplot(P, S, dP, dS, color="0.75", density=1.0, linewidth=0.7)
     pp_grid = np.linspace(0, pmax, 200)
     ax.plot(pp_grid, pp_grid ** 2 / ap, color="tab:purple", lw=1.2, label="invariant parabola $s = p^2/\\alpha_p$")
-    with np.errstate(invalid="ignore"):
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            pm, pplus = byol_fixed_points(1.0, eta, k - 1.0)
+    with warnings.catch_warnings():                 # nan (no fixed point) is drawn as nothing
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pm, pplus = byol_fixed_points(1.0, eta, k - 1.0)
     if np.isfinite(pm):
         ax.plot([pm], [pm ** 2 / ap], "o", mfc="w", mec="k", label=f"$p_-$ = {pm:.3g} (unstable)")
         ax.plot([pplus], [pplus ** 2 / ap], "ko", label=f"$p_+$ = {pplus:.3g} (stable)")
@@ -235,10 +240,9 @@ def plot_byol_portrait(sim, th, prob, *, title=None):
         ax.plot(th.p[0, j], th.s[0, j], "s", color=c)
     ax.set_xlim(0, pmax)
     ax.set_ylim(0, smax)
-    ax.set_xlabel("predictor eigenvalue p")
-    ax.set_ylabel("s = eigenvalue of $WW^T$")
+    _label(ax, "predictor eigenvalue p", "s = eigenvalue of $WW^T$",
+           f"(a) SimSiam phase portrait ($\\eta$ = {eta:g}, $\\sigma^2$ = {k - 1:g})", legend=None)
     ax.legend(fontsize=7, loc="upper left")
-    ax.set_title(f"(a) SimSiam phase portrait ($\\eta$ = {eta:g}, $\\sigma^2$ = {k - 1:g})", fontsize=10)
     ax = axes[1]
     for j, c in enumerate(cols):
         ax.plot(sim.t, sim.p[:, j], color=c, lw=2.2, alpha=0.7, label=f"mode {j}")
@@ -246,13 +250,8 @@ def plot_byol_portrait(sim, th, prob, *, title=None):
     if np.isfinite(pm):
         ax.axhline(pm, color="0.5", ls=":", lw=1)
         ax.axhline(pplus, color="0.5", ls=":", lw=1)
-    ax.set_xlabel("gradient-flow time t = lr x step")
-    ax.set_ylabel("predictor eigenvalue p")
-    ax.legend(fontsize=7)
-    ax.set_title("(b) simulation (solid) vs per-mode theory (dashed)", fontsize=10)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    return fig
+    _label(ax, GF_LABEL, "predictor eigenvalue p", "(b) simulation (solid) vs per-mode theory (dashed)", legend=7)
+    return _suptitle(fig, title)
 
 
 def plot_alignment(sims, *, title=None):
@@ -266,15 +265,10 @@ def plot_alignment(sims, *, title=None):
         if lam0 > 0:
             axes[0].semilogy(sim.t, sim.commutator[0] * np.exp(-2 * lam0 * sim.t), ":", color=c, lw=1)
         axes[1].plot(sim.t, sim.K_min, color=c, lw=2, label=f"$\\eta$ = {eta:g}")
-    axes[0].set_ylabel("$\\|[F, W_p]\\|_F$ (dotted: bound when K > 0)")
     axes[1].axhline(0, color="k", lw=0.8)
-    axes[1].set_ylabel("smallest eigenvalue of K")
-    for ax in axes:
-        ax.set_xlabel("gradient-flow time t = lr x step")
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    return fig
+    _label(axes[0], GF_LABEL, "$\\|[F, W_p]\\|_F$ (dotted: bound when K > 0)")
+    _label(axes[1], GF_LABEL, "smallest eigenvalue of K")
+    return _suptitle(fig, title)
 
 
 def plot_identity_head(runs, phases, *, title=None):
@@ -290,21 +284,14 @@ def plot_identity_head(runs, phases, *, title=None):
         for key, col in (("substitution", "tab:orange"), ("weak", "tab:green")):
             if np.isfinite(ph[key]):
                 ax.axvline(ph[key], color=col, ls=":", lw=1.2, label=f"{key} ({ph[key]:.0f})")
-        ax.set_title(f"{name}: weak feature {'learned' if ph['weak_learned'] else 'not learned'}", fontsize=10)
-        ax.set_xlabel("SGD step")
-        ax.set_ylabel("feature overlap")
-        ax.legend(fontsize=7)
+        _label(ax, "SGD step", "feature overlap",
+               f"{name}: weak feature {'learned' if ph['weak_learned'] else 'not learned'}", legend=7)
     ax = axes[-1]
     for name, tr in runs.items():
         if "head_offdiag" in tr.fields:
             ax.plot(tr.t, np.abs(tr.head_offdiag).max(axis=1), lw=2, label=name)
-    ax.set_xlabel("SGD step")
-    ax.set_ylabel("max |off-diagonal of the head|")
-    ax.set_title("the head rises (substitution), then returns to I", fontsize=10)
-    ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    return fig
+    _label(ax, "SGD step", "max |off-diagonal of the head|", "the head rises (substitution), then returns to I")
+    return _suptitle(fig, title)
 
 
 def plot_stepwise(sim, th, prob, rnd=None, *, title=None):
@@ -322,20 +309,12 @@ def plot_stepwise(sim, th, prob, rnd=None, *, title=None):
     if rnd is not None:
         for r in range(rnd.eigenvalues.shape[0]):
             ax.plot(rnd.t, rnd.eigenvalues[r], color="0.6", lw=0.8, alpha=0.6)
-    ax.set_xlabel("gradient-flow time t = lr x step")
-    ax.set_ylabel("eigenvalues of $C = W\\Gamma W^T$")
-    ax.legend(fontsize=8)
-    ax.set_title("(a) one eigenmode at a time (grey: small random init)", fontsize=10)
+    _label(ax, GF_LABEL, "eigenvalues of $C = W\\Gamma W^T$", "(a) one eigenmode at a time (grey: small random init)")
     ax = axes[1]
     ax.semilogy(sim.t, sim.loss, lw=2, label="simulation")
     ax.semilogy(th.t, th.loss, "k--", lw=1, label="theory")
-    ax.set_xlabel("gradient-flow time t = lr x step")
-    ax.set_ylabel("loss $\\|C - I\\|_F^2$")
-    ax.legend(fontsize=8)
-    ax.set_title("(b) staircase loss", fontsize=10)
-    if title:
-        fig.suptitle(title, fontsize=11)
-    return fig
+    _label(ax, GF_LABEL, "loss $\\|C - I\\|_F^2$", "(b) staircase loss")
+    return _suptitle(fig, title)
 
 
 def gallery_settings():
