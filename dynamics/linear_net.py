@@ -31,7 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import engine
-from .mode_integrals import elapsed, psi_at_grid_jax
+from .mode_integrals import elapsed, psi_at_grid_jax, z_from_psi
+from .mode_tables import clock, clock_table, ln_psi_of_clock
 from .problems import LinearProblem, as_key, random_rotation
 from .results import Trajectory, versions
 from .validation import check_array, check_choice, check_int, check_positive
@@ -389,28 +390,49 @@ def _to_gf_time(times, units, L, objective):
 
 
 def solve_linear(objective, problem, *, times, units="gf"):
-    """Exact per-mode solution at ``times`` for the aligned balanced init (theory/jepa.md sec. 3)."""
+    """Exact per-mode solution at ``times`` for the aligned balanced init (theory/jepa.md sec. 3).
+
+    On the learning branch (every 0 < psi0 < 1, the usual case) psi(t) = G(I(psi0) + t / pref) with the
+    tabulated inverse clock G of ``mode_tables`` (no root finding; relative error ~1e-13): the whole
+    (times x features) grid, the encoder modes and the loss are one fused jitted program.  Otherwise
+    (a feature at or above its fixed point) the safeguarded Newton inverse of ``mode_integrals`` runs,
+    warm-started along the sorted time grid.
+    """
     times = check_array("times", times, ndim=1)
     if np.any(times < 0):
         raise ValueError("times must be >= 0")
     lam, rho, L, eps, scale, psi0 = _theory_inputs(objective, problem, f"solve_{objective.name}")
     k, n = objective.k(L), objective.n(L)
-    tau = _to_gf_time(times, units, L, objective)[:, None] / objective.pref(lam, rho, L)[None, :]
-    if k == 0:   # d psi/d tau = 1 - psi^n with n = 1: psi = 1 - (1 - psi0) e^(-tau)
-        psi = 1.0 - (1.0 - psi0)[None, :] * np.exp(-tau)
-    else:   # warm-started along the sorted time grid (psi_at_grid_jax); times may come unsorted
-        order = np.argsort(times, kind="stable")
-        psi = np.empty_like(tau)
-        psi[order] = np.asarray(psi_at_grid_jax(jnp.asarray(psi0), jnp.asarray(tau[order]), k=k, n=n))
-    x = scale[None, :] * psi
-    modes = x ** L
-    if objective.head:
-        a = x * modes
-    else:
-        a = modes
-    tgt = modes if objective.target == "self" else np.ones_like(modes)
+    t_gf = _to_gf_time(times, units, L, objective)
+    pref = objective.pref(lam, rho, L)
     syy = problem.syy_diag
-    loss = np.sum(0.5 * a ** 2 * problem.sigma2 - a * tgt * lam + 0.5 * tgt ** 2 * syy, axis=1)
+    fast = k >= 1 and bool(np.all((psi0 > 0) & (psi0 < 1)))
+    if fast:
+        z0, _ = z_from_psi(jnp.asarray(psi0))
+        I0 = clock(z0, k, n)
+        fast = bool(jnp.all(jnp.isfinite(I0)))
+    if fast:
+        tab = clock_table(k, n)
+        modes, loss, x = _exact_on_grid(
+            jnp.asarray(t_gf), jnp.asarray(pref), I0, jnp.log(jnp.asarray(psi0)), jnp.asarray(scale),
+            jnp.asarray(lam), jnp.asarray(problem.sigma2), jnp.asarray(syy), jnp.asarray(tab.coef),
+            L=L, head=objective.head, self_target=objective.target == "self", key0=tab.key0,
+            n_neg=tab.n_neg, c_top=tab.c_top)
+        modes, loss = np.asarray(modes), np.asarray(loss)
+        x = None if x is None else np.asarray(x)
+    else:
+        tau = t_gf[:, None] / pref[None, :]
+        if k == 0:   # d psi/d tau = 1 - psi^n with n = 1: psi = 1 - (1 - psi0) e^(-tau)
+            psi = 1.0 - (1.0 - psi0)[None, :] * np.exp(-tau)
+        else:   # warm-started along the sorted time grid (psi_at_grid_jax); times may come unsorted
+            order = np.argsort(times, kind="stable")
+            psi = np.empty_like(tau)
+            psi[order] = np.asarray(psi_at_grid_jax(jnp.asarray(psi0), jnp.asarray(tau[order]), k=k, n=n))
+        x = scale[None, :] * psi
+        modes = x ** L
+        a = x * modes if objective.head else modes
+        tgt = modes if objective.target == "self" else np.ones_like(modes)
+        loss = np.sum(0.5 * a ** 2 * problem.sigma2 - a * tgt * lam + 0.5 * tgt ** 2 * syy, axis=1)
     fields = {"modes": modes, "loss": loss}
     if objective.head:
         fields["head"] = x
@@ -418,6 +440,21 @@ def solve_linear(objective, problem, *, times, units="gf"):
     return Trajectory(t=np.asarray(times, float), fields=fields, kind="theory", model=objective.name,
                       problem=problem, settings={"units": units, "objective": objective.name, **versions()},
                       fixed_point=objective.fixed_point(rho, L))
+
+
+@functools.partial(jax.jit, static_argnames=("L", "head", "self_target", "key0", "n_neg", "c_top"))
+def _exact_on_grid(t, pref, I0, lnpsi0, scale, lam, sigma2, syy, coef, *, L, head, self_target, key0,
+                   n_neg, c_top):
+    """Modes (T, F), loss (T,) and head modes (or None) from the clock: psi = G(I(psi0) + t / pref)."""
+    c = I0[None, :] + t[:, None] / pref[None, :]
+    lnpsi = ln_psi_of_clock(c, coef, key0=key0, n_neg=n_neg, c_top=c_top)
+    lnpsi = jnp.where(t[:, None] == 0, lnpsi0[None, :], lnpsi)     # t = 0: the init itself
+    x = scale[None, :] * jnp.exp(lnpsi)
+    modes = x ** L
+    a = x * modes if head else modes
+    tgt = modes if self_target else 1.0
+    loss = jnp.sum(0.5 * a ** 2 * sigma2 - a * tgt * lam + 0.5 * tgt ** 2 * syy, axis=1)
+    return modes, loss, (x if head else None)
 
 
 def _warn_never_learned(objective, psi0):
