@@ -31,17 +31,17 @@ def numpy_steps_batched(W, V, Sxx, Syx, lr, steps):
     """W (R, L, d, d), V (R, d, d): the same updates as linear_net.loss_and_grads (JEPA)."""
     L = W.shape[1]
     for _ in range(steps):
-        prefix = [np.broadcast_to(np.eye(W.shape[-1]), W[:, 0].shape)]
-        for a in range(L - 1):
+        prefix = [W[:, 0]]                      # prefix[a] = W_{a+1} ... W_1
+        for a in range(1, L):
             prefix.append(W[:, a] @ prefix[-1])
-        Wbar = W[:, L - 1] @ prefix[-1]
+        Wbar = prefix[-1]
         A = V @ Wbar
         R = A @ Sxx - Wbar @ Syx
         gV = R @ np.swapaxes(Wbar, -1, -2)
         G = np.swapaxes(V, -1, -2) @ R
         gW = np.empty_like(W)
         for a in range(L - 1, -1, -1):
-            gW[:, a] = G @ np.swapaxes(prefix[a], -1, -2)
+            gW[:, a] = G @ np.swapaxes(prefix[a - 1], -1, -2) if a else G
             if a:
                 G = np.swapaxes(W[:, a], -1, -2) @ G
         W = W - lr * gW

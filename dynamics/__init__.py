@@ -4,6 +4,10 @@ Importing ``dynamics`` enables JAX's 64-bit mode (``jax_enable_x64``) for the wh
 the theory-vs-simulation cross-checks need float64.  Pass ``dtype=np.float32`` to a simulator for
 speed; to keep JAX in 32-bit elsewhere, call ``jax.config.update("jax_enable_x64", False)`` after
 importing (the float64 paths then refuse to run and say so).
+
+It also exposes one JAX CPU device per core (``jax_num_cpu_devices``) when the program has not chosen
+a count and JAX has not started yet, so that sweeps are split across the cores: see
+``dynamics.cpu_devices`` (``DYNAMICS_CPU_DEVICES=1`` turns it off).
 """
 
 __version__ = "0.1.0"
@@ -11,6 +15,10 @@ __version__ = "0.1.0"
 import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
+
+from .cpu_devices import configure_cpu_devices as _configure_cpu_devices  # noqa: E402
+
+_configure_cpu_devices()
 
 from . import diagonal, engine, hadamard, heads, identity_head, metrics, saxe, stepwise, transformer  # noqa: E402
 from .diagonal import DLNProblem, simulate_dln  # noqa: E402

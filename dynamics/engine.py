@@ -5,8 +5,9 @@ state such as an EMA target); the engine does the rest for every family:
 
 * ``optax`` optimizers (``"sgd"`` is exactly the Euler step of gradient flow with step ``lr``);
 * a batch of R runs (seeds, learning rates, problems of one shape) under ``jax.vmap``; when several JAX
-  devices are visible the batch axis is sharded over a ``jax.sharding.Mesh`` (padding R to a multiple
-  of the device count), so that the same call fills a multi-GPU host;
+  devices are visible the batch axis is sharded over a ``jax.sharding.Mesh`` (at most one device per
+  run, padding R to a multiple of the device count), so that the same call fills a multi-GPU host,
+  or every core of a CPU (``dynamics.cpu_devices`` exposes one CPU device per core);
 * a recording schedule (any increasing step indices: linear, log-spaced), run in chunks of records
   compiled once with ``lax.scan`` over records and a loop over the steps between them, so that progress
   can be shown and an interrupt keeps what was recorded;
@@ -184,7 +185,8 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
     progress : show a tqdm bar (steps/s, ETA); None = only when stderr is a terminal.
     on_divergence : "raise" (:class:`DivergenceError`) or "stop" (return the records before it,
         status -1).  make_partial(EngineOutput) converts a partial output for the exception.
-    shard : shard the batch over all devices (None = when more than one device is visible).
+    shard : shard the batch over the visible devices, at most one per run (None = whenever that is
+        more than one device; see ``dynamics.cpu_devices`` for one CPU device per core).
     """
     check_choice("on_divergence", on_divergence, {"raise", "stop"})
     record_steps = np.asarray(record_steps, dtype=np.int64)
@@ -200,7 +202,8 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
     # ---- batch layout and sharding ---------------------------------------------------------------
     state = (params, aux, opt_state, key, jnp.full((R,), -1, dtype=jnp.int64))
     consts = (ctx, lr)
-    ndev = jax.device_count()
+    # one device per run at most: a single run stays on one device instead of being padded
+    ndev = min(jax.device_count(), R)
     shard = (ndev > 1) if shard is None else bool(shard)
     pad = 0
     if shard and ndev > 1:
@@ -209,7 +212,7 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
         if pad:
             state = jax.tree_util.tree_map(padfn, state)
             consts = (jax.tree_util.tree_map(padfn, consts[0]) if ctx_batched else consts[0], padfn(consts[1]))
-        mesh = batch_mesh()
+        mesh = batch_mesh(jax.devices()[:ndev])
         sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
         replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         state = jax.device_put(state, sharding)

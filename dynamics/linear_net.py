@@ -106,8 +106,10 @@ def loss_and_grads(objective, params, aux, Sxx, Syx, Syy, *, full_loss=True):
 
     Work per step: L - 1 matmuls for the encoder products (reused by the layer gradients), the
     residual R with the fewest products (MAE: T = I needs no T Syx; JEPA: Wbar [Sxx | Syx] is one
-    wider product), 2 for the head, 2L - 1 for the layer gradients. ``full_loss=False`` drops the
-    T Syy term of the loss (one matmul), for the per-step divergence check only.
+    wider product), 2 for the head, 2L - 1 for the layer gradients: 3L + 2 d x d products for JEPA.
+    ``full_loss=False`` returns, instead of the loss, the divergence sentinel 1/2 ||R||_F^2 (finite
+    exactly as long as the loss is, up to the overflow scale), which saves the products A = V Wbar
+    (JEPA) and T Syy that only the loss needs; the engine uses it for its per-step divergence check.
     """
     W = params["W"]
     d = W.shape[-1]
@@ -126,12 +128,16 @@ def loss_and_grads(objective, params, aux, Sxx, Syx, Syy, *, full_loss=True):
     else:                               # JEPA with T = SG(Wbar): Wbar [Sxx | Syx] in one product
         both = Wbar @ jnp.concatenate([Sxx, Syx], axis=1)
         WSxx, TSyx = both[:, :d], jax.lax.stop_gradient(both[:, d:])
-        A = V @ Wbar
+        A = None                        # V Wbar: only the loss needs it
         ASxx = V @ WSxx
     R = ASxx - TSyx
-    loss = 0.5 * jnp.sum(ASxx * A) - jnp.sum(TSyx * A)
     if full_loss:
+        A = V @ Wbar if A is None else A
+        loss = 0.5 * jnp.sum(ASxx * A) - jnp.sum(TSyx * A)
         loss = loss + 0.5 * (jnp.trace(Syy) if objective.target == "identity" else jnp.sum((T @ Syy) * T))
+    else:
+        # the divergence sentinel: 1/2 ||R||_F^2 overflows at the scale the loss does, without a matmul
+        loss = 0.5 * jnp.sum(R * R)
     if objective.head:
         grads = {"W": layer_grads(W, V.T @ R, pre), "V": R @ Wbar.T}
     else:
@@ -209,7 +215,7 @@ def _make_model(objective, *, batch_size, n_data, ema, snapshots):
         return x.T @ x / m, y.T @ x / m, y.T @ y / m
 
     def grad(params, aux, ctx, key):
-        # the engine only needs a scalar that turns non-finite on divergence: skip the T Syy term
+        # the engine only needs a scalar that turns non-finite on divergence (the sentinel)
         return loss_and_grads(objective, params, aux, *stats(ctx, key), full_loss=False)
 
     def observe(params, aux, ctx):

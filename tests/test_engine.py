@@ -138,31 +138,36 @@ def test_lr_batch_has_per_run_time():
 
 
 SHARD_SCRIPT = textwrap.dedent("""
-    import json
+    import json, os
     import numpy as np
     import jax
     import dynamics as dy
-    assert jax.device_count() == 4, jax.device_count()
+    assert jax.device_count() == int(os.environ["EXPECT_DEVICES"]), jax.device_count()
     prob = dy.SSLProblem.from_spectrum([1.0, 0.5, 0.7], [1.0, 0.8, 0.9], 2, 0.05, rotate=True, key=0)
     kw = dict(lr=[0.01, 0.02, 0.03, 0.015, 0.025], steps=300, record_every=30, init="gaussian", key=3)
     sharded = dy.simulate_jepa(prob, **kw)
-    print(json.dumps({"modes": sharded.modes.tolist(), "devices": sharded.settings["devices"]}))
+    one = dy.simulate_jepa(prob, lr=0.01, steps=30, record_every=30, init="gaussian", key=3)
+    print(json.dumps({"modes": sharded.modes.tolist(), "devices": sharded.settings["devices"],
+                      "single_run_devices": one.settings["devices"]}))
 """)
 
 
-def test_sharded_sweep_matches_single_device():
-    """A 5-run sweep over 4 (virtual CPU) devices, padded to 8, equals the unsharded sweep."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+def _sweep_in_subprocess(**env):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", **env)
     out = subprocess.run([sys.executable, "-c", SHARD_SCRIPT], env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    assert res["devices"] == 4
-    prob = dy.SSLProblem.from_spectrum([1.0, 0.5, 0.7], [1.0, 0.8, 0.9], 2, 0.05, rotate=True, key=0)
-    ref = dy.simulate_jepa(prob, lr=[0.01, 0.02, 0.03, 0.015, 0.025], steps=300, record_every=30,
-                           init="gaussian", key=3)
-    assert ref.settings["devices"] == 1
-    np.testing.assert_allclose(np.asarray(res["modes"]), ref.modes, rtol=1e-12, atol=1e-15)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_sharded_sweep_matches_single_device():
+    """A 5-run sweep over 4 (virtual CPU) devices, padded to 8, equals the sweep on one device; a
+    single run is never padded onto several devices."""
+    sharded = _sweep_in_subprocess(XLA_FLAGS="--xla_force_host_platform_device_count=4", EXPECT_DEVICES="4")
+    single = _sweep_in_subprocess(DYNAMICS_CPU_DEVICES="1", EXPECT_DEVICES="1")
+    assert sharded["devices"] == 4 and single["devices"] == 1
+    assert sharded["single_run_devices"] == 1
+    np.testing.assert_allclose(np.asarray(sharded["modes"]), np.asarray(single["modes"]), rtol=1e-12, atol=1e-15)
 
 
 def test_results_record_versions_and_settings():
