@@ -167,7 +167,9 @@ def _compiled_chunk(model: Model, opt_factory, ctx_batched=True):
             st = jax.lax.fori_loop(0, n, lambda i, x: v_step(x, consts, s + i), st)
             return (st, s + n), v_observe(st, consts)
         (state, _), obs = jax.lax.scan(body, (state, step0), seg)
-        return state, obs
+        # the divergence flags again as a separate output: the state is donated to the next chunk,
+        # while the host reads these flags (and the records) after dispatching it
+        return state, obs, state[4] + 0
 
     return jax.jit(chunk, donate_argnums=(0,))
 
@@ -235,6 +237,23 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
     compile_time = 0.0
     step0 = 0
     diverged_at = None
+
+    def collect(pending):
+        """Bring one finished chunk's records to the host; returns its divergence flags (R_pad,)."""
+        nonlocal done_records, step0
+        obs, bad_dev, n_real, n_steps = pending
+        bad_host = np.asarray(bad_dev)
+        recs.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:n_real], obs))
+        done_records += n_real
+        step0 += n_steps
+        if bar is not None:
+            bar.update(n_steps)
+        return bad_host
+
+    # pipelined: chunk c + 1 is dispatched (asynchronously) before chunk c's records are copied to the
+    # host, so the device never waits for the host's transfers and bookkeeping
+    pending, dispatched_step = None, 0
+    bad = np.full(R + pad, -1)
     try:
         for c in range(0, T, per):
             seg = seg_all[c:c + per]
@@ -242,19 +261,21 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
             if n_real < per:  # pad with empty segments: same compiled shape
                 seg = np.concatenate([seg, np.zeros(per - n_real, dtype=seg.dtype)])
             t0 = time.perf_counter()
-            state, obs = chunk_jit(state, consts, jnp.asarray(seg), jnp.asarray(step0, dtype=jnp.int64))
-            bad = np.asarray(state[4])
+            state, obs, bad_dev = chunk_jit(state, consts, jnp.asarray(seg),
+                                            jnp.asarray(dispatched_step, dtype=jnp.int64))
             if c == 0:
-                compile_time = time.perf_counter() - t0  # includes the first chunk's run time
-            obs = jax.tree_util.tree_map(lambda x: np.asarray(x)[:n_real], obs)
-            recs.append(obs)
-            done_records += n_real
-            step0 += int(seg[:n_real].sum())
-            if bar is not None:
-                bar.update(int(seg[:n_real].sum()))
-            if np.any(bad[:R] >= 0):
-                diverged_at = int(bad[:R][bad[:R] >= 0].min())
-                break
+                compile_time = time.perf_counter() - t0  # tracing + compiling (the run is asynchronous)
+            dispatched_step += int(seg[:n_real].sum())
+            if pending is not None:
+                bad = collect(pending)
+                if np.any(bad[:R] >= 0):
+                    pending = None
+                    break
+            pending = (obs, bad_dev, n_real, int(seg[:n_real].sum()))
+        if pending is not None:
+            bad = collect(pending)
+        if np.any(bad[:R] >= 0):
+            diverged_at = int(bad[:R][bad[:R] >= 0].min())
     except KeyboardInterrupt:
         status, message = 1, f"interrupted by the user after step {step0}; records up to there kept"
         warnings.warn(message, RuntimeWarning, stacklevel=2)
