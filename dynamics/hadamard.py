@@ -26,7 +26,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from . import engine
-from .results import Trajectory, _jsonable, versions
+from .results import Trajectory, _jsonable, records_to_fields, versions
 from .validation import check_array, check_choice, check_int, check_positive
 
 __all__ = ["HadamardProblem", "Stages", "StageCheck", "beta_from_dual", "simulate_hadamard", "stages",
@@ -179,11 +179,11 @@ def simulate_hadamard(problem, *, method="gd", lr=None, steps=None, tau_max=None
             t, tau = t[0], tau[0]
         elif np.unique(lams).size == 1:
             t, tau = t[0], tau[0]
-        fields = {k: (v if R > 1 else v[0]) for k, v in out.records.items()}
+        fields = records_to_fields(out.records, R > 1)
         fields["tau"] = tau
         return Trajectory(t=t, fields=fields, kind="simulation", model=probs[0].name,
                           problem=None, settings={**settings, "wall_time_s": out.wall_time},
-                          status=out.status, message=out.message)
+                          status=out.status, message=out.message, runs=R if R > 1 else None)
 
     out = engine.simulate(model, params, {}, ctx, jnp.asarray(lrs), record_steps=rec, key=keys,
                           optimizer=optimizer, progress=progress, on_divergence=on_divergence,

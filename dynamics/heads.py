@@ -36,7 +36,7 @@ from scipy.integrate import solve_ivp
 
 from . import engine
 from .problems import diag_in_basis, random_rotation
-from .results import Trajectory, versions
+from .results import Trajectory, records_to_fields, versions
 from .validation import check_array, check_choice, check_int, check_positive, check_symmetric_pd
 
 __all__ = ["BYOLProblem", "simulate_byol", "solve_byol", "byol_fixed_points", "byol_time_to_learn",
@@ -252,10 +252,9 @@ def simulate_byol(problem, *, lr, steps, record_every=None, record_log=None, ini
                 "stop_grad": problem.stop_grad, "symmetric": problem.symmetric, "units": "gf", **versions()}
 
     def to_traj(out):
-        fields = {k: (v if runs > 1 else v[0]) for k, v in out.records.items()}
-        return Trajectory(t=lr * out.steps, fields=fields, kind="simulation", model="byol",
-                          settings={**settings, "wall_time_s": out.wall_time}, status=out.status,
-                          message=out.message)
+        return Trajectory(t=lr * out.steps, fields=records_to_fields(out.records, runs > 1), kind="simulation",
+                          model="byol", settings={**settings, "wall_time_s": out.wall_time}, status=out.status,
+                          message=out.message, runs=runs if runs > 1 else None)
 
     out = engine.simulate(model, batch(params), batch(aux), ctx, jnp.full((runs,), lr), record_steps=rec,
                           key=keys, progress=progress, on_divergence=on_divergence, desc="byol",

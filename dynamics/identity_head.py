@@ -23,7 +23,7 @@ import numpy as np
 
 from . import engine
 from .problems import as_key
-from .results import Trajectory, versions
+from .results import Trajectory, records_to_fields, versions
 from .validation import check_array, check_fraction, check_int, check_positive
 
 __all__ = ["HeadProblem", "simulate_head", "head_phases"]
@@ -191,12 +191,10 @@ def simulate_head(problem, *, head=True, batchnorm=True, lr=0.02, steps=8000, re
                 "units": "steps", **versions()}
 
     def to_traj(out):
-        fields = {kk: (v if runs > 1 else v[0]) for kk, v in out.records.items()}
-        traj = Trajectory(t=out.steps.astype(float), fields=fields, kind="simulation", model="identity_head",
-                          settings={**settings, "wall_time_s": out.wall_time}, status=out.status,
-                          message=out.message)
-        subs = [dataclasses.replace(traj, fields={kk: v[i] for kk, v in fields.items()}) for i in range(runs)] \
-            if runs > 1 else [traj]
+        traj = Trajectory(t=out.steps.astype(float), fields=records_to_fields(out.records, runs > 1),
+                          kind="simulation", model="identity_head", settings={**settings, "wall_time_s": out.wall_time},
+                          status=out.status, message=out.message, runs=runs if runs > 1 else None)
+        subs = [traj.run(i) for i in range(runs)] if runs > 1 else [traj]
         phases = [head_phases(sub) for sub in subs] if out.steps.size else [None]
         return dataclasses.replace(traj, settings={**traj.settings, "phases": phases[0] if runs == 1 else phases})
 

@@ -34,7 +34,7 @@ from . import engine
 from .mode_integrals import elapsed, psi_at_grid_jax, z_from_psi
 from .mode_tables import clock, clock_table, ln_psi_of_clock
 from .problems import LinearProblem, as_key, random_rotation
-from .results import Trajectory, versions
+from .results import Trajectory, records_to_fields, versions
 from .validation import check_array, check_choice, check_int, check_positive
 
 __all__ = ["Objective", "encoder", "layer_grads", "loss_and_grads", "sample_loss", "init_params",
@@ -354,7 +354,7 @@ def simulate_linear(objective, problem, *, lr, steps, record_every=None, record_
     def to_traj(out: engine.EngineOutput, status=None, message=None):
         t = lrs[:, None] * out.steps[None, :]
         t = t if (batched and np.unique(lrs).size > 1) else t[0]
-        fields = {k: (v if batched else v[0]) for k, v in out.records.items()}
+        fields = records_to_fields(out.records, batched)
         fp = np.stack([objective.fixed_point(p.rho, L) for p in probs])
         return Trajectory(t=t, fields=fields, kind="simulation", model=objective.name,
                           problem=probs if len(set(map(id, probs))) > 1 else probs[0],
@@ -363,7 +363,7 @@ def simulate_linear(objective, problem, *, lr, steps, record_every=None, record_
                                     "step_index": out.steps.tolist()},
                           fixed_point=fp if batched else fp[0],
                           status=out.status if status is None else status,
-                          message=out.message if message is None else message)
+                          message=out.message if message is None else message, runs=R if batched else None)
 
     out = engine.simulate(model, params, aux, ctx, jnp.asarray(lrs, dtype=dtype), record_steps=rec,
                           key=sim_keys, optimizer=optimizer, progress=progress,

@@ -16,7 +16,8 @@ import numpy as np
 
 from .problems import LinearProblem
 
-__all__ = ["Trajectory", "CrossCheck", "crosscheck", "load", "FORMAT", "atomic_write", "versions"]
+__all__ = ["Trajectory", "CrossCheck", "crosscheck", "load", "FORMAT", "atomic_write", "versions",
+           "records_to_fields"]
 
 FORMAT = "dynamics.result/1"
 
@@ -65,6 +66,12 @@ def _jsonable(x):
     return x
 
 
+def records_to_fields(records: dict, batched: bool) -> dict:
+    """Engine records, each (R, T, ...), as trajectory fields: kept whole for a batch (pass
+    ``runs=R`` to the Trajectory), run 0's (T, ...) for a single run."""
+    return {k: (v if batched else v[0]) for k, v in records.items()}
+
+
 @dataclass(frozen=True, eq=False)
 class Trajectory:
     """A recorded or predicted learning trajectory.
@@ -76,6 +83,7 @@ class Trajectory:
     kind : "simulation" or "theory".   model : "jepa", "mae", "saxe", ...
     fixed_point : (d,) asymptote of ``modes`` (for critical times and plots), or None.
     status : 0 finished, 1 interrupted, -1 diverged (partial);  message : what happened.
+    runs : the batch size R when every field has a leading runs axis, None for one run.
     """
 
     t: np.ndarray
@@ -87,6 +95,7 @@ class Trajectory:
     fixed_point: np.ndarray | None = None
     status: int = 0
     message: str = "finished"
+    runs: int | None = None
 
     def __getattr__(self, name):
         fields = self.__dict__.get("fields", {})
@@ -101,12 +110,19 @@ class Trajectory:
 
     @property
     def batched(self) -> bool:
+        """Whether the fields carry a leading runs axis (``runs``; files written before ``runs`` was
+        recorded: a 3-D ``modes`` field)."""
+        if self.runs is not None:
+            return True
         return "modes" in self.fields and self.fields["modes"].ndim == 3
 
     def run(self, i) -> "Trajectory":
         """Run i of a batch, as an unbatched trajectory."""
         if not self.batched:
             raise ValueError("run(i) needs a batched trajectory")
+        n = self.runs if self.runs is not None else self.fields["modes"].shape[0]
+        if not 0 <= i < n:
+            raise IndexError(f"run index {i} out of range for a batch of {n} runs")
         t = self.t[i] if np.ndim(self.t) == 2 else self.t
         settings = dict(self.settings)
         if isinstance(settings.get("lr"), list):
@@ -116,7 +132,7 @@ class Trajectory:
                           model=self.model, problem=prob, settings=settings,
                           fixed_point=None if self.fixed_point is None else
                           (self.fixed_point[i] if np.ndim(self.fixed_point) == 2 else self.fixed_point),
-                          status=self.status, message=self.message)
+                          status=self.status, message=self.message, runs=None)
 
     def critical_times(self, fraction=0.5):
         """Hitting times of fraction * fixed_point, read off the recorded curves (see metrics)."""
@@ -158,7 +174,7 @@ class Trajectory:
                 "message": self.message, "settings": _jsonable(self.settings),
                 "problems": _jsonable(pscalars),
                 "problem_is_list": isinstance(self.problem, (list, tuple)),
-                "fields": list(self.fields)}
+                "fields": list(self.fields), "runs": self.runs}
         arrays["__meta__"] = np.asarray(json.dumps(meta))
         return atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
@@ -194,7 +210,7 @@ def load(path) -> Trajectory:
     return Trajectory(t=data["t"], fields={k: data[f"field/{k}"] for k in meta["fields"]},
                       kind=meta["kind"], model=meta["model"], problem=problem,
                       settings=meta["settings"], fixed_point=data.get("fixed_point"),
-                      status=meta["status"], message=meta["message"])
+                      status=meta["status"], message=meta["message"], runs=meta.get("runs"))
 
 
 @dataclass(frozen=True)

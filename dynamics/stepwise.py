@@ -25,7 +25,7 @@ import numpy as np
 
 from . import engine
 from .problems import as_key
-from .results import Trajectory, versions
+from .results import Trajectory, records_to_fields, versions
 from .validation import check_array, check_choice, check_int, check_positive, check_symmetric_pd
 
 __all__ = ["StepwiseProblem", "simulate_stepwise", "solve_stepwise", "step_times"]
@@ -114,10 +114,9 @@ def simulate_stepwise(problem, *, lr, steps, init="aligned", record_every=None, 
     settings = {"lr": lr, "steps": steps, "init": init, "init_scale": s0, "units": "gf", **versions()}
 
     def to_traj(out):
-        fields = {k: (v if runs > 1 else v[0]) for k, v in out.records.items()}
-        return Trajectory(t=lr * out.steps, fields=fields, kind="simulation", model="stepwise",
-                          settings={**settings, "wall_time_s": out.wall_time}, status=out.status,
-                          message=out.message)
+        return Trajectory(t=lr * out.steps, fields=records_to_fields(out.records, runs > 1), kind="simulation",
+                          model="stepwise", settings={**settings, "wall_time_s": out.wall_time},
+                          status=out.status, message=out.message, runs=runs if runs > 1 else None)
 
     out = engine.simulate(_model(), {"W": jnp.asarray(W0)}, {}, ctx, jnp.full((runs,), lr), record_steps=rec,
                           key=keys, progress=progress, on_divergence=on_divergence, desc="stepwise",

@@ -246,7 +246,7 @@ def simulate_dense_attention(problem: AttentionProblem, *, init_scales=(1.0,), d
     def to_traj(out):
         return Trajectory(t=lr * out.steps, fields=dict(out.records), kind="simulation",
                           model="dense_attention", settings={**settings, "wall_time_s": out.wall_time},
-                          status=out.status, message=out.message)
+                          status=out.status, message=out.message, runs=R)
 
     out = engine.simulate(_dense_model(L, H), params, aux, ctx, jnp.full((R,), lr), record_steps=rec,
                           key=keys, optimizer=optimizer, progress=progress, on_divergence=on_divergence,

@@ -53,6 +53,24 @@ def test_chunking_does_not_change_results():
         np.testing.assert_array_equal(o.records["x"], outs[0].records["x"])
 
 
+def test_divergence_in_a_later_chunk_names_the_exact_step():
+    """x_k = (1 - lr a)^k x0 with lr a = 3 doubles |x| every step; the loss 1/2 a x^2 overflows at a
+    step NumPy computes with the same float64 arithmetic. The engine dispatches the next chunk before
+    reading the last one's flags, and must still name that step and keep exactly the records before it."""
+    lr, a = 3.0, 1.0
+    k = np.arange(2000)
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = (1 - lr * a) ** k.astype(float)
+        expected = int(k[~np.isfinite(0.5 * a * x ** 2)][0])
+    rec = engine.record_schedule(1000, every=10)
+    with pytest.raises(dy.DivergenceError, match=rf"step {expected}\b.*smaller learning rate") as info:
+        run_quadratic(np.array([lr]), np.array([[a]]), np.ones((1, 1)), rec, n_chunks=20)
+    assert info.value.step == expected and expected > 1000 // 20       # not in the first chunk
+    part = info.value.partial
+    np.testing.assert_array_equal(part.steps, rec[rec < expected])
+    np.testing.assert_allclose(part.records["x"][0, :, 0], (1 - lr * a) ** part.steps.astype(float), rtol=1e-12)
+
+
 def test_record_schedule_errors():
     with pytest.raises(ValueError, match="exactly one"):
         engine.record_schedule(10)

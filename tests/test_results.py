@@ -115,3 +115,20 @@ def test_crosscheck_counts_features_past_the_threshold_at_init_as_agreeing():
     rep = dy.crosscheck(sim, dy.solve_jepa(prob, times=sim.t))
     assert rep.critical_a[0] == rep.critical_b[0] == 0.0 and rep.critical_rel_error[0] == 0.0
     assert rep.passed
+
+
+def test_runs_axis_for_families_without_modes(tmp_path):
+    """A batch is marked by ``runs``, not by a "modes" field: a stepwise-SSL batch (eigenvalue fields
+    only) splits into its runs, which equal the runs simulated alone, and keeps ``runs`` through a file."""
+    prob = dy.StepwiseProblem.from_spectrum([1.0, 0.6, 0.3], 1e-3, key=1)
+    batch = dy.simulate_stepwise(prob, lr=0.05, steps=200, record_every=50, init="random", runs=3, key=4)
+    assert batch.runs == 3 and batch.batched and "modes" not in batch.fields
+    one = batch.run(2)
+    assert one.runs is None and not one.batched and one.eigenvalues.shape == batch.eigenvalues.shape[1:]
+    np.testing.assert_array_equal(one.eigenvalues, batch.eigenvalues[2])
+    with pytest.raises(IndexError, match="out of range for a batch of 3"):
+        batch.run(3)
+    batch.save(tmp_path / "b.npz")
+    assert dy.load(tmp_path / "b.npz").runs == 3
+    single = dy.simulate_stepwise(prob, lr=0.05, steps=200, record_every=50, init="random", key=4)
+    assert single.runs is None and not single.batched
