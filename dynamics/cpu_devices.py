@@ -50,7 +50,8 @@ def configure_cpu_devices() -> int | None:
         n = available_cores()
     if n <= 1 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return None
-    if jax.config.jax_num_cpu_devices != -1:
+    current = getattr(jax.config, "jax_num_cpu_devices", None)
+    if current is None or current != -1:   # a JAX without the option, or the program chose a count
         return None
     try:
         jax.config.update("jax_num_cpu_devices", n)
