@@ -435,10 +435,8 @@ def solve_linear(objective, problem, *, times, units="gf"):
             psi = np.empty_like(tau)
             psi[order] = np.asarray(psi_at_grid_jax(jnp.asarray(psi0), jnp.asarray(tau[order]), k=k, n=n))
         x = scale[None, :] * psi
-        modes = x ** L
-        a = x * modes if objective.head else modes
-        tgt = modes if objective.target == "self" else np.ones_like(modes)
-        loss = np.sum(0.5 * a ** 2 * problem.sigma2 - a * tgt * lam + 0.5 * tgt ** 2 * syy, axis=1)
+        modes, loss = _modes_and_loss(x, lam, problem.sigma2, syy, L=L, head=objective.head,
+                                      self_target=objective.target == "self", xp=np)
     fields = {"modes": modes, "loss": loss}
     if objective.head:
         fields["head"] = x
@@ -456,11 +454,18 @@ def _exact_on_grid(t, pref, I0, lnpsi0, scale, lam, sigma2, syy, coef, *, L, hea
     lnpsi = ln_psi_of_clock(c, coef, key0=key0, n_neg=n_neg, c_top=c_top)
     lnpsi = jnp.where(t[:, None] == 0, lnpsi0[None, :], lnpsi)     # t = 0: the init itself
     x = scale[None, :] * jnp.exp(lnpsi)
+    modes, loss = _modes_and_loss(x, lam, sigma2, syy, L=L, head=head, self_target=self_target, xp=jnp)
+    return modes, loss, (x if head else None)
+
+
+def _modes_and_loss(x, lam, sigma2, syy, *, L, head, self_target, xp):
+    """Encoder modes x^L and the population loss per time (summed over features) from the per-layer
+    modes x (T, F): A = head * encoder, T = the encoder (self) or 1, loss = sum 1/2 A^2 sigma2 - A T lam
+    + 1/2 T^2 syy (theory/jepa.md sec. 2 in the eigenbasis)."""
     modes = x ** L
     a = x * modes if head else modes
     tgt = modes if self_target else 1.0
-    loss = jnp.sum(0.5 * a ** 2 * sigma2 - a * tgt * lam + 0.5 * tgt ** 2 * syy, axis=1)
-    return modes, loss, (x if head else None)
+    return modes, xp.sum(0.5 * a ** 2 * sigma2 - a * tgt * lam + 0.5 * tgt ** 2 * syy, axis=1)
 
 
 def _warn_never_learned(objective, psi0):
