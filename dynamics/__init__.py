@@ -25,7 +25,7 @@ from .diagonal import DLNProblem, simulate_dln  # noqa: E402
 from .engine import DivergenceError, record_schedule  # noqa: E402
 from .hadamard import Stages, StageCheck, crosscheck_stages, stages  # noqa: E402
 from .heads import (BYOLProblem, byol_collapse_threshold, byol_fixed_points, byol_time_to_learn,  # noqa: E402
-                    simulate_byol, solve_byol)
+                    simulate_byol, solve_byol, solve_byol_batch)
 from .identity_head import HeadProblem, head_phases, simulate_head  # noqa: E402
 from .jepa import (critical_times, critical_times_asymptotic, fixed_points, simulate_jepa,  # noqa: E402
                    simulate_mae, solve_jepa, solve_mae)
@@ -43,7 +43,7 @@ __all__ = [
     "Trajectory", "CrossCheck", "crosscheck", "load", "DivergenceError", "record_schedule",
     "DLNProblem", "AttentionProblem", "stages", "Stages", "StageCheck", "crosscheck_stages",
     "simulate_dln", "simulate_attention", "simulate_dense_attention",
-    "BYOLProblem", "simulate_byol", "solve_byol", "byol_fixed_points", "byol_time_to_learn",
+    "BYOLProblem", "simulate_byol", "solve_byol", "solve_byol_batch", "byol_fixed_points", "byol_time_to_learn",
     "byol_collapse_threshold", "HeadProblem", "simulate_head", "head_phases",
     "StepwiseProblem", "simulate_stepwise", "solve_stepwise", "step_times",
     "engine", "metrics", "hadamard", "diagonal", "transformer", "heads", "identity_head", "stepwise",

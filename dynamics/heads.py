@@ -39,7 +39,7 @@ from .problems import diag_in_basis, random_rotation
 from .results import Trajectory, records_to_fields, versions
 from .validation import check_array, check_choice, check_int, check_positive, check_symmetric_pd
 
-__all__ = ["BYOLProblem", "simulate_byol", "solve_byol", "byol_fixed_points", "byol_time_to_learn",
+__all__ = ["BYOLProblem", "simulate_byol", "solve_byol", "solve_byol_batch", "byol_fixed_points", "byol_time_to_learn",
            "byol_collapse_threshold"]
 
 PREDICTORS = ("trained", "none", "directpred")
@@ -263,51 +263,123 @@ def simulate_byol(problem, *, lr, steps, record_every=None, record_log=None, ini
 
 
 # ------------------------------------------------------------------------------------------ theory
-def solve_byol(problem, *, times, rtol=1e-11, atol=1e-13):
-    """The aligned per-mode ODEs (module docstring), integrated with scipy's DOP853 at tight tolerance.
-
-    Exact for an aligned init with a trained predictor and stop-gradient (the theory's setting).
-    Returns a Trajectory with .p, .s (= w^2), .w_a, .tau (per mode, w_a / w), .loss."""
+def _byol_theory_inputs(problem, what="solve_byol"):
+    """Checked per-mode inputs of the aligned theory: (x, lam_s, alpha_p, eta, beta, n, simsiam, y0)."""
     if not isinstance(problem, BYOLProblem):
         raise TypeError(f"problem must be a BYOLProblem, got {type(problem).__name__}")
     if problem.predictor != "trained" or not problem.stop_grad:
-        raise ValueError("solve_byol covers the trained predictor with stop-gradient; simulate the "
+        raise ValueError(f"{what} covers the trained predictor with stop-gradient; simulate the "
                          "ablations (predictor='none'/'directpred', stop_grad=False) instead")
     X, Xa = problem.X, problem.X_aug
     comm = float(np.abs(X @ Xa - Xa @ X).max())
     if comm > 1e-9 * max(1.0, float(np.abs(X).max())) ** 2:
-        raise ValueError("solve_byol needs X and X_aug simultaneously diagonalisable (they do not commute)")
+        raise ValueError(f"{what} needs X and X_aug simultaneously diagonalisable (they do not commute)")
+    x, xa = problem.spectra
+    simsiam = problem.beta is None
+    y0 = np.concatenate([problem.w0, problem.p0] + ([] if simsiam else [problem.wa0]))
+    return x, x + xa, problem.alpha_p, problem.eta, problem.beta, problem.n, simsiam, y0
+
+
+def _byol_rhs(y, x, lam_s, ap, eta, beta, n, simsiam, xp):
+    """The aligned per-mode ODEs (module docstring) on y = [w, w_p(, w_a)], for numpy or jax (xp)."""
+    w, wp = y[..., :n], y[..., n:2 * n]
+    wa = w if simsiam else y[..., 2 * n:]
+    r = wa * x - wp * w * lam_s
+    dw = wp * r - eta * w
+    dp = ap * w * r - eta * wp
+    return xp.concatenate([dw, dp] if simsiam else [dw, dp, beta * (w - wa)], axis=-1)
+
+
+def _byol_fields(Y, x, lam_s, n, simsiam):
+    """Trajectory fields from the states Y (..., T, 2n or 3n): p, s = w^2, w_a, tau = w_a / w, loss."""
+    w, wp = Y[..., :n], Y[..., n:2 * n]
+    wa = w if simsiam else Y[..., 2 * n:]
+    loss = np.sum(0.5 * (wp * w) ** 2 * lam_s - wp * w * wa * x + 0.5 * wa ** 2 * lam_s, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = np.where(w != 0, wa / w, np.nan)
+    return {"p": wp, "s": w ** 2, "w_a": wa, "tau": tau, "loss": loss}
+
+
+def _check_times(times):
     times = check_array("times", times, ndim=1)
     if np.any(times < 0) or np.any(np.diff(times) < 0):
         raise ValueError("times must be >= 0 and non-decreasing")
-    x, xa = problem.spectra
-    lam_s = x + xa
-    ap, eta, beta = problem.alpha_p, problem.eta, problem.beta
-    n = problem.n
-    simsiam = beta is None
+    return times
 
-    def rhs(t, y):
-        w, wp = y[:n], y[n:2 * n]
-        wa = w if simsiam else y[2 * n:]
-        r = wa * x - wp * w * lam_s
-        dw = wp * r - eta * w
-        dp = ap * w * r - eta * wp
-        out = [dw, dp] if simsiam else [dw, dp, beta * (w - wa)]
-        return np.concatenate(out)
 
-    y0 = np.concatenate([problem.w0, problem.p0] + ([] if simsiam else [problem.wa0]))
-    sol = solve_ivp(rhs, (0.0, float(times[-1]) if times.size else 0.0), y0, t_eval=times, method="DOP853",
+def solve_byol(problem, *, times, rtol=1e-11, atol=1e-13):
+    """The aligned per-mode ODEs (module docstring), integrated with scipy's DOP853 at tight tolerance.
+
+    Exact for an aligned init with a trained predictor and stop-gradient (the theory's setting).
+    Returns a Trajectory with .p, .s (= w^2), .w_a, .tau (per mode, w_a / w), .loss.
+    Many settings at once: :func:`solve_byol_batch` (one vectorised adaptive solve in JAX)."""
+    x, lam_s, ap, eta, beta, n, simsiam, y0 = _byol_theory_inputs(problem)
+    times = _check_times(times)
+    sol = solve_ivp(lambda t, y: _byol_rhs(y, x, lam_s, ap, eta, beta, n, simsiam, np),
+                    (0.0, float(times[-1]) if times.size else 0.0), y0, t_eval=times, method="DOP853",
                     rtol=rtol, atol=atol)
     if not sol.success:
         raise RuntimeError(f"solve_byol: the ODE solver failed: {sol.message}")
-    Y = sol.y.T
-    w, wp = Y[:, :n], Y[:, n:2 * n]
-    wa = w if simsiam else Y[:, 2 * n:]
-    loss = np.sum(0.5 * (wp * w) ** 2 * lam_s - wp * w * wa * x + 0.5 * wa ** 2 * lam_s, axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tau = np.where(w != 0, wa / w, np.nan)
-    return Trajectory(t=times, fields={"p": wp, "s": w ** 2, "w_a": wa, "tau": tau, "loss": loss},
+    return Trajectory(t=times, fields=_byol_fields(sol.y.T, x, lam_s, n, simsiam),
                       kind="theory", model="byol", settings={"units": "gf", **versions()})
+
+
+def solve_byol_batch(problems, *, times, rtol=1e-10, atol=1e-12, max_steps=1_000_000):
+    """:func:`solve_byol` for many settings at once: one adaptive Dormand-Prince 8(5,3) solve (diffrax)
+    vectorised over the problems with ``vmap`` (each setting keeps its own step size) and jit-compiled.
+
+    problems : BYOLProblems with the same number of modes and all SimSiam (beta None) or all EMA.
+    Returns a batched Trajectory (``runs`` = number of problems; fields (R, T, n)). The time grid is
+    padded to a power-of-two length, so that grids of similar sizes share one compiled program.
+    """
+    import diffrax
+
+    problems = list(problems)
+    if not problems:
+        raise ValueError("problems must hold at least one BYOLProblem")
+    inputs = [_byol_theory_inputs(p, "solve_byol_batch") for p in problems]
+    n, simsiam = inputs[0][5], inputs[0][6]
+    for i, inp in enumerate(inputs):
+        if (inp[5], inp[6]) != (n, simsiam):
+            raise ValueError(f"problems[{i}] has {inp[5]} modes and beta {'None' if inp[6] else 'set'}; "
+                             f"problems[0] has {n} and beta {'None' if simsiam else 'set'}: solve them apart")
+    times = _check_times(times)
+    rtol = check_positive("rtol", rtol)
+    atol = check_positive("atol", atol)
+    T = times.size
+    padded = np.concatenate([times, np.full((1 << max(0, int(np.ceil(np.log2(max(T, 1)))))) - T,
+                                            times[-1] if T else 0.0)])
+    stack = lambda j: jnp.asarray(np.stack([np.asarray(inp[j], float) for inp in inputs]))  # noqa: E731
+    x, lam_s, y0 = stack(0), stack(1), stack(7)
+    scalars = jnp.asarray([[inp[2], inp[3], 0.0 if simsiam else inp[4]] for inp in inputs])
+    ys, ok = _byol_batch_solver(n, simsiam, float(rtol), float(atol), int(max_steps))(
+        jnp.asarray(padded), x, lam_s, scalars, y0)
+    ok = np.asarray(ok)
+    if not np.all(ok):
+        raise RuntimeError(f"solve_byol_batch: the ODE solver failed for problem(s) "
+                           f"{np.nonzero(~ok)[0][:10].tolist()} (max_steps={max_steps}; stiff or diverging?)")
+    Y = np.asarray(ys)[:, :T]
+    fields = _byol_fields(Y, np.asarray(x)[:, None, :], np.asarray(lam_s)[:, None, :], n, simsiam)
+    return Trajectory(t=times, fields=fields, kind="theory", model="byol", runs=len(problems),
+                      settings={"units": "gf", "solver": f"diffrax {diffrax.__version__} Dopri8",
+                                "rtol": rtol, "atol": atol, **versions()})
+
+
+@functools.lru_cache(maxsize=16)
+def _byol_batch_solver(n, simsiam, rtol, atol, max_steps):
+    """The jitted, vmapped diffrax solve for one (modes, SimSiam/EMA, tolerances)."""
+    import diffrax
+
+    def one(ts, x, lam_s, scalars, y0):
+        ap, eta, beta = scalars[0], scalars[1], scalars[2]
+        term = diffrax.ODETerm(lambda t, y, args: _byol_rhs(y, x, lam_s, ap, eta, beta, n, simsiam, jnp))
+        sol = diffrax.diffeqsolve(term, diffrax.Dopri8(), ts[0], ts[-1], None, y0,
+                                  saveat=diffrax.SaveAt(ts=ts),
+                                  stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+                                  max_steps=max_steps, throw=False)
+        return sol.ys, sol.result == diffrax.RESULTS.successful
+
+    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0, 0)))
 
 
 def byol_collapse_threshold(tau, sigma2):
