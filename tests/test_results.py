@@ -132,3 +132,14 @@ def test_runs_axis_for_families_without_modes(tmp_path):
     assert dy.load(tmp_path / "b.npz").runs == 3
     single = dy.simulate_stepwise(prob, lr=0.05, steps=200, record_every=50, init="random", key=4)
     assert single.runs is None and not single.batched
+
+
+def test_atomic_write_gives_the_umask_permissions_not_private_ones(tmp_path):
+    # the temporary file behind an atomic write is 0600; the result must be as readable as open() makes it
+    old = os.umask(0o022)
+    try:
+        path = dy.results.atomic_write(tmp_path / "a.txt", lambda fh: fh.write(b"x"))
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644
+    assert open(path, "rb").read() == b"x"
