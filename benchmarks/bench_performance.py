@@ -538,7 +538,7 @@ def analysis(res):
         f"{row['fraction_of_matmul']:.0%}. What separates the simulator from 100 %: XLA:CPU's fixed cost per "
         "operation (~1-2 us for each of the 11 batched dots and the updates of a step, on 32-run halves), and the "
         "variation of this shared machine: timed alone, again and again, the same sweep made 47,000-60,000 "
-        "run-steps/s, 3.1-3.4x the NumPy loop timed beside it (the two devices step in lockstep, so load on either "
+        "run-steps/s, 2.8-3.4x the NumPy loop timed beside it (the two devices step in lockstep, so load on either "
         "core holds up both).",
         "* **Half the batched-matmul rate at d >= 64**: " + ", ".join(
             f"d = {r['d']}, L = {r['L']}: {r['fraction_of_matmul']:.0%}" for r in big) + "."
