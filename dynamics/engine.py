@@ -238,22 +238,27 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
     step0 = 0
     diverged_at = None
 
-    def collect(pending):
-        """Bring one finished chunk's records to the host; returns its divergence flags (R_pad,)."""
+    # pipelined: chunk c + 1 is dispatched (asynchronously) before chunk c's records are copied to the
+    # host, so the device never waits for the host's transfers and bookkeeping.  ``queue`` holds the
+    # dispatched chunks whose records are not on the host yet; a chunk leaves it only together with
+    # its bookkeeping, so that an interrupt at any point loses nothing and counts nothing twice.
+    queue, dispatched_step = [], 0
+    bad = np.full(R + pad, -1)
+
+    def collect():
+        """Bring the oldest dispatched chunk's records to the host; returns its divergence flags."""
         nonlocal done_records, step0
-        obs, bad_dev, n_real, n_steps = pending
+        obs, bad_dev, n_real, n_steps = queue[0]
         bad_host = np.asarray(bad_dev)
-        recs.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:n_real], obs))
+        host = jax.tree_util.tree_map(lambda x: np.asarray(x)[:n_real], obs)
+        recs.append(host)
+        queue.pop(0)
         done_records += n_real
         step0 += n_steps
         if bar is not None:
             bar.update(n_steps)
         return bad_host
 
-    # pipelined: chunk c + 1 is dispatched (asynchronously) before chunk c's records are copied to the
-    # host, so the device never waits for the host's transfers and bookkeeping
-    pending, dispatched_step = None, 0
-    bad = np.full(R + pad, -1)
     try:
         for c in range(0, T, per):
             seg = seg_all[c:c + per]
@@ -266,23 +271,28 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
             if c == 0:
                 compile_time = time.perf_counter() - t0  # tracing + compiling (the run is asynchronous)
             dispatched_step += int(seg[:n_real].sum())
-            if pending is not None:
-                bad = collect(pending)
+            queue.append((obs, bad_dev, n_real, int(seg[:n_real].sum())))
+            if len(queue) > 1:
+                bad = collect()
                 if np.any(bad[:R] >= 0):
-                    pending = None
+                    queue.clear()   # the chunk after it starts past the divergence
                     break
-            pending = (obs, bad_dev, n_real, int(seg[:n_real].sum()))
-        if pending is not None:
-            bad = collect(pending)
-        if np.any(bad[:R] >= 0):
-            diverged_at = int(bad[:R][bad[:R] >= 0].min())
+        while queue:
+            bad = collect()
     except KeyboardInterrupt:
+        try:    # the chunks already dispatched finish within one chunk's time: keep their records too
+            while queue:
+                bad = collect()
+        except KeyboardInterrupt:   # a second Ctrl-C: stop now
+            pass
         status, message = 1, f"interrupted by the user after step {step0}; records up to there kept"
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     finally:
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - t_start
+    if np.any(bad[:R] >= 0):
+        diverged_at = int(bad[:R][bad[:R] >= 0].min())
 
     if recs:
         records = {k: np.concatenate([r[k] for r in recs], axis=0) for k in recs[0]}

@@ -119,6 +119,10 @@ def test_interrupt_keeps_records(monkeypatch):
     assert out.status == 1 and "interrupted" in out.message
     assert 0 < out.steps.size < rec.size
     np.testing.assert_allclose(out.records["x"][0, :, 0], 0.99 ** out.steps, rtol=1e-12)
+    # the chunk already dispatched when Ctrl-C came is kept too: the last record is where the final
+    # parameters are, so nothing computed is lost and records and parameters agree
+    np.testing.assert_allclose(out.final_params["x"][0, 0], 0.99 ** out.steps[-1], rtol=1e-12)
+    assert f"after step {out.steps[-1]}" in out.message
 
 
 def test_interrupt_through_public_simulator(monkeypatch):
