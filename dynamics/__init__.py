@@ -1,5 +1,10 @@
 """dynamics: analytic theory and jit-compiled simulation of how deep linear models learn.
 
+Layers (each imports only the ones before it): ``core`` (validation, keys, engine, the family
+contract, the shared front-end, trajectories, crosscheck, metrics), ``exact`` (closed-form mode
+integrals), ``families`` (one module per model family, shared packages ``linear`` and ``hadamard``),
+``plot``, ``experiments`` (the spec registry) and ``cli``.
+
 Importing ``dynamics`` enables JAX's 64-bit mode (``jax_enable_x64``) for the whole program, because
 the theory-vs-simulation cross-checks need float64.  Pass ``dtype=np.float32`` to a simulator for
 speed; to keep JAX in 32-bit elsewhere, call ``jax.config.update("jax_enable_x64", False)`` after
@@ -7,45 +12,62 @@ importing (the float64 paths then refuse to run and say so).
 
 It also exposes one JAX CPU device per core (``jax_num_cpu_devices``) when the program has not chosen
 a count and JAX has not started yet, so that sweeps are split across the cores: see
-``dynamics.cpu_devices`` (``DYNAMICS_CPU_DEVICES=1`` turns it off).
+``dynamics.core.devices`` (``DYNAMICS_CPU_DEVICES=1`` turns it off).  It does not import matplotlib.
 """
 
 __version__ = "0.1.0"
+
+import sys as _sys
 
 import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from .cpu_devices import configure_cpu_devices as _configure_cpu_devices  # noqa: E402
+from .core.devices import configure_cpu_devices as _configure_cpu_devices  # noqa: E402
 
 _configure_cpu_devices()
 
-from . import diagonal, engine, hadamard, heads, identity_head, metrics, saxe, stepwise, transformer  # noqa: E402
-from .diagonal import DLNProblem, simulate_dln  # noqa: E402
-from .engine import DivergenceError, record_schedule  # noqa: E402
-from .hadamard import Stages, StageCheck, crosscheck_stages, stages  # noqa: E402
-from .heads import (BYOLProblem, byol_collapse_threshold, byol_fixed_points, byol_time_to_learn,  # noqa: E402
-                    simulate_byol, solve_byol, solve_byol_batch)
-from .identity_head import HeadProblem, head_phases, simulate_head  # noqa: E402
-from .jepa import (critical_times, critical_times_asymptotic, fixed_points, simulate_jepa,  # noqa: E402
-                   simulate_mae, solve_jepa, solve_mae)
-from .problems import RegressionProblem, SSLProblem, random_rotation  # noqa: E402
-from .results import CrossCheck, Trajectory, crosscheck, load  # noqa: E402
-from .saxe import critical_times_saxe, simulate_saxe, solve_saxe  # noqa: E402
-from .stepwise import StepwiseProblem, simulate_stepwise, solve_stepwise, step_times  # noqa: E402
-from .transformer import AttentionProblem, simulate_attention, simulate_dense_attention  # noqa: E402
+from . import compat as _compat  # noqa: E402
+from . import core, exact, families  # noqa: E402,F401
+from .core import compare, engine, frontend, metrics, trajectory  # noqa: E402,F401
+from .core.compare import BatchCrossCheck, CrossCheck, crosscheck  # noqa: E402
+from .core.engine import DivergenceError, record_schedule  # noqa: E402
+from .core.family import Example, Family, families as registered_families, get_family  # noqa: E402
+from .core.linalg import random_rotation  # noqa: E402
+from .core.trajectory import Trajectory, load  # noqa: E402
+from .families import attention, byol, dln, identity_head, jepa, saxe, stepwise  # noqa: E402
+from .families.attention import AttentionProblem, simulate_attention, simulate_dense_attention  # noqa: E402
+from .families.byol import (BYOLProblem, byol_collapse_threshold, byol_fixed_points,  # noqa: E402
+                            byol_time_to_learn, simulate_byol, solve_byol, solve_byol_batch)
+from .families.dln import DLNProblem, simulate_dln  # noqa: E402
+from .families.hadamard import api as hadamard  # noqa: E402
+from .families.hadamard.stages import StageCheck, Stages, crosscheck_stages, stages  # noqa: E402
+from .families.identity_head import HeadProblem, head_phases, simulate_head  # noqa: E402
+from .families.jepa import (critical_times, critical_times_asymptotic, fixed_points, simulate_jepa,  # noqa: E402
+                            simulate_mae, solve_jepa, solve_mae)
+from .families.linear.problems import RegressionProblem, SSLProblem  # noqa: E402
+from .families.saxe import critical_times_saxe, simulate_saxe, solve_saxe  # noqa: E402
+from .families.stepwise import StepwiseProblem, simulate_stepwise, solve_stepwise, step_times  # noqa: E402
+
+# the former flat module names (dynamics.heads, dynamics.transformer, ...): see dynamics.compat
+_compat.install()
+diagonal, transformer, heads = dln, attention, byol
+from . import results  # noqa: E402,F401  (the former dynamics.results namespace, through compat)
 
 __all__ = [
     "SSLProblem", "RegressionProblem", "random_rotation",
     "simulate_jepa", "simulate_mae", "solve_jepa", "solve_mae", "critical_times",
     "critical_times_asymptotic", "fixed_points",
     "simulate_saxe", "solve_saxe", "critical_times_saxe", "saxe",
-    "Trajectory", "CrossCheck", "crosscheck", "load", "DivergenceError", "record_schedule",
+    "Trajectory", "CrossCheck", "BatchCrossCheck", "crosscheck", "load", "DivergenceError", "record_schedule",
     "DLNProblem", "AttentionProblem", "stages", "Stages", "StageCheck", "crosscheck_stages",
     "simulate_dln", "simulate_attention", "simulate_dense_attention",
     "BYOLProblem", "simulate_byol", "solve_byol", "solve_byol_batch", "byol_fixed_points", "byol_time_to_learn",
     "byol_collapse_threshold", "HeadProblem", "simulate_head", "head_phases",
     "StepwiseProblem", "simulate_stepwise", "solve_stepwise", "step_times",
-    "engine", "metrics", "hadamard", "diagonal", "transformer", "heads", "identity_head", "stepwise",
+    "Family", "Example", "get_family", "registered_families",
+    "core", "exact", "families", "engine", "metrics", "hadamard", "dln", "attention", "byol",
+    "diagonal", "transformer", "heads", "identity_head", "stepwise", "jepa",
     "__version__",
 ]
+del _sys

@@ -6,7 +6,6 @@ critical times as dotted verticals.  Functions return the matplotlib Figure (or 
 
 from __future__ import annotations
 
-import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -196,7 +195,7 @@ def plot_staircase(sims, st, *, title=None):
 
 def plot_dense_rank(sim, *, title=None):
     """Dense attention: loss and the stable rank of Delta W_K W_Q^T and Delta W_V W_O^T per init scale."""
-    scales = sim.settings["init_scales"]
+    scales = sim.settings.get("init_scales", sim.settings.get("init_scale"))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
     cmap = plt.get_cmap("plasma")
     for j, sc in enumerate(scales):
@@ -210,10 +209,10 @@ def plot_dense_rank(sim, *, title=None):
     return _suptitle(fig, title)
 
 
-def plot_byol_portrait(sim, th, prob, *, title=None):
+def plot_byol_portrait(sim, th, prob, *, fixed_points=None, title=None):
     """SimSiam per-mode flow in the (p, s) plane: vector field, invariant parabola s = p^2/alpha_p,
-    fixed points p-+, and each mode's trajectory (simulation solid, theory dashed)."""
-    from .heads import byol_fixed_points
+    the fixed points ``fixed_points`` = (p-, p+) (``dy.byol_fixed_points``; not drawn when None or nan),
+    and each mode's trajectory (simulation solid, theory dashed)."""
     x, xa = prob.spectra
     k = float(np.mean((x + xa) / np.maximum(x, 1e-300)))
     ap, eta = prob.alpha_p, prob.eta
@@ -227,9 +226,7 @@ def plot_byol_portrait(sim, th, prob, *, title=None):
     ax.streamplot(P, S, dP, dS, color="0.75", density=1.0, linewidth=0.7)
     pp_grid = np.linspace(0, pmax, 200)
     ax.plot(pp_grid, pp_grid ** 2 / ap, color="tab:purple", lw=1.2, label="invariant parabola $s = p^2/\\alpha_p$")
-    with warnings.catch_warnings():                 # nan (no fixed point) is drawn as nothing
-        warnings.simplefilter("ignore", RuntimeWarning)
-        pm, pplus = byol_fixed_points(1.0, eta, k - 1.0)
+    pm, pplus = (np.nan, np.nan) if fixed_points is None else map(float, fixed_points)
     if np.isfinite(pm):
         ax.plot([pm], [pm ** 2 / ap], "o", mfc="w", mec="k", label=f"$p_-$ = {pm:.3g} (unstable)")
         ax.plot([pplus], [pplus ** 2 / ap], "ko", label=f"$p_+$ = {pplus:.3g} (stable)")
@@ -296,12 +293,11 @@ def plot_identity_head(runs, phases, *, title=None):
 
 def plot_stepwise(sim, th, prob, rnd=None, *, title=None):
     """Barlow-Twins staircase: eigenvalues of C over time (simulation solid, logistic theory dashed),
-    predicted step times dotted; random small-init runs in grey."""
-    from .stepwise import step_times
+    the theory's step (half) times dotted; random small-init runs in grey."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
     ax = axes[0]
     cols = _colors(sim.eigenvalues.shape[1])
-    ts = step_times(prob)
+    ts = th.critical_times(0.5)                     # the logistic theory's half times
     for j, c in enumerate(cols):
         ax.plot(sim.t, sim.eigenvalues[:, j], color=c, lw=2.2, alpha=0.75, label=f"$\\gamma$ = {prob.gammas[j]:.3g}")
         ax.plot(th.t, th.eigenvalues[:, j], "--", color="k", lw=0.9)

@@ -12,7 +12,8 @@ import dynamics as dy
 @pytest.fixture(scope="module")
 def traj():
     prob = dy.SSLProblem.from_spectrum([1.0, 0.5], [1.0, 0.8], 2, 0.05, rotate=True, key=0)
-    return dy.simulate_jepa(prob, lr=0.02, steps=2000, record_every=100, snapshots=True)
+    # long enough to reach both critical times (43 and 93): a shorter run is inconclusive, not a PASS
+    return dy.simulate_jepa(prob, lr=0.02, steps=6000, record_every=300, snapshots=True)
 
 
 def test_roundtrip_is_exact(traj, tmp_path):

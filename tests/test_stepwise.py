@@ -46,7 +46,7 @@ def test_step_order_and_times(prob):
 
 
 def test_random_small_init_learns_in_the_same_order(prob):
-    sim = dy.simulate_stepwise(prob, lr=4e-3, steps=3000, record_every=10, init="random", runs=3, key=2)
+    sim = dy.simulate_stepwise(prob, lr=4e-3, steps=4000, record_every=10, init="random", runs=3, key=2)
     for r in range(3):
         ev = sim.eigenvalues[r]
         times = [sim.t[np.argmax(ev[:, j] >= 0.5)] for j in range(4)]

@@ -21,14 +21,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import engine
-from .problems import as_key
-from .results import Trajectory, records_to_fields, versions
-from .validation import check_array, check_fraction, check_int, check_positive
+from ..core import engine, frontend
+from ..core.family import Example, Family, register, register_problem
+from ..core.keys import as_key
+from ..core.validation import check_array, check_fraction, check_int, check_positive
 
 __all__ = ["HeadProblem", "simulate_head", "head_phases"]
 
 
+@register_problem
 @dataclass(frozen=True, eq=False)
 class HeadProblem:
     """Settings of the toy (defaults: the configuration documented in theory/heads.md sec. 4).
@@ -153,55 +154,77 @@ def _head_model(head, batchnorm, B, ratio, d, P, fp, noise):
     return engine.Model(grad=grad, observe=observe)
 
 
+class HeadFamily(Family):
+    """The identity-initialised head toy as a family: primary field ``overlaps`` (k, 2); no theory.
+    Options: ``head``, ``batchnorm``. Fresh samples every step (the run key seeds them); the evaluation
+    batch and the noise bank come from the problem's ``key``. float32 by default."""
+
+    name = "identity_head"
+    problem_type = HeadProblem
+    primary = "overlaps"
+    default_dtype = np.float32
+    time_units = "steps"
+    shape_name = "the problem settings"
+
+    def shape(self, problem):
+        return (problem.d, problem.patches, problem.feature_patches, problem.batch, problem.head_lr_ratio,
+                problem.noise_std, problem.neurons, problem.eval_batch, problem.noise_bank)
+
+    def check_options(self, problems, method, options):
+        return {"head": True, "batchnorm": True, **{k: bool(v) for k, v in options.items()}}
+
+    def model(self, problem, method, options):
+        return _head_model(options["head"], options["batchnorm"], problem.batch, problem.head_lr_ratio,
+                           problem.d, problem.patches, problem.feature_patches, problem.noise_std)
+
+    def initial_state(self, problem, key, method, options):
+        params = {"W": problem.init_W()}
+        if options["head"]:
+            params["E"] = np.zeros((problem.neurons, problem.neurons))
+        return params, {}
+
+    def context(self, problem, method, options):
+        base = as_key(problem.key)
+        consts = {"d": problem.d, "P": problem.patches, "fp": problem.feature_patches,
+                  "alpha": jnp.asarray(problem.alpha, dtype=jnp.float32), "noise": problem.noise_std}
+        X1, X2 = _sample(jax.random.fold_in(base, 10_000), problem.eval_batch, consts)
+        ctx = {"alpha": np.asarray(problem.alpha), "X1": np.asarray(X1), "X2": np.asarray(X2)}
+        if problem.noise_bank:
+            ctx["bank"] = problem.noise_std * np.asarray(jax.random.normal(
+                jax.random.fold_in(base, 20_000), (problem.noise_bank, problem.d), dtype=jnp.float32))
+        return ctx
+
+    def times(self, problems, lrs, steps, method):
+        return np.broadcast_to(np.asarray(steps, float), (len(lrs), len(steps))).copy(), {}
+
+    def settings(self, problem, method, options):
+        return {"head": options["head"], "batchnorm": options["batchnorm"], "head_lr_ratio": problem.head_lr_ratio}
+
+    def example(self):
+        prob = HeadProblem(d=8, patches=4, feature_patches=1, batch=32, eval_batch=64, noise_bank=256)
+        return Example(problem=prob, lr=0.02, steps=60, short_steps=5, diverging_lr=1e6, has_theory=False)
+
+
+HEAD = register(HeadFamily())
+
+
 def simulate_head(problem, *, head=True, batchnorm=True, lr=0.02, steps=8000, record_every=None,
-                  runs=1, key=0, progress=None, on_divergence="raise", dtype=np.float32):
+                  record_log=None, runs=1, key=0, dtype=np.float32, optimizer="sgd", progress=None,
+                  on_divergence="raise"):
     """SGD on the toy (fresh batches every step; W at ``lr``, the head's off-diagonals at
     ``lr * problem.head_lr_ratio``). Returns a Trajectory: .t = step (not scaled by lr),
     .overlaps (T, k, 2) cos(w_j, v_l), .head_offdiag (T, k(k-1)) when head, .loss on a fixed
-    evaluation batch, .norms; the phase times (``head_phases``) are in ``.settings["phases"]``. float32 by default
-    (no theory to match; the sampling dominates the cost)."""
-    if not isinstance(problem, HeadProblem):
-        raise TypeError(f"problem must be a HeadProblem, got {type(problem).__name__}")
-    lr = check_positive("lr", lr)
-    steps = check_int("steps", steps, minimum=1)
-    runs = check_int("runs", runs, minimum=1)
-    rec = engine.record_schedule(steps, every=record_every or max(1, steps // 200))
-    k = problem.neurons
-    dtype = np.dtype(dtype)
-    params = {"W": problem.init_W().astype(dtype)}
-    if head:
-        params["E"] = np.zeros((k, k), dtype=dtype)
-    base = as_key(key)
-    consts = {"d": problem.d, "P": problem.patches, "fp": problem.feature_patches,
-              "alpha": jnp.asarray(problem.alpha, dtype=dtype), "noise": problem.noise_std}
-    X1, X2 = _sample(jax.random.fold_in(base, 10_000), problem.eval_batch, consts)
-    ctx_np = {"alpha": np.asarray(problem.alpha, dtype=dtype), "X1": np.asarray(X1), "X2": np.asarray(X2)}
-    if problem.noise_bank:
-        ctx_np["bank"] = problem.noise_std * np.asarray(jax.random.normal(
-            jax.random.fold_in(base, 20_000), (problem.noise_bank, problem.d), dtype=dtype))
-    model = _head_model(bool(head), bool(batchnorm), problem.batch, problem.head_lr_ratio, problem.d,
-                        problem.patches, problem.feature_patches, problem.noise_std)
-    batch = lambda tree: jax.tree_util.tree_map(lambda x: jnp.asarray(np.broadcast_to(x, (runs,) + np.shape(x))), tree)  # noqa: E731
-    keys = jnp.stack([jax.random.fold_in(base, i) for i in range(runs)])
-    settings = {"head": bool(head), "batchnorm": bool(batchnorm), "lr": lr, "steps": steps,
-                "head_lr": lr * problem.head_lr_ratio, "problem": {
-                    "d": problem.d, "patches": problem.patches, "feature_patches": problem.feature_patches,
-                    "alpha": list(problem.alpha), "noise_std": problem.noise_std, "batch": problem.batch,
-                    "overlaps": [list(o) for o in problem.overlaps], "key": problem.key},
-                "units": "steps", **versions()}
-
-    def to_traj(out):
-        traj = Trajectory(t=out.steps.astype(float), fields=records_to_fields(out.records, runs > 1),
-                          kind="simulation", model="identity_head", settings={**settings, "wall_time_s": out.wall_time},
-                          status=out.status, message=out.message, runs=runs if runs > 1 else None)
-        subs = [traj.run(i) for i in range(runs)] if runs > 1 else [traj]
-        phases = [head_phases(sub) for sub in subs] if out.steps.size else [None]
-        return dataclasses.replace(traj, settings={**traj.settings, "phases": phases[0] if runs == 1 else phases})
-
-    out = engine.simulate(model, batch(params), {}, batch(ctx_np), jnp.full((runs,), lr, dtype=dtype), record_steps=rec,
-                          key=keys, progress=progress, on_divergence=on_divergence, desc="identity head",
-                          make_partial=to_traj)
-    return to_traj(out)
+    evaluation batch, .norms; the phase times (``head_phases``) are in ``.settings["phases"]``.
+    float32 by default (no theory to match; the sampling dominates the cost)."""
+    traj = frontend.simulate(HEAD, problem, lr=lr, steps=steps, record_every=record_every,
+                             record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
+                             on_divergence=on_divergence, optimizer=optimizer,
+                             options={"head": head, "batchnorm": batchnorm}, desc="identity head")
+    if not np.size(traj.t):
+        return traj
+    subs = [traj.run(i) for i in range(traj.n_runs)] if traj.batched else [traj]
+    phases = [head_phases(sub) for sub in subs]
+    return dataclasses.replace(traj, settings={**traj.settings, "phases": phases if traj.batched else phases[0]})
 
 
 def head_phases(traj, *, threshold=0.2, back_fraction=0.1):

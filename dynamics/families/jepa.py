@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .linear_net import (Objective, critical_times_linear, simulate_linear, solve_linear)
-from .problems import SSLProblem
-from .validation import check_choice
+from ..core import frontend
+from ..core.family import register
+from ..core.validation import check_choice
+from .linear.family import LinearFamily
+from .linear.network import Objective
+from .linear.problems import SSLProblem
+from .linear.theory import critical_times_linear, solve_linear
 
 __all__ = ["JEPA", "MAE", "simulate_jepa", "simulate_mae", "solve_jepa", "solve_mae",
            "critical_times", "critical_times_asymptotic", "fixed_points", "SSLProblem"]
@@ -35,14 +39,18 @@ MAE = Objective(name="mae", target="identity", head=True,
                 pref=lambda lam, rho, L: np.asarray(rho, float) ** ((1.0 - L) / (L + 1)) / lam)
 
 OBJECTIVES = {"jepa": JEPA, "mae": MAE}
+JEPA_FAMILY = register(LinearFamily(JEPA))
+MAE_FAMILY = register(LinearFamily(MAE))
+JEPA_FAMILY.shape_name = MAE_FAMILY.shape_name = "d and depth"
 
 _SIM_DOC = """Simulate {name} by gradient descent on the full (dense) network.
 
     problem : SSLProblem, or a list of problems with one (d, depth) for a batch.
     lr : float or (R,) array of learning rates (a batch).   steps : number of steps.
     record_every : record every k steps (default steps // 500), or record_log=N log-spaced records.
-    runs : number of runs (seeds) in the batch.   key : PRNG key or int seed (default 0); run i
-        uses split(key, R)[i], so run k of a batch equals the same run alone.
+    runs : number of runs (seeds) in the batch.   key : int seed, PRNG key, or a sequence of them
+        (one per run); run i of a batch uses fold_in(key, i) (dynamics.core.keys), so runs=1
+        reproduces run 0, and key=[k0, k1, ...] reproduces each seed run alone.
     init : "aligned" (the theory's eps^(1/L) I), "aligned_gauge" (dense hidden layers, same
         dynamics), "orthogonal", "gaussian", or a dict of arrays.
     optimizer : "sgd" (gradient flow's Euler step), "momentum", "adam", "adamw", or lr -> optax.
@@ -61,19 +69,21 @@ _SIM_DOC = """Simulate {name} by gradient descent on the full (dense) network.
 def simulate_jepa(problem, *, lr, steps, record_every=None, record_log=None, runs=1, key=0,
                   init="aligned", optimizer="sgd", batch_size=None, data=None, ema=None,
                   snapshots=False, progress=None, on_divergence="raise", dtype=None):
-    return simulate_linear(JEPA, problem, lr=lr, steps=steps, record_every=record_every,
-                           record_log=record_log, runs=runs, key=key, init=init, optimizer=optimizer,
-                           batch_size=batch_size, data=data, ema=ema, snapshots=snapshots,
-                           progress=progress, on_divergence=on_divergence, dtype=dtype)
+    return frontend.simulate(JEPA_FAMILY, problem, lr=lr, steps=steps, record_every=record_every,
+                             record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
+                             on_divergence=on_divergence, optimizer=optimizer,
+                             options={"init": init, "batch_size": batch_size, "data": data, "ema": ema,
+                                      "snapshots": snapshots})
 
 
 def simulate_mae(problem, *, lr, steps, record_every=None, record_log=None, runs=1, key=0,
                  init="aligned", optimizer="sgd", batch_size=None, data=None, snapshots=False,
                  progress=None, on_divergence="raise", dtype=None):
-    return simulate_linear(MAE, problem, lr=lr, steps=steps, record_every=record_every,
-                           record_log=record_log, runs=runs, key=key, init=init, optimizer=optimizer,
-                           batch_size=batch_size, data=data, snapshots=snapshots, progress=progress,
-                           on_divergence=on_divergence, dtype=dtype)
+    return frontend.simulate(MAE_FAMILY, problem, lr=lr, steps=steps, record_every=record_every,
+                             record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
+                             on_divergence=on_divergence, optimizer=optimizer,
+                             options={"init": init, "batch_size": batch_size, "data": data,
+                                      "snapshots": snapshots})
 
 
 simulate_jepa.__doc__ = _SIM_DOC.format(
@@ -91,14 +101,16 @@ def solve_jepa(problem, *, times, units="gf"):
     inverted for v by a vectorised safeguarded Newton iteration.  Returns a Trajectory with the
     simulator's fields (.modes = v^L, .head = v, .loss).  ``units="paper"``: times are t_paper = L t.
     Features with rho <= eps^(1/L) shrink (RuntimeWarning).  theory/jepa.md sec. 3.
+    ``times`` may be the (R, T) times of a batch, ``problem`` a list (one per run): a batched result.
     """
-    return solve_linear(JEPA, problem, times=times, units=units)
+    return frontend.solve(lambda p, t: solve_linear(JEPA, p, times=t, units=units), problem, times)
 
 
 def solve_mae(problem, *, times, units="gf"):
     """Exact MAE trajectory at ``times``: lam t = int_{v0}^{v} du / (u^L (1 - u^(L+1)/rho)), in closed
-    form through partial fractions over the (L+1)-th roots of unity (theory/jepa.md sec. 3)."""
-    return solve_linear(MAE, problem, times=times, units=units)
+    form through partial fractions over the (L+1)-th roots of unity (theory/jepa.md sec. 3).
+    ``times`` and ``problem`` may be those of a batch, as in :func:`solve_jepa`."""
+    return frontend.solve(lambda p, t: solve_linear(MAE, p, times=t, units=units), problem, times)
 
 
 def _objective(objective):

@@ -59,7 +59,7 @@ def z_from_psi(psi):
     return z, sign
 
 
-def _integral_parts(lnpsi, z, k: int, n: int):
+def integral_parts(lnpsi, z, k: int, n: int):
     """(poly, log) parts of I at psi = exp(lnpsi); the j = 0 logarithm uses ln|1-psi| = ln psi - z."""
     psi = jnp.exp(lnpsi)
     log_part = -(lnpsi - z) / n
@@ -75,7 +75,7 @@ def elapsed_between(lnpsi0, z0, lnpsi, z, k: int, n: int):
     The power terms are written as psi0^(1-m) * (1 - (psi0/psi)^(m-1)) / (m-1) with expm1, so that
     a tiny psi0 (init 1e-8 at depth 10, say) costs no precision.
     """
-    total = _integral_parts(lnpsi, z, k, n) - _integral_parts(lnpsi0, z0, k, n)
+    total = integral_parts(lnpsi, z, k, n) - integral_parts(lnpsi0, z0, k, n)
     ms = [m for m in range(1, k + 1) if (k - m) % n == 0]
     if 1 in ms:
         total = total + (lnpsi - lnpsi0)

@@ -1,16 +1,8 @@
-"""Models that see their parameters only through beta = u * v: simulators and the stage algorithm.
+"""The alpha -> 0 limit of u * v models: the stage (saddle-to-saddle) algorithm and its comparison.
 
-Shared by diagonal linear networks (``diagonal.py``) and diagonal attention (``transformer.py``);
-derivations in theory/rank_growth.md.  With g = grad L(beta) and theta(0) = alpha (u0, v0):
-
-    u' = -g * v,  v' = -g * u       =>   u_i^2 - v_i^2 is conserved,
-    beta_i = (alpha^2 / 4) [a_i e^(2 S_i) - b_i e^(-2 S_i)],  a = (u0 + v0)^2,  b = (u0 - v0)^2,
-    dS/dt = -g(beta(S))                                                               (E)
-
-In rescaled time tau = t / log(1/alpha) and s = S / log(1/alpha), (E) reads ds/dtau = -g with
-beta_i = (1/4) [a_i alpha^(2(1 - s_i)) - b_i alpha^(2(1 + s_i))]: integrating s (``method="dual"``)
-reaches alpha = 1e-32 and below without underflow.  ``method="gd"`` is plain gradient descent on (u, v).
-As alpha -> 0 beta is piecewise constant in tau; :func:`stages` computes the plateaus and jump times.
+As alpha -> 0, beta(t / log(1/alpha)) is piecewise constant (theory/rank_growth.md sec. 3):
+:func:`stages` computes the plateaus beta^k, the jump times T_k in rescaled time, the active sets and
+ties; :class:`Stages` is the reference a simulation is compared with (``crosscheck(sim, stages)``).
 """
 
 from __future__ import annotations
@@ -25,173 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from . import engine
-from .results import Trajectory, _jsonable, records_to_fields, versions
-from .validation import check_array, check_choice, check_int, check_positive
+from ...core.io import jsonable
+from ...core.trajectory import Trajectory
+from ...core.validation import check_array, check_int, check_positive
+from .model import HadamardProblem
 
-__all__ = ["HadamardProblem", "Stages", "StageCheck", "beta_from_dual", "simulate_hadamard", "stages",
-           "crosscheck_stages", "fast_flow"]
-
-
-class HadamardProblem:
-    """Mixin for u * v problems. A subclass (a frozen dataclass) provides ``data`` (dict of arrays),
-    unit-scale init directions ``u0``, ``v0`` (p,), ``init_scale`` alpha in (0, 1), a ``name``, and the
-    pure JAX function ``loss_fn(beta, data)`` as a staticmethod; theta(0) = alpha (u0, v0)."""
-
-    name = "hadamard"
-
-    @property
-    def p(self) -> int:
-        return self.u0.size
-
-    @property
-    def log_inv_alpha(self) -> float:
-        return float(np.log(1.0 / self.init_scale))
-
-    def with_init_scale(self, init_scale):
-        """The same problem at another alpha."""
-        return dataclasses.replace(self, init_scale=_check_alpha(init_scale))
-
-    def loss(self, beta):
-        return float(_loss_jit(type(self).loss_fn)(jnp.asarray(beta, dtype=jnp.float64), self.data))
-
-    def grad(self, beta):
-        return np.asarray(_grad_jit(type(self).loss_fn)(jnp.asarray(beta, dtype=jnp.float64), self.data))
+__all__ = ["Stages", "StageCheck", "stages", "crosscheck_stages", "fast_flow"]
 
 
-def _check_alpha(alpha):
-    return check_positive("init_scale", alpha, upper=1.0)
-
-
-@functools.lru_cache(maxsize=None)
-def _loss_jit(loss_fn):
-    return jax.jit(loss_fn)
-
-
-@functools.lru_cache(maxsize=None)
-def _grad_jit(loss_fn):
-    return jax.jit(jax.grad(loss_fn))
-
-
-def beta_from_dual(s, a, b, log_inv_alpha):
-    """beta = (1/4) [a alpha^(2(1-s)) - b alpha^(2(1+s))], exponents clipped at 700 (no overflow)."""
-    e1 = jnp.minimum(-2.0 * log_inv_alpha * (1.0 - s), 700.0)
-    e2 = jnp.minimum(-2.0 * log_inv_alpha * (1.0 + s), 700.0)
-    return 0.25 * (a * jnp.exp(e1) - b * jnp.exp(e2))
-
-
-# --------------------------------------------------------------------------------------- simulate
-@functools.lru_cache(maxsize=32)
-def _engine_model(loss_fn, method):
-    vg = jax.value_and_grad(loss_fn)
-
-    if method == "gd":
-        def grad(params, aux, ctx, key):
-            beta = params["u"] * params["v"]
-            loss, g = vg(beta, ctx["data"])
-            return loss, {"u": g * params["v"], "v": g * params["u"]}
-
-        def observe(params, aux, ctx):
-            beta = params["u"] * params["v"]
-            return {"beta": beta, "loss": loss_fn(beta, ctx["data"])}
-    else:
-        def slope(s, ctx):
-            return -jax.grad(loss_fn)(beta_from_dual(s, ctx["a"], ctx["b"], ctx["lam"]), ctx["data"])
-
-        def grad(params, aux, ctx, key):
-            # classical RK4 for ds/dtau = -g(beta(s)); the engine's SGD step with lr = h applies it
-            s, h = params["s"], ctx["h"]
-            k1 = slope(s, ctx)
-            k2 = slope(s + 0.5 * h * k1, ctx)
-            k3 = slope(s + 0.5 * h * k2, ctx)
-            k4 = slope(s + h * k3, ctx)
-            loss = loss_fn(beta_from_dual(s, ctx["a"], ctx["b"], ctx["lam"]), ctx["data"])
-            return loss, {"s": -(k1 + 2 * k2 + 2 * k3 + k4) / 6.0}
-
-        def observe(params, aux, ctx):
-            beta = beta_from_dual(params["s"], ctx["a"], ctx["b"], ctx["lam"])
-            return {"beta": beta, "loss": loss_fn(beta, ctx["data"])}
-
-    return engine.Model(grad=grad, observe=observe)
-
-
-def simulate_hadamard(problem, *, method="gd", lr=None, steps=None, tau_max=None, dtau=None,
-                      record_every=None, record_log=None, optimizer="sgd", progress=None,
-                      on_divergence="raise", key=0):
-    """Train a u * v model: ``method="gd"`` (gradient descent on (u, v) with step ``lr``, ``steps``
-    steps or up to rescaled time ``tau_max``) or ``method="dual"`` (RK4 on (E) in rescaled time with
-    step ``dtau``, default 0.02 / log(1/alpha), up to ``tau_max``).
-
-    ``problem`` may be a list of problems of one shape (e.g. several alphas): one batched run.
-    Returns a Trajectory with .t (original time), .tau = t / log(1/alpha), .beta (T, p), .loss (T,).
-    """
-    check_choice("method", method, {"gd", "dual"})
-    probs = list(problem) if isinstance(problem, (list, tuple)) else [problem]
-    for i, pb in enumerate(probs):
-        if not isinstance(pb, HadamardProblem):
-            raise TypeError(f"problem[{i}] must be a DLNProblem or AttentionProblem, got {type(pb).__name__}")
-    if len({(type(pb), pb.p) for pb in probs}) != 1:
-        raise ValueError("a batch of problems must share the model type and the number of coordinates")
-    R = len(probs)
-    lams = np.array([pb.log_inv_alpha for pb in probs])
-    if method == "gd":
-        if lr is None:
-            raise ValueError("method='gd' needs lr > 0")
-        lr = check_positive("lr", lr)
-        if steps is None:
-            if tau_max is None:
-                raise ValueError("give steps or tau_max")
-            steps = int(np.ceil(check_positive("tau_max", tau_max) * lams.max() / lr))
-        lrs = np.full(R, lr)
-        params = {"u": np.stack([pb.init_scale * pb.u0 for pb in probs]),
-                  "v": np.stack([pb.init_scale * pb.v0 for pb in probs])}
-    else:
-        if optimizer != "sgd":
-            raise ValueError("method='dual' integrates the flow with RK4; optimizer must be 'sgd'")
-        if tau_max is None:
-            raise ValueError("method='dual' needs tau_max (rescaled time to integrate to)")
-        tau_max = check_positive("tau_max", tau_max)
-        h = 0.02 / lams.max() if dtau is None else check_positive("dtau", dtau)
-        steps = int(np.ceil(tau_max / h))
-        lrs = np.full(R, h)
-        params = {"s": np.zeros((R, probs[0].p))}
-    steps = check_int("steps", steps, minimum=1)
-    if record_every is None and record_log is None:
-        record_every = max(1, steps // 1000)
-    rec = engine.record_schedule(steps, every=record_every, log=record_log)
-    ctx = {"data": jax.tree_util.tree_map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]),
-                                          *[pb.data for pb in probs]),
-           "a": jnp.asarray(np.stack([(pb.u0 + pb.v0) ** 2 for pb in probs])),
-           "b": jnp.asarray(np.stack([(pb.u0 - pb.v0) ** 2 for pb in probs])),
-           "lam": jnp.asarray(lams), "h": jnp.asarray(lrs)}
-    model = _engine_model(type(probs[0]).loss_fn, method)
-    params = jax.tree_util.tree_map(jnp.asarray, params)
-    keys = jnp.stack([jax.random.fold_in(jax.random.key(0), i) for i in range(R)])
-    settings = {"method": method, "lr": float(lrs[0]), "steps": steps, "record_every": record_every,
-                "record_log": record_log, "optimizer": optimizer if isinstance(optimizer, str) else "custom",
-                "init_scale": [pb.init_scale for pb in probs] if R > 1 else probs[0].init_scale,
-                "units": "gf", **versions()}
-
-    def to_traj(out):
-        x = lrs[:, None] * out.steps[None, :]
-        t, tau = (x, x / lams[:, None]) if method == "gd" else (x * lams[:, None], x)
-        if R == 1:
-            t, tau = t[0], tau[0]
-        elif np.unique(lams).size == 1:
-            t, tau = t[0], tau[0]
-        fields = records_to_fields(out.records, R > 1)
-        fields["tau"] = tau
-        return Trajectory(t=t, fields=fields, kind="simulation", model=probs[0].name,
-                          problem=None, settings={**settings, "wall_time_s": out.wall_time},
-                          status=out.status, message=out.message, runs=R if R > 1 else None)
-
-    out = engine.simulate(model, params, {}, ctx, jnp.asarray(lrs), record_steps=rec, key=keys,
-                          optimizer=optimizer, progress=progress, on_divergence=on_divergence,
-                          desc=f"{probs[0].name} {method}", make_partial=to_traj)
-    return to_traj(out)
-
-
-# --------------------------------------------------------------------------------------- stages
 @dataclass(frozen=True)
 class Stages:
     """The alpha -> 0 limit: plateaus beta^k on tau in (times[k], times[k+1]).
@@ -233,7 +66,13 @@ class Stages:
         tau = check_array("tau", tau, ndim=1)
         k = self.plateau_index(tau)
         return Trajectory(t=tau, fields={"tau": tau, "beta": self.points[k], "loss": self.losses[k]},
-                          kind="theory", model="stages", settings={"units": "rescaled"})
+                          kind="theory", model="stages", settings={"units": "rescaled"}, method="stages",
+                          primary="beta")
+
+    def crosscheck(self, sim, *, rtol=None, **_):
+        """Compare a simulated run (or each run of a batch) with these stages: see
+        :func:`crosscheck_stages`."""
+        return crosscheck_stages(sim, self, **({} if rtol is None else {"rtol": rtol}))
 
     def midpoints(self, tau_end=None):
         """Middle of each plateau; the last one ends at tau_end (default times[-1] + 1), and its
@@ -243,7 +82,7 @@ class Stages:
         return 0.5 * (self.times + ends)
 
     def to_dict(self):
-        return _jsonable({"times": self.times, "points": self.points, "losses": self.losses,
+        return jsonable({"times": self.times, "points": self.points, "losses": self.losses,
                           "active": [list(a) for a in self.active], "entered": self.entered,
                           "left": self.left, "ties": self.ties, "converged": self.converged,
                           "message": self.message, **self.extra})
@@ -381,14 +220,17 @@ def stages(problem, *, jump=None, max_stages=200, tol=1e-9, tie_tol=1e-7):
     return dataclasses.replace(st, extra=extras(st)) if extras is not None else st
 
 
-# --------------------------------------------------------------------------------------- compare
 @dataclass(frozen=True)
 class StageCheck:
     """Simulation vs stage prediction, at the middle of each plateau and at the jumps.
 
-    tau_mid (K+1,), beta_error (K+1,) max |beta_sim - beta^k| there, loss_error (K+1,);
-    jump_sim (K,): when the simulated loss crosses halfway between consecutive plateau losses,
-    jump_pred (K,) = times[1:]; jump_error = jump_sim - jump_pred (nan where not crossed).
+    tau_mid (K+1,), beta_error (K+1,) max |beta_sim - beta^k| there (nan past the run's end),
+    loss_error (K+1,); jump_sim (K,): when the simulated loss crosses halfway between consecutive
+    plateau losses, jump_pred (K,) = times[1:]; jump_error = jump_sim - jump_pred (nan where not crossed).
+    outcome : "passed" (every plateau middle and jump inside the run compared and within tolerance),
+    "failed", or "inconclusive" (some predicted plateau or jump lies beyond the run: ``advice`` says how
+    far to run).  Tolerance: beta errors <= rtol * max(1, max |beta^k|), jump errors <= rtol * max(1, T_k);
+    at finite alpha both shrink like 1/log(1/alpha).
     """
 
     tau_mid: np.ndarray
@@ -397,19 +239,46 @@ class StageCheck:
     jump_sim: np.ndarray
     jump_pred: np.ndarray
     jump_error: np.ndarray
+    rtol: float = 0.05
+    outcome: str = "passed"
+    reasons: tuple = ()
+    advice: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
 
     def summary(self):
-        lines = [f"{'k':>3} {'tau_mid':>9} {'|beta err|':>11} {'loss err':>10} {'jump sim':>10} {'jump pred':>10}"]
+        verdict = {"passed": "PASS", "failed": "FAIL", "inconclusive": "INCONCLUSIVE"}[self.outcome]
+        lines = [f"crosscheck simulation vs stages: {verdict} (tolerance {self.rtol:g})",
+                 f"{'k':>3} {'tau_mid':>9} {'|beta err|':>11} {'loss err':>10} {'jump sim':>10} {'jump pred':>10}"]
         for k in range(len(self.tau_mid)):
             js = f"{self.jump_sim[k - 1]:>10.4g}" if k else " " * 10
             jp = f"{self.jump_pred[k - 1]:>10.4g}" if k else " " * 10
             lines.append(f"{k:>3} {self.tau_mid[k]:>9.4g} {self.beta_error[k]:>11.3e} "
                          f"{self.loss_error[k]:>10.3e} {js} {jp}")
+        lines += [f"  {r}" for r in self.reasons]
+        if self.advice:
+            lines.append(f"  {self.advice}")
         return "\n".join(lines)
 
+    __str__ = summary
 
-def crosscheck_stages(sim: Trajectory, st: Stages) -> StageCheck:
-    """Compare one simulated run (``sim.tau``, ``sim.beta``, ``sim.loss``) with the stage prediction."""
+    def to_dict(self):
+        return jsonable({"outcome": self.outcome, "passed": self.passed, "rtol": self.rtol,
+                         "beta_error_mid": self.beta_error, "loss_error_mid": self.loss_error,
+                         "jump_sim": self.jump_sim, "jump_pred": self.jump_pred, "reasons": list(self.reasons),
+                         "advice": self.advice})
+
+
+def crosscheck_stages(sim: Trajectory, st: Stages, *, rtol=0.05):
+    """Compare a simulated run (``sim.tau``, ``sim.beta``, ``sim.loss``) with the stage prediction;
+    for a batch, one :class:`StageCheck` per run (a ``BatchCrossCheck``)."""
+    rtol = check_positive("rtol", rtol)
+    if getattr(sim, "batched", False):
+        from ...core.compare import BatchCrossCheck
+        return BatchCrossCheck(checks=tuple(crosscheck_stages(sim.run(i), st, rtol=rtol) for i in range(sim.n_runs)),
+                               rtol=rtol, ctol=rtol)
     tau = np.asarray(sim.tau, float)
     if tau.ndim != 1:
         raise ValueError("crosscheck_stages compares one run: pick it with traj.run(i)")
@@ -431,5 +300,32 @@ def crosscheck_stages(sim: Trajectory, st: Stages) -> StageCheck:
             l0, l1 = sim.loss[j - 1], sim.loss[j]
             w = (l0 - level) / (l0 - l1) if l0 != l1 else 0.0
             jumps[k] = tau[j - 1] + w * (tau[j] - tau[j - 1])
+    pred = st.times[1:]
+    reasons, failed, missing = [], False, []
+    btol = rtol * max(1.0, float(np.abs(st.points).max()) if st.points.size else 1.0)
+    for k in np.nonzero(inside)[0]:
+        if not beta_err[k] <= btol:
+            failed = True
+            reasons.append(f"plateau {k}: |beta - beta^{k}| = {beta_err[k]:.3e} > {btol:.3g} at tau = {mids[k]:.4g}")
+    for k in range(st.n_stages):
+        jtol = rtol * max(1.0, pred[k])
+        if np.isfinite(jumps[k]):
+            if not abs(jumps[k] - pred[k]) <= jtol:
+                failed = True
+                reasons.append(f"jump {k + 1}: simulated at tau = {jumps[k]:.4g}, predicted {pred[k]:.4g}")
+        elif tau[-1] > pred[k] + jtol and k + 1 < len(mids) and np.isfinite(mids[k + 1]) and inside[k + 1]:
+            failed = True
+            reasons.append(f"jump {k + 1}: predicted at tau = {pred[k]:.4g}, not seen by tau = {tau[-1]:.4g}")
+        else:
+            missing.append(k + 1)
+    missing_plateaus = [k for k in range(len(mids)) if not inside[k]]
+    advice = ""
+    if missing or missing_plateaus:
+        last = max([pred[k - 1] for k in missing] + [st.times[k] for k in missing_plateaus])
+        reasons.append(f"jump(s) {missing} / plateau(s) {missing_plateaus} lie beyond the run (tau <= "
+                       f"{tau[-1]:.4g}): not compared")
+        advice = f"run to tau >= {1.15 * last + 0.1:.4g} (tau_max=...) to reach every predicted stage"
+    outcome = "failed" if failed else ("inconclusive" if (missing or missing_plateaus) else "passed")
     return StageCheck(tau_mid=mids, beta_error=beta_err, loss_error=loss_err, jump_sim=jumps,
-                      jump_pred=st.times[1:], jump_error=jumps - st.times[1:])
+                      jump_pred=pred, jump_error=jumps - pred, rtol=rtol, outcome=outcome,
+                      reasons=tuple(reasons), advice=advice)

@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .linear_net import Objective, critical_times_linear, simulate_linear, solve_linear
-from .problems import RegressionProblem
+from ..core import frontend
+from ..core.family import register
+from .linear.family import LinearFamily
+from .linear.network import Objective
+from .linear.problems import RegressionProblem
+from .linear.theory import critical_times_linear, solve_linear
 
 __all__ = ["SAXE", "RegressionProblem", "simulate_saxe", "solve_saxe", "critical_times_saxe"]
 
@@ -24,6 +28,8 @@ SAXE = Objective(name="saxe", target="identity", head=False,
                  scale=lambda rho, L: np.asarray(rho, float) ** (1.0 / L),
                  pref=lambda lam, rho, L: np.asarray(rho, float) ** ((2.0 - L) / L) / lam,
                  paper_units=False)
+SAXE_FAMILY = register(LinearFamily(SAXE))
+SAXE_FAMILY.shape_name = "d and depth"
 
 
 def simulate_saxe(problem, *, lr, steps, record_every=None, record_log=None, runs=1, key=0,
@@ -32,16 +38,18 @@ def simulate_saxe(problem, *, lr, steps, record_every=None, record_log=None, run
     """Gradient descent on the depth-L linear regression network; arguments as ``simulate_jepa``.
 
     Returns a Trajectory with .t, .modes (end-to-end map u_i^T Wbar u_i per mode), .loss."""
-    return simulate_linear(SAXE, problem, lr=lr, steps=steps, record_every=record_every,
-                           record_log=record_log, runs=runs, key=key, init=init, optimizer=optimizer,
-                           batch_size=batch_size, data=data, snapshots=snapshots, progress=progress,
-                           on_divergence=on_divergence, dtype=dtype)
+    return frontend.simulate(SAXE_FAMILY, problem, lr=lr, steps=steps, record_every=record_every,
+                             record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
+                             on_divergence=on_divergence, optimizer=optimizer,
+                             options={"init": init, "batch_size": batch_size, "data": data,
+                                      "snapshots": snapshots})
 
 
 def solve_saxe(problem, *, times):
     """Exact mode trajectories at ``times``. For L = 2 this is Saxe et al.'s logistic solution
-    u(t) = rho e^(2 lam t) / (e^(2 lam t) - 1 + rho/u0) (theory/saxe.md)."""
-    return solve_linear(SAXE, problem, times=times)
+    u(t) = rho e^(2 lam t) / (e^(2 lam t) - 1 + rho/u0) (theory/saxe.md). ``times`` and ``problem``
+    may be those of a batch."""
+    return frontend.solve(lambda p, t: solve_linear(SAXE, p, times=t), problem, times)
 
 
 def critical_times_saxe(problem, fraction=0.5):

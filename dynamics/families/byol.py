@@ -34,10 +34,12 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from . import engine
-from .problems import diag_in_basis, random_rotation
-from .results import Trajectory, records_to_fields, versions
-from .validation import check_array, check_choice, check_int, check_positive, check_symmetric_pd
+from ..core import engine, frontend
+from ..core.family import Example, Family, register, register_problem
+from ..core.io import versions
+from ..core.linalg import diag_in_basis, random_rotation
+from ..core.trajectory import Trajectory
+from ..core.validation import check_array, check_choice, check_int, check_positive, check_symmetric_pd
 
 __all__ = ["BYOLProblem", "simulate_byol", "solve_byol", "solve_byol_batch", "byol_fixed_points", "byol_time_to_learn",
            "byol_collapse_threshold"]
@@ -45,6 +47,7 @@ __all__ = ["BYOLProblem", "simulate_byol", "solve_byol", "solve_byol_batch", "by
 PREDICTORS = ("trained", "none", "directpred")
 
 
+@register_problem
 @dataclass(frozen=True, eq=False)
 class BYOLProblem:
     """Linear BYOL / SimSiam. X, X_aug: (n, n) PSD; alpha_p > 0 predictor rate ratio; eta >= 0 weight
@@ -175,10 +178,10 @@ def _byol_model(predictor, stop_grad, symmetric, simsiam, alpha_p, eta, beta, rh
             out["Wp"] = gP
         return loss_fn(W, Wp, Wa, X, S), out
 
-    def update_aux(params, aux, ctx):
+    def update_aux(params, aux, ctx, h):
         new = dict(aux)
         if not simsiam:
-            new["Wa"] = aux["Wa"] + ctx["h"] * beta * (params["W"] - aux["Wa"])
+            new["Wa"] = aux["Wa"] + h * beta * (params["W"] - aux["Wa"])
         if predictor == "directpred":
             S = ctx["X"] + ctx["Xa"]
             F = params["W"] @ S @ params["W"].T
@@ -205,12 +208,93 @@ def _byol_model(predictor, stop_grad, symmetric, simsiam, alpha_p, eta, beta, rh
                 "balance": F - Wp.T @ Wp / alpha_p, "commutator": jnp.sqrt(jnp.sum(comm * comm)),
                 "K_min": jnp.linalg.eigvalsh(0.5 * (K + K.T))[0], "tau": tau}
 
-    return engine.Model(grad=grad, observe=observe,
+    def grad_lr(params, aux, ctx, key, h):
+        return grad(params, aux, ctx, key)
+
+    return engine.Model(grad=grad_lr, observe=observe, uses_lr=True, stochastic=False,
                         update_aux=None if (simsiam and predictor != "directpred") else update_aux)
 
 
+class BYOLFamily(Family):
+    """Linear BYOL / SimSiam as a family: primary field ``p`` (the predictor's diagonal in the basis:
+    its eigenvalues once aligned); theory: the aligned per-mode ODEs (``solve_byol``)."""
+
+    name = "byol"
+    problem_type = BYOLProblem
+    primary = "p"
+    optimizers = False
+    error_floor = 1e-3
+    shape_name = "n and the model settings (predictor, stop_grad, symmetric, alpha_p, eta, beta)"
+
+    def shape(self, problem):
+        return (problem.n, problem.predictor, problem.stop_grad, problem.symmetric, problem.beta is None,
+                problem.alpha_p, problem.eta, problem.beta, problem.directpred_rho, problem.directpred_eps)
+
+    def check_options(self, problems, method, options):
+        return {"init": None, **options}
+
+    def model(self, problem, method, options):
+        return _byol_model(problem.predictor, problem.stop_grad, problem.symmetric, problem.beta is None,
+                           problem.alpha_p, problem.eta, problem.beta, problem.directpred_rho,
+                           problem.directpred_eps)
+
+    def initial_state(self, problem, key, method, options):
+        U, n, init = problem.basis, problem.n, options["init"]
+        if init is None:
+            W0, P0, A0 = ((U * v) @ U.T for v in (problem.w0, problem.p0, problem.wa0))
+        else:
+            W0 = check_array("init['W']", init.get("W"), shape=(n, n))
+            P0 = check_array("init['Wp']", init.get("Wp", np.eye(n)), shape=(n, n))
+            A0 = check_array("init['Wa']", init.get("Wa", W0), shape=(n, n))
+        params, aux = {"W": W0}, {}
+        if problem.predictor == "trained":
+            params["Wp"] = P0
+        if problem.beta is not None:
+            aux["Wa"] = A0
+        if problem.predictor == "directpred":
+            aux["F"] = W0 @ (problem.X + problem.X_aug) @ W0.T
+            aux["Wp"] = P0
+        return params, aux
+
+    def context(self, problem, method, options):
+        sigma2 = float(np.mean(np.diag(problem.X_aug)) / max(np.mean(np.diag(problem.X)), 1e-300))
+        return {"X": problem.X, "Xa": problem.X_aug, "basis": problem.basis, "sigma2": np.asarray(sigma2)}
+
+    def _aligned(self, problem, options=None):
+        if options and options.get("init") is not None:
+            return False
+        try:
+            _byol_theory_inputs(problem)
+        except ValueError:
+            return False
+        return True
+
+    def fixed_point(self, problem, options):
+        """p* = x / (x + x_aug) per mode (w_a = w, eta = 0, trained predictor): where the aligned flow
+        stops; None otherwise."""
+        if problem.eta != 0 or not self._aligned(problem, options):
+            return None
+        x, xa = problem.spectra
+        return x / (x + xa)
+
+    def theory(self, problem, times):
+        return solve_byol(problem, times=times)
+
+    def settings(self, problem, method, options):
+        return {"alpha_p": problem.alpha_p, "eta": problem.eta, "beta": problem.beta,
+                "predictor": problem.predictor, "stop_grad": problem.stop_grad, "symmetric": problem.symmetric,
+                "init": "aligned" if options["init"] is None else "custom"}
+
+    def example(self):
+        prob = BYOLProblem.aligned([1.0, 0.6], [0.3, 0.3], w0=0.3, p0=0.1, rotate=True, key=1)
+        return Example(problem=prob, lr=0.01, steps=2000, short_steps=20, diverging_lr=40.0)
+
+
+BYOL = register(BYOLFamily())
+
+
 def simulate_byol(problem, *, lr, steps, record_every=None, record_log=None, init=None, runs=1,
-                  key=0, progress=None, on_divergence="raise"):
+                  key=0, dtype=None, progress=None, on_divergence="raise"):
     """Euler steps (``lr``) of the matrix flow above, through the shared engine.
 
     init: None (aligned: W = U diag(w0) U^T, W_p = U diag(p0) U^T, W_a = U diag(wa0) U^T), or a dict
@@ -218,48 +302,11 @@ def simulate_byol(problem, *, lr, steps, record_every=None, record_log=None, ini
     Returns a Trajectory: .t = lr step, .p (T, n) and .s (T, n) (diagonals of W_p and F = W W^T in
     the basis: their eigenvalues once aligned), .w_a, .loss, .balance (T, n, n) = F - W_p^T W_p/alpha_p,
     .commutator ||[F, sym W_p]||_F, .K_min (smallest eigenvalue of K), .tau = <W_a, W>/<W, W>.
+    ``problem`` may be a list of BYOLProblems of one shape; ``lr`` an array; ``key`` as everywhere.
     """
-    if not isinstance(problem, BYOLProblem):
-        raise TypeError(f"problem must be a BYOLProblem, got {type(problem).__name__}")
-    lr, steps, runs, rec, record_every = engine.check_run(lr, steps, runs, record_every, record_log)
-    U, n = problem.basis, problem.n
-    if init is None:
-        W0 = (U * problem.w0) @ U.T
-        P0 = (U * problem.p0) @ U.T
-        A0 = (U * problem.wa0) @ U.T
-    else:
-        W0 = check_array("init['W']", init.get("W"), shape=(n, n))
-        P0 = check_array("init['Wp']", init.get("Wp", np.eye(n)), shape=(n, n))
-        A0 = check_array("init['Wa']", init.get("Wa", W0), shape=(n, n))
-    simsiam = problem.beta is None
-    params = {"W": W0}
-    if problem.predictor == "trained":
-        params["Wp"] = P0
-    aux = {}
-    if not simsiam:
-        aux["Wa"] = A0
-    if problem.predictor == "directpred":
-        aux["F"] = W0 @ (problem.X + problem.X_aug) @ W0.T
-        aux["Wp"] = P0
-    batch = lambda tree: jax.tree_util.tree_map(lambda x: jnp.asarray(np.broadcast_to(x, (runs,) + np.shape(x))), tree)  # noqa: E731
-    sigma2 = float(np.mean(np.diag(problem.X_aug)) / max(np.mean(np.diag(problem.X)), 1e-300))
-    ctx = batch({"X": problem.X, "Xa": problem.X_aug, "basis": U, "h": np.asarray(lr), "sigma2": np.asarray(sigma2)})
-    model = _byol_model(problem.predictor, problem.stop_grad, problem.symmetric, simsiam, problem.alpha_p,
-                        problem.eta, problem.beta, problem.directpred_rho, problem.directpred_eps)
-    keys = jnp.stack([jax.random.fold_in(jax.random.key(key), i) for i in range(runs)])
-    settings = {"lr": lr, "steps": steps, "record_every": record_every, "alpha_p": problem.alpha_p,
-                "eta": problem.eta, "beta": problem.beta, "predictor": problem.predictor,
-                "stop_grad": problem.stop_grad, "symmetric": problem.symmetric, "units": "gf", **versions()}
-
-    def to_traj(out):
-        return Trajectory(t=lr * out.steps, fields=records_to_fields(out.records, runs > 1), kind="simulation",
-                          model="byol", settings={**settings, "wall_time_s": out.wall_time}, status=out.status,
-                          message=out.message, runs=runs if runs > 1 else None)
-
-    out = engine.simulate(model, batch(params), batch(aux), ctx, jnp.full((runs,), lr), record_steps=rec,
-                          key=keys, progress=progress, on_divergence=on_divergence, desc="byol",
-                          make_partial=to_traj)
-    return to_traj(out)
+    return frontend.simulate(BYOL, problem, lr=lr, steps=steps, record_every=record_every,
+                             record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
+                             on_divergence=on_divergence, options={"init": init}, desc="byol")
 
 
 # ------------------------------------------------------------------------------------------ theory
@@ -312,6 +359,16 @@ def solve_byol(problem, *, times, rtol=1e-11, atol=1e-13):
 
     Exact for an aligned init with a trained predictor and stop-gradient (the theory's setting).
     Returns a Trajectory with .p, .s (= w^2), .w_a, .tau (per mode, w_a / w), .loss.
+    ``times`` / ``problem`` may be those of a batch (one grid per run, one problem per run).
+    Many settings at once: :func:`solve_byol_batch` (one vectorised adaptive solve in JAX)."""
+    return frontend.solve(lambda p, t: _solve_byol_one(p, t, rtol, atol), problem, times)
+
+
+def _solve_byol_one(problem, times, rtol, atol):
+    """The aligned per-mode ODEs (module docstring), integrated with scipy's DOP853 at tight tolerance.
+
+    Exact for an aligned init with a trained predictor and stop-gradient (the theory's setting).
+    Returns a Trajectory with .p, .s (= w^2), .w_a, .tau (per mode, w_a / w), .loss.
     Many settings at once: :func:`solve_byol_batch` (one vectorised adaptive solve in JAX)."""
     x, lam_s, ap, eta, beta, n, simsiam, y0 = _byol_theory_inputs(problem)
     times = _check_times(times)
@@ -321,7 +378,8 @@ def solve_byol(problem, *, times, rtol=1e-11, atol=1e-13):
     if not sol.success:
         raise RuntimeError(f"solve_byol: the ODE solver failed: {sol.message}")
     return Trajectory(t=times, fields=_byol_fields(sol.y.T, x, lam_s, n, simsiam),
-                      kind="theory", model="byol", settings={"units": "gf", **versions()})
+                      kind="theory", model="byol", settings={"units": "gf", **versions()}, problem=problem,
+                      method="exact", primary="p", fixed_point=BYOL.fixed_point(problem, {}))
 
 
 def solve_byol_batch(problems, *, times, rtol=1e-10, atol=1e-12, max_steps=1_000_000):
@@ -360,7 +418,8 @@ def solve_byol_batch(problems, *, times, rtol=1e-10, atol=1e-12, max_steps=1_000
                            f"{np.nonzero(~ok)[0][:10].tolist()} (max_steps={max_steps}; stiff or diverging?)")
     Y = np.asarray(ys)[:, :T]
     fields = _byol_fields(Y, np.asarray(x)[:, None, :], np.asarray(lam_s)[:, None, :], n, simsiam)
-    return Trajectory(t=times, fields=fields, kind="theory", model="byol", runs=len(problems),
+    return Trajectory(t=times, fields=fields, kind="theory", model="byol", runs=len(problems), problem=problems,
+                      method="exact", primary="p",
                       settings={"units": "gf", "solver": f"diffrax {diffrax.__version__} Dopri8",
                                 "rtol": rtol, "atol": atol, **versions()})
 

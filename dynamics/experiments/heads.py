@@ -3,19 +3,15 @@ byol_alignment, identity_head, stepwise_staircase."""
 
 from __future__ import annotations
 
-import json
-import os
-import time
 import warnings
 
 import numpy as np
 
-from .results import _jsonable, atomic_write
+from .spec import NUM as _NUM
+from .spec import TOP as _TOP
+from .spec import Experiment
 
-__all__ = ["SCHEMAS", "run_head_spec", "solve_head_spec"]
-
-_NUM = (int, float)
-_TOP = {"experiment": ((str,), True, None), "title": ((str,), False, "")}
+__all__ = ["SCHEMAS", "EXPERIMENTS"]
 SCHEMAS = {
     "byol_phase_portrait": {**_TOP, "problem": {
         "sigma2": (_NUM, False, 0.5), "eta": (_NUM, False, 0.05), "alpha_p": (_NUM, False, 1.0),
@@ -35,43 +31,35 @@ SCHEMAS = {
 }
 
 
-def _save(out_dir, name, fig, summary, echo):
-    atomic_write(os.path.join(out_dir, f"{name}.png"), lambda fh: fig.savefig(fh, format="png", dpi=110))
-    atomic_write(os.path.join(out_dir, "summary.json"),
-                 lambda fh: fh.write(json.dumps(_jsonable(summary), indent=2).encode()))
-    echo(f"wrote {name}.png, summary.json and .npz files in {out_dir} ({summary['wall_time_s']:.1f} s)")
-
-
-def solve_head_spec(spec):
-    from .heads import byol_collapse_threshold, byol_fixed_points
-    from .stepwise import StepwiseProblem, step_times
+def _solve_portrait(spec, *, seed=None):
+    from ..families.byol import byol_collapse_threshold, byol_fixed_points
     pb = spec["problem"]
-    if spec["experiment"] == "byol_phase_portrait":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            pm, pp = byol_fixed_points(1.0, pb["eta"], pb["sigma2"])
-        return {"p_minus": float(pm), "p_plus": float(pp), "eta_threshold": float(byol_collapse_threshold(1.0, pb["sigma2"]))}
-    if spec["experiment"] == "stepwise_staircase":
-        prob = StepwiseProblem.from_spectrum(pb["gammas"], pb["init_scale"], key=pb["seed"])
-        return {"step_times": step_times(prob).tolist()}
-    from .experiments import SpecError
-    raise SpecError(f"{spec['experiment']} has no closed-form summary; use `run`")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pm, pp = byol_fixed_points(1.0, pb["eta"], pb["sigma2"])
+    return {"p_minus": float(pm), "p_plus": float(pp),
+            "eta_threshold": float(byol_collapse_threshold(1.0, pb["sigma2"]))}
 
 
-def run_head_spec(spec, out_dir, *, progress=True, echo=print):
-    os.makedirs(out_dir, exist_ok=True)
-    t0 = time.perf_counter()
-    runner = {"byol_phase_portrait": _phase_portrait, "byol_alignment": _alignment,
-              "identity_head": _identity_head, "stepwise_staircase": _stepwise}[spec["experiment"]]
-    fig, summary = runner(spec, out_dir, progress, echo)
-    summary = {"spec": spec, **summary, "wall_time_s": time.perf_counter() - t0}
-    _save(out_dir, spec["experiment"], fig, summary, echo)
-    return summary
+def _solve_stepwise(spec, *, seed=None):
+    from ..families.stepwise import StepwiseProblem, step_times
+    pb = spec["problem"]
+    prob = StepwiseProblem.from_spectrum(pb["gammas"], pb["init_scale"], key=pb["seed"])
+    return {"step_times": step_times(prob).tolist()}
 
 
-def _phase_portrait(spec, out_dir, progress, echo):
-    from .heads import BYOLProblem, byol_fixed_points, simulate_byol, solve_byol
-    from .plot import plot_byol_portrait
+def _runner(fn, name):
+    def run(spec, *, seed=None, dtype=None, progress=True, echo=print):
+        results = {}
+        fig, summary = fn(spec, results, progress, echo)
+        return {"figures": {name: fig}, "summary": summary, "results": results}
+    return run
+
+
+def _phase_portrait(spec, results, progress, echo):
+    from ..core.compare import crosscheck
+    from ..families.byol import BYOLProblem, byol_fixed_points, simulate_byol, solve_byol
+    from ..plot import plot_byol_portrait
     pb, run = spec["problem"], spec["run"]
     p0, s0 = np.asarray(pb["p0"], float), np.asarray(pb["s0"], float)
     prob = BYOLProblem.isotropic(p0.size, pb["sigma2"], alpha_p=pb["alpha_p"], eta=pb["eta"], beta=None,
@@ -79,20 +67,24 @@ def _phase_portrait(spec, out_dir, progress, echo):
     steps = int(np.ceil(run["t_max"] / run["lr"]))
     sim = simulate_byol(prob, lr=run["lr"], steps=steps, record_every=max(1, steps // 400), progress=progress)
     th = solve_byol(prob, times=sim.t)
-    sim.save(os.path.join(out_dir, "byol_sim.npz"))
+    results["byol_sim.npz"] = sim
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         pm, pp = byol_fixed_points(1.0, pb["eta"], pb["sigma2"])
     fate = ["learned" if s > 1e-3 else "collapsed" for s in th.s[-1]]
     echo(f"p- = {pm:.4g}, p+ = {pp:.4g}; final p (sim) {np.round(sim.p[-1], 4).tolist()}: {fate}")
-    return plot_byol_portrait(sim, th, prob, title=spec["title"] or None), {
+    rep = crosscheck(sim, th, rtol=0.05)
+    echo(f"crosscheck (simulation vs per-mode theory): {rep.outcome.upper()} (max rel. error of p "
+         f"{rep.max_rel_error:.2e} <= 0.05)")
+    return plot_byol_portrait(sim, th, prob, fixed_points=(pm, pp), title=spec["title"] or None), {
+        "crosscheck": rep.to_dict(),
         "p_minus": pm, "p_plus": pp, "final_p_sim": sim.p[-1], "final_p_theory": th.p[-1], "fate": fate,
         "max_abs_error_p": float(np.abs(sim.p - th.p).max())}
 
 
-def _alignment(spec, out_dir, progress, echo):
-    from .heads import BYOLProblem, simulate_byol
-    from .plot import plot_alignment
+def _alignment(spec, results, progress, echo):
+    from ..families.byol import BYOLProblem, simulate_byol
+    from ..plot import plot_alignment
     pb, run = spec["problem"], spec["run"]
     rng = np.random.default_rng(pb["seed"])
     n = pb["n"]
@@ -112,9 +104,9 @@ def _alignment(spec, out_dir, progress, echo):
         "K_min": {str(e): s.K_min.min() for e, s in sims}}
 
 
-def _identity_head(spec, out_dir, progress, echo):
-    from .identity_head import HeadProblem, head_phases, simulate_head
-    from .plot import plot_identity_head
+def _identity_head(spec, results, progress, echo):
+    from ..families.identity_head import HeadProblem, head_phases, simulate_head
+    from ..plot import plot_identity_head
     pb, run = spec["problem"], spec["run"]
     prob = HeadProblem(d=pb["d"], patches=pb["patches"], feature_patches=pb["feature_patches"],
                        alpha=tuple(pb["alpha"]), head_lr_ratio=pb["head_lr_ratio"], key=pb["seed"])
@@ -123,7 +115,7 @@ def _identity_head(spec, out_dir, progress, echo):
                      ("head, no BatchNorm", dict(head=True, batchnorm=False))):
         runs[name] = simulate_head(prob, lr=run["lr"], steps=run["steps"], record_every=max(1, run["steps"] // 100),
                                    progress=progress, **kw)
-        runs[name].save(os.path.join(out_dir, name.replace(" ", "_").replace(",", "") + ".npz"))
+        results[name.replace(" ", "_").replace(",", "") + ".npz"] = runs[name]
     phases = {k: head_phases(v) for k, v in runs.items()}
     for k, ph in phases.items():
         echo(f"{k:>20}: weak feature learned: {ph['weak_learned']}; phases strong {ph['strong']}, "
@@ -131,9 +123,9 @@ def _identity_head(spec, out_dir, progress, echo):
     return plot_identity_head(runs, phases, title=spec["title"] or None), {"phases": phases}
 
 
-def _stepwise(spec, out_dir, progress, echo):
-    from .plot import plot_stepwise
-    from .stepwise import StepwiseProblem, simulate_stepwise, solve_stepwise, step_times
+def _stepwise(spec, results, progress, echo):
+    from ..plot import plot_stepwise
+    from ..families.stepwise import StepwiseProblem, simulate_stepwise, solve_stepwise, step_times
     pb, run = spec["problem"], spec["run"]
     prob = StepwiseProblem.from_spectrum(pb["gammas"], pb["init_scale"], key=pb["seed"])
     T = run["horizon"] * step_times(prob).max()
@@ -144,8 +136,18 @@ def _stepwise(spec, out_dir, progress, echo):
     if run["random_runs"]:
         rnd = simulate_stepwise(prob, lr=run["lr"], steps=steps, record_every=max(1, steps // 400), init="random",
                                 runs=run["random_runs"], key=pb["seed"], progress=progress)
-    sim.save(os.path.join(out_dir, "stepwise_sim.npz"))
+    results["stepwise_sim.npz"] = sim
     echo(f"step times {np.round(step_times(prob), 4).tolist()}; max |sim - theory| "
          f"{np.abs(sim.eigenvalues - th.eigenvalues).max():.2e}")
     return plot_stepwise(sim, th, prob, rnd, title=spec["title"] or None), {
         "step_times": step_times(prob), "max_abs_error": float(np.abs(sim.eigenvalues - th.eigenvalues).max())}
+
+
+EXPERIMENTS = (
+    Experiment("byol_phase_portrait", SCHEMAS["byol_phase_portrait"], _runner(_phase_portrait, "byol_phase_portrait"),
+               solve=_solve_portrait),
+    Experiment("byol_alignment", SCHEMAS["byol_alignment"], _runner(_alignment, "byol_alignment")),
+    Experiment("identity_head", SCHEMAS["identity_head"], _runner(_identity_head, "identity_head")),
+    Experiment("stepwise_staircase", SCHEMAS["stepwise_staircase"], _runner(_stepwise, "stepwise_staircase"),
+               solve=_solve_stepwise),
+)

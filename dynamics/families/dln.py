@@ -19,14 +19,17 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.optimize import nnls
 
-from .hadamard import HadamardProblem, _check_alpha, crosscheck_stages, simulate_hadamard
-from .hadamard import stages as _stages
-from .problems import as_key
-from .validation import check_array, check_int, check_positive
+from ..core.family import Example, register, register_problem
+from ..core.keys import as_key
+from ..core.validation import check_array, check_int, check_positive
+from .hadamard.model import HadamardFamily, HadamardProblem, check_alpha, simulate_hadamard
+from .hadamard.stages import crosscheck_stages
+from .hadamard.stages import stages as _stages
 
 __all__ = ["DLNProblem", "simulate_dln", "dln_stages", "nnls_jump"]
 
 
+@register_problem
 @dataclass(frozen=True, eq=False)
 class DLNProblem(HadamardProblem):
     """Diagonal linear network on data X (n, d), y (n,), init scale alpha in (0, 1)."""
@@ -46,7 +49,7 @@ class DLNProblem(HadamardProblem):
             raise ValueError(f"X must have at least one sample and one feature, got {X.shape}")
         object.__setattr__(self, "X", X)
         object.__setattr__(self, "y", y)
-        object.__setattr__(self, "init_scale", _check_alpha(self.init_scale))
+        object.__setattr__(self, "init_scale", check_alpha(self.init_scale))
 
     @property
     def data(self):
@@ -111,11 +114,28 @@ def dln_stages(problem: DLNProblem, **kw):
     return _stages(problem, **kw)
 
 
-def simulate_dln(problem, *, method="gd", **kw):
-    """Gradient descent on (u, v) (``method="gd"``, needs ``lr``) or the exact small-init integrator
-    (``method="dual"``, RK4 in rescaled time). Returns .t, .tau = t / log(1/alpha), .beta, .loss.
-    See hadamard.simulate_hadamard for all arguments."""
-    return simulate_hadamard(problem, method=method, **kw)
+def _example():
+    prob = DLNProblem.random(20, 5, sparsity=2, init_scale=1e-6, key=1)
+    tau_end = float(_stages(prob).times[-1])
+    dtau = 0.02 / prob.log_inv_alpha
+    return Example(problem=prob, lr=dtau, steps=int(np.ceil((1.15 * tau_end + 0.3) / dtau)),
+                   short_steps=int(0.3 * tau_end / dtau), diverging_lr=50.0, options={"method": "dual"},
+                   has_theory=False)
+
+
+DLN = register(HadamardFamily("dln", DLNProblem, example=_example))
+
+
+def simulate_dln(problem, *, method="gd", lr=None, steps=None, tau_max=None, dtau=None, record_every=None,
+                 record_log=None, runs=1, key=0, dtype=None, optimizer="sgd", progress=None,
+                 on_divergence="raise"):
+    """Gradient descent on (u, v) (``method="gd"``, needs ``lr``; ``steps`` or ``tau_max``) or the exact
+    small-init integrator (``method="dual"``, RK4 in rescaled time with step ``dtau``, default
+    0.02 / log(1/alpha), up to ``tau_max``). Returns .t, .tau = t / log(1/alpha), .beta, .loss.
+    The reference is ``dy.stages(problem)``: ``dy.crosscheck(sim, dy.stages(problem))``."""
+    return simulate_hadamard(DLN, problem, method=method, lr=lr, steps=steps, tau_max=tau_max, dtau=dtau,
+                             record_every=record_every, record_log=record_log, runs=runs, key=key,
+                             dtype=dtype, optimizer=optimizer, progress=progress, on_divergence=on_divergence)
 
 
 __all__ += ["crosscheck_stages"]

@@ -22,12 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import engine
-from .hadamard import HadamardProblem, _check_alpha, simulate_hadamard
-from .hadamard import stages as _stages
-from .problems import as_key
-from .results import Trajectory, versions
-from .validation import check_array, check_int, check_positive
+from ..core import engine, frontend
+from ..core.family import Example, Family, register, register_problem
+from ..core.keys import as_key
+from ..core.validation import check_array, check_int, check_positive
+from .hadamard.model import HadamardFamily, HadamardProblem, check_alpha, simulate_hadamard
+from .hadamard.stages import stages as _stages
 
 __all__ = ["AttentionProblem", "simulate_attention", "attention_stages", "simulate_dense_attention",
            "diagonal_forward"]
@@ -50,6 +50,7 @@ def diagonal_forward(beta, Z, layers, heads):
     return X - Z
 
 
+@register_problem
 @dataclass(frozen=True, eq=False)
 class AttentionProblem(HadamardProblem):
     """Diagonal attention regression: tokens Z (M, N, d), targets Y (M, N, d), ``heads`` per layer,
@@ -81,7 +82,7 @@ class AttentionProblem(HadamardProblem):
         v0 = np.asarray(jax.random.normal(k2, (p,), dtype=jnp.float64)) if self.v0 is None else \
             check_array("v0", self.v0, shape=(p,))
         for name, val in (("Z", Z), ("Y", Y), ("heads", heads), ("layers", layers), ("u0", u0), ("v0", v0),
-                          ("init_scale", _check_alpha(self.init_scale))):
+                          ("init_scale", check_alpha(self.init_scale))):
             object.__setattr__(self, name, val)
 
     @property
@@ -157,10 +158,25 @@ def attention_stages(problem: AttentionProblem, **kw):
     return _stages(problem, **kw)
 
 
-def simulate_attention(problem, *, method="gd", **kw):
+def _example():
+    prob = AttentionProblem.teacher_student(40, 4, 3, init_scale=1e-4, key=2)
+    dtau = 0.02 / prob.log_inv_alpha
+    return Example(problem=prob, lr=dtau, steps=int(np.ceil(1.5 / dtau)), short_steps=int(0.2 / dtau),
+                   diverging_lr=50.0, options={"method": "dual"}, has_theory=False)
+
+
+ATTENTION = register(HadamardFamily("attention", AttentionProblem, example=_example))
+
+
+def simulate_attention(problem, *, method="gd", lr=None, steps=None, tau_max=None, dtau=None, record_every=None,
+                       record_log=None, runs=1, key=0, dtype=None, optimizer="sgd", progress=None,
+                       on_divergence="raise"):
     """Diagonal attention trained by gradient descent on (u, v) (``method="gd"``) or the exact
-    small-init integrator (``method="dual"``); see hadamard.simulate_hadamard."""
-    return simulate_hadamard(problem, method=method, **kw)
+    small-init integrator (``method="dual"``); arguments as :func:`dynamics.simulate_dln`.
+    The reference is ``dy.stages(problem)``."""
+    return simulate_hadamard(ATTENTION, problem, method=method, lr=lr, steps=steps, tau_max=tau_max,
+                             dtau=dtau, record_every=record_every, record_log=record_log, runs=runs, key=key,
+                             dtype=dtype, optimizer=optimizer, progress=progress, on_divergence=on_divergence)
 
 
 # ------------------------------------------------------------------------------------ dense heads
@@ -203,52 +219,71 @@ def _dense_model(layers, heads):
         return {"loss": loss(params, ctx), "sv_kq": sk, "sv_vo": sv,
                 "stable_rank_kq": _stable_rank(sk), "stable_rank_vo": _stable_rank(sv)}
 
-    return engine.Model(grad=grad, observe=observe)
+    return engine.Model(grad=grad, observe=observe, stochastic=False)
 
 
-def simulate_dense_attention(problem: AttentionProblem, *, init_scales=(1.0,), d_head=None, lr,
-                             steps, optimizer="adam", record_every=None, record_log=None, key=0,
+class DenseAttentionFamily(Family):
+    """Dense heads (W_K, W_Q, W_V, W_O full, d x d_head) on an AttentionProblem's data; no theory.
+    Per-run option ``init_scale`` (the default init N(0, 1/d) times it; the directions come from the
+    problem's ``key``, so that runs at several scales start from the same directions)."""
+
+    name = "dense_attention"
+    problem_type = AttentionProblem
+    primary = "loss"
+    shape_name = "the token shape, heads and layers"
+
+    def shape(self, problem):
+        return (problem.Z.shape, problem.heads, problem.layers)
+
+    def check_options(self, problems, method, options):
+        d = problems[0].d
+        options = {"d_head": None, **options}
+        options["d_head"] = d if options["d_head"] is None else check_int("d_head", options["d_head"], minimum=1)
+        return options
+
+    def model(self, problem, method, options):
+        return _dense_model(problem.layers, problem.heads)
+
+    def initial_state(self, problem, key, method, options):
+        base = as_key(problem.key)
+        L, H, d, dh = problem.layers, problem.heads, problem.d, options["d_head"]
+        scale = float(options.get("init_scale", 1.0))
+        params = {name: scale * np.asarray(jax.random.normal(jax.random.fold_in(base, j), (L, H, d, dh),
+                                                              dtype=jnp.float64)) / np.sqrt(d)
+                  for j, name in enumerate(("WK", "WQ", "WV", "WO"))}
+        aux = {"KQ0": np.einsum("lhia,lhja->lhij", params["WK"], params["WQ"]),
+               "VO0": np.einsum("lhia,lhja->lhij", params["WV"], params["WO"])}
+        return params, aux
+
+    def context(self, problem, method, options):
+        return {"Z": problem.Z, "Y": problem.Y}
+
+    def settings(self, problem, method, options):
+        return {"d_head": options["d_head"]}
+
+    def example(self):
+        prob = AttentionProblem.teacher_student(30, 4, 3, key=1)
+        return Example(problem=prob, lr=0.05, steps=200, short_steps=5, diverging_lr=1e4,
+                       options={"init_scales": (1.0,), "optimizer": "sgd"}, has_theory=False)
+
+
+DENSE_ATTENTION = register(DenseAttentionFamily())
+
+
+def simulate_dense_attention(problem: AttentionProblem, *, init_scales=(1.0,), d_head=None, lr, steps,
+                             optimizer="adam", record_every=None, record_log=None, runs=1, key=0, dtype=None,
                              progress=None, on_divergence="raise"):
     """Train dense heads (W_K, W_Q, W_V, W_O full, d x d_head) on ``problem``'s data from the default
-    init N(0, 1/d) times each of ``init_scales`` (one batched run per scale).
+    init N(0, 1/d) times each of ``init_scales`` (one run per scale, batched).
 
     Returns a Trajectory with .t (steps x lr), .loss (R, T), .sv_kq / .sv_vo (R, T, layers, heads,
     d) singular values of Delta W_K W_Q^T and Delta W_V W_O^T (Delta = change since init), and
     .stable_rank_kq / .stable_rank_vo (R, T, layers, heads).
     """
-    if not isinstance(problem, AttentionProblem):
-        raise TypeError(f"problem must be an AttentionProblem, got {type(problem).__name__}")
     scales = check_array("init_scales", init_scales, ndim=1)
     if np.any(scales <= 0):
         raise ValueError(f"init_scales must be > 0, got {scales}")
-    lr = check_positive("lr", lr)
-    steps = check_int("steps", steps, minimum=1)
-    d, L, H = problem.d, problem.layers, problem.heads
-    d_head = d if d_head is None else check_int("d_head", d_head, minimum=1)
-    if record_every is None and record_log is None:
-        record_every = max(1, steps // 200)
-    rec = engine.record_schedule(steps, every=record_every, log=record_log)
-    R = scales.size
-    base = as_key(key)
-    params = {}
-    for j, name in enumerate(("WK", "WQ", "WV", "WO")):
-        w = jax.random.normal(jax.random.fold_in(base, j), (L, H, d, d_head), dtype=jnp.float64) / np.sqrt(d)
-        params[name] = jnp.asarray(scales[:, None, None, None, None] * np.asarray(w)[None])
-    aux = {"KQ0": jnp.einsum("rlhia,rlhja->rlhij", params["WK"], params["WQ"]),
-           "VO0": jnp.einsum("rlhia,rlhja->rlhij", params["WV"], params["WO"])}
-    ctx = {"Z": jnp.broadcast_to(jnp.asarray(problem.Z), (R,) + problem.Z.shape),
-           "Y": jnp.broadcast_to(jnp.asarray(problem.Y), (R,) + problem.Y.shape)}
-    keys = jnp.stack([jax.random.fold_in(base, 100 + i) for i in range(R)])
-    settings = {"init_scales": scales.tolist(), "d_head": d_head, "lr": lr, "steps": steps,
-                "optimizer": optimizer if isinstance(optimizer, str) else "custom", "units": "steps x lr",
-                **versions()}
-
-    def to_traj(out):
-        return Trajectory(t=lr * out.steps, fields=dict(out.records), kind="simulation",
-                          model="dense_attention", settings={**settings, "wall_time_s": out.wall_time},
-                          status=out.status, message=out.message, runs=R)
-
-    out = engine.simulate(_dense_model(L, H), params, aux, ctx, jnp.full((R,), lr), record_steps=rec,
-                          key=keys, optimizer=optimizer, progress=progress, on_divergence=on_divergence,
-                          desc="dense attention", make_partial=to_traj)
-    return to_traj(out)
+    return frontend.simulate(DENSE_ATTENTION, problem, lr=lr, steps=steps, record_every=record_every,
+                             record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
+                             on_divergence=on_divergence, optimizer=optimizer, options={"d_head": d_head},
+                             per_run={"init_scale": scales}, desc="dense attention")

@@ -15,7 +15,7 @@ state such as an EMA target); the engine does the rest for every family:
   :class:`DivergenceError` naming the step and suggesting a smaller learning rate, carrying the records
   made before it.
 
-Time is gradient-flow time t = lr * step (DESIGN.md sec. 2).
+Time is gradient-flow time t = lr * step (theory/jepa.md sec. 2).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .validation import check_choice, check_int
+from .validation import check_choice, check_int, check_positive
 
 __all__ = ["Model", "EngineOutput", "DivergenceError", "simulate", "record_schedule", "check_run",
            "make_optimizer", "batch_mesh"]
@@ -55,11 +55,18 @@ class Model:
     grad(params, aux, ctx, key) -> (loss, grads)   grads has the structure of params
     observe(params, aux, ctx) -> dict of arrays     recorded at every recording step
     update_aux(params, aux, ctx) -> aux             after each optimizer step (e.g. EMA target)
+
+    uses_lr : grad and update_aux take the run's step size as a last argument (a flow integrated
+        with its own scheme, an EMA target that moves at rate beta * lr per step).
+    stochastic : the gradient uses ``key`` (minibatches, fresh samples); when False the per-step
+        key split is skipped.
     """
 
     grad: Callable
     observe: Callable
     update_aux: Callable | None = None
+    uses_lr: bool = False
+    stochastic: bool = True
 
 
 @dataclass
@@ -95,7 +102,6 @@ def record_schedule(steps, *, every=None, log=None):
 
 def check_run(lr, steps, runs=1, record_every=None, record_log=None, *, default_records=500):
     """Validate the common run arguments; returns (lr, steps, runs, record_steps, record_every)."""
-    from .validation import check_positive
     lr = check_positive("lr", lr)
     steps = check_int("steps", steps, minimum=1)
     runs = check_int("runs", runs, minimum=1)
@@ -145,12 +151,16 @@ def _compiled_chunk(model: Model, opt_factory, ctx_batched=True):
     def one_step(state, consts, step):
         p, a, o, k, bad = state
         c, lr_ = consts
-        k, sub = jax.random.split(k)
-        loss, g = model.grad(p, a, c, sub)
+        if model.stochastic:
+            k, sub = jax.random.split(k)
+        else:
+            sub = k
+        extra = (lr_,) if model.uses_lr else ()
+        loss, g = model.grad(p, a, c, sub, *extra)
         updates, o = opt_factory(lr_).update(g, o, p)
         p = optax.apply_updates(p, updates)
         if model.update_aux is not None:
-            a = model.update_aux(p, a, c)
+            a = model.update_aux(p, a, c, *extra)
         bad = jnp.where((bad < 0) & ~jnp.isfinite(loss), step, bad)
         return (p, a, o, k, bad)
 

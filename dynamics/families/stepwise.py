@@ -23,14 +23,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import engine
-from .problems import as_key
-from .results import Trajectory, records_to_fields, versions
-from .validation import check_array, check_choice, check_int, check_positive, check_symmetric_pd
+from ..core import engine, frontend
+from ..core.family import Example, Family, register, register_problem
+from ..core.io import versions
+from ..core.linalg import random_rotation
+from ..core.trajectory import Trajectory
+from ..core.validation import check_array, check_choice, check_fraction, check_int, check_positive, check_symmetric_pd
 
 __all__ = ["StepwiseProblem", "simulate_stepwise", "solve_stepwise", "step_times"]
 
 
+@register_problem
 @dataclass(frozen=True, eq=False)
 class StepwiseProblem:
     """Gamma (m x m) symmetric with positive top-d eigenvalues, embedding dimension d (default m),
@@ -64,7 +67,6 @@ class StepwiseProblem:
         g = check_array("gammas", gammas, ndim=1)
         if np.any(g <= 0):
             raise ValueError(f"gammas must be > 0, got {g}")
-        from .problems import random_rotation
         V = random_rotation(g.size, key=key) if rotate else np.eye(g.size)
         return cls(Gamma=(V * g) @ V.T, init_scale=init_scale, d=d, source={"gammas": g.tolist()})
 
@@ -91,41 +93,78 @@ def _model():
         C = W @ G @ W.T
         return {"eigenvalues": jnp.linalg.eigvalsh(0.5 * (C + C.T))[::-1], "loss": loss(W, G)}
 
-    return engine.Model(grad=grad, observe=observe)
+    return engine.Model(grad=grad, observe=observe, stochastic=False)
+
+
+class StepwiseFamily(Family):
+    """Stepwise SSL as a family: primary field ``eigenvalues`` (of C = W Gamma W^T, descending), fixed
+    point 1 for each; theory: the aligned closed form (``solve_stepwise``). Option ``init``:
+    "aligned" (W = s0 V_d^T) or "random" (N(0, s0^2) entries, one draw per run from its key)."""
+
+    name = "stepwise"
+    problem_type = StepwiseProblem
+    primary = "eigenvalues"
+    shape_name = "d and m"
+
+    def shape(self, problem):
+        return (problem.d, problem.m)
+
+    def check_options(self, problems, method, options):
+        options = {"init": "aligned", **options}
+        check_choice("init", options["init"], {"aligned", "random"})
+        return options
+
+    def model(self, problem, method, options):
+        return _model()
+
+    def initial_state(self, problem, key, method, options):
+        s0 = problem.init_scale
+        if options["init"] == "aligned":
+            return {"W": s0 * problem.V.T}, {}
+        return {"W": s0 * np.asarray(jax.random.normal(key, (problem.d, problem.m), dtype=jnp.float64))}, {}
+
+    def context(self, problem, method, options):
+        return {"Gamma": problem.Gamma}
+
+    def fixed_point(self, problem, options):
+        return np.ones(problem.d)
+
+    def critical_times(self, problem, fraction):
+        return step_times(problem, fraction=fraction)
+
+    def theory(self, problem, times):
+        return solve_stepwise(problem, times=times)
+
+    def settings(self, problem, method, options):
+        return {"init": options["init"], "init_scale": problem.init_scale}
+
+    def example(self):
+        prob = StepwiseProblem.from_spectrum([1.0, 0.5], 1e-2, key=1)
+        lr = 2e-3
+        return Example(problem=prob, lr=lr, steps=int(1.4 * step_times(prob).max() / lr),
+                       short_steps=int(0.2 * step_times(prob).min() / lr), diverging_lr=5.0)
+
+
+STEPWISE = register(StepwiseFamily())
 
 
 def simulate_stepwise(problem, *, lr, steps, init="aligned", record_every=None, record_log=None, runs=1,
-                      key=0, progress=None, on_divergence="raise"):
+                      key=0, dtype=None, optimizer="sgd", progress=None, on_divergence="raise"):
     """Gradient descent on W. init: "aligned" (W = diag(s0) V_d^T) or "random" (N(0, s0^2) entries,
     one draw per run from ``key``). Returns .t, .eigenvalues (T, d) of C = W Gamma W^T (descending), .loss."""
-    if not isinstance(problem, StepwiseProblem):
-        raise TypeError(f"problem must be a StepwiseProblem, got {type(problem).__name__}")
-    check_choice("init", init, {"aligned", "random"})
-    lr, steps, runs, rec, record_every = engine.check_run(lr, steps, runs, record_every, record_log)
-    d, m, s0 = problem.d, problem.m, problem.init_scale
-    base = as_key(key)
-    if init == "aligned":
-        W0 = np.broadcast_to(s0 * problem.V.T, (runs, d, m))
-    else:
-        W0 = np.stack([s0 * np.asarray(jax.random.normal(jax.random.fold_in(base, i), (d, m), dtype=jnp.float64))
-                       for i in range(runs)])
-    ctx = {"Gamma": jnp.asarray(np.broadcast_to(problem.Gamma, (runs, m, m)))}
-    keys = jnp.stack([jax.random.fold_in(base, 1000 + i) for i in range(runs)])
-    settings = {"lr": lr, "steps": steps, "init": init, "init_scale": s0, "units": "gf", **versions()}
-
-    def to_traj(out):
-        return Trajectory(t=lr * out.steps, fields=records_to_fields(out.records, runs > 1), kind="simulation",
-                          model="stepwise", settings={**settings, "wall_time_s": out.wall_time},
-                          status=out.status, message=out.message, runs=runs if runs > 1 else None)
-
-    out = engine.simulate(_model(), {"W": jnp.asarray(W0)}, {}, ctx, jnp.full((runs,), lr), record_steps=rec,
-                          key=keys, progress=progress, on_divergence=on_divergence, desc="stepwise",
-                          make_partial=to_traj)
-    return to_traj(out)
+    return frontend.simulate(STEPWISE, problem, lr=lr, steps=steps, record_every=record_every,
+                             record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
+                             on_divergence=on_divergence, optimizer=optimizer, options={"init": init},
+                             desc="stepwise")
 
 
 def solve_stepwise(problem, *, times):
-    """Closed-form aligned solution: eigenvalues lambda_j(t) = gamma_j s_j(t)^2 (logistic), loss."""
+    """Closed-form aligned solution: eigenvalues lambda_j(t) = gamma_j s_j(t)^2 (logistic), loss.
+    ``times`` / ``problem`` may be those of a batch."""
+    return frontend.solve(_solve_one, problem, times)
+
+
+def _solve_one(problem, times):
     if not isinstance(problem, StepwiseProblem):
         raise TypeError(f"problem must be a StepwiseProblem, got {type(problem).__name__}")
     t = check_array("times", times, ndim=1)
@@ -139,15 +178,19 @@ def solve_stepwise(problem, *, times):
     order = np.argsort(-lam, axis=1, kind="stable")
     lam_sorted = np.take_along_axis(lam, order, axis=1)
     return Trajectory(t=t, fields={"eigenvalues": lam_sorted, "modes": lam, "loss": np.sum((lam - 1) ** 2, axis=1)},
-                      kind="theory", model="stepwise", settings={"units": "gf", **versions()})
+                      kind="theory", model="stepwise", settings={"units": "gf", **versions()}, problem=problem,
+                      method="exact", primary="eigenvalues", fixed_point=np.ones(problem.d))
 
 
-def step_times(problem, *, approximate=False):
-    """Half times t_j = ln(1/lambda_j(0) - 1) / (8 gamma_j) of the aligned solution, lambda_j(0) =
-    gamma_j s0^2 (0 if already past 1/2); ``approximate=True``: the paper's -ln(s0^2 gamma_j)/(8 gamma_j)."""
+def step_times(problem, *, approximate=False, fraction=0.5):
+    """Times at which the aligned eigenvalues reach ``fraction``: t_j = ln[(1/lambda_j(0) - 1) /
+    (1/fraction - 1)] / (8 gamma_j) (the half times ln(1/lambda_j(0) - 1) / (8 gamma_j) by default),
+    lambda_j(0) = gamma_j s0^2 (0 if already past); ``approximate=True``: the paper's
+    -ln(s0^2 gamma_j)/(8 gamma_j)."""
     g = problem.gammas
     lam0 = g * problem.init_scale ** 2
     if approximate:
         return -np.log(lam0) / (8 * g)
+    fraction = check_fraction("fraction", fraction)
     with np.errstate(divide="ignore"):
-        return np.where(lam0 < 0.5, np.log(1.0 / lam0 - 1.0) / (8 * g), 0.0)
+        return np.where(lam0 < fraction, np.log((1.0 / lam0 - 1.0) / (1.0 / fraction - 1.0)) / (8 * g), 0.0)

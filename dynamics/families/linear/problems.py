@@ -24,41 +24,16 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
-from .validation import (check_array, check_choice, check_int, check_positive,
-                         check_symmetric_pd)
+from ...core.family import register_problem
+from ...core.keys import as_key
+from ...core.linalg import diag_in_basis, random_rotation
+from ...core.validation import (check_array, check_choice, check_int, check_positive,
+                                check_symmetric_pd)
 
 __all__ = ["LinearProblem", "SSLProblem", "RegressionProblem", "random_rotation", "as_key", "diag_in_basis"]
 
 
-def diag_in_basis(U, M):
-    """diag(U^T M U) with one matrix product (O(d^3) through BLAS, not a triple einsum)."""
-    return np.sum(U * (M @ U), axis=0)
-
-
-def as_key(key, name="key"):
-    """A JAX PRNG key from a key or an int seed (None is refused: results must be reproducible)."""
-    if key is None:
-        raise ValueError(f"{name} is required: pass key=jax.random.key(seed) or an int seed")
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        return jax.random.key(int(key))
-    try:
-        if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-            return key
-        if key.dtype == np.uint32 and key.shape[-1:] == (2,):
-            return jax.random.wrap_key_data(key)
-    except AttributeError:
-        pass
-    raise TypeError(f"{name} must be a jax.random.key(...) or an int seed, got {type(key).__name__}")
-
-
-def random_rotation(d: int, *, key) -> np.ndarray:
-    """A Haar-random orthogonal d x d matrix (QR of a Gaussian with the sign convention fixed)."""
-    d = check_int("d", d, minimum=1)
-    g = np.asarray(jax.random.normal(as_key(key), (d, d), dtype=np.float64))
-    q, r = np.linalg.qr(g)
-    return q * np.sign(np.diag(r))[None, :]
-
-
+@register_problem
 @dataclass(frozen=True, eq=False)
 class LinearProblem:
     """Paired covariances, depth and init scale (see module docstring). Build with the classmethods."""
@@ -296,20 +271,20 @@ class LinearProblem:
                    "diagonalisable": self.diagonalisable, "source": self.source}
         return arrays, scalars
 
-    @staticmethod
-    def from_state(arrays, scalars):
-        cls = {"SSLProblem": SSLProblem, "RegressionProblem": RegressionProblem,
-               "LinearProblem": LinearProblem}[scalars["class"]]
+    @classmethod
+    def from_state(cls, arrays, scalars):
         return cls(depth=int(scalars["depth"]), init_scale=float(scalars["init_scale"]),
                    diagonalisable=bool(scalars["diagonalisable"]), source=dict(scalars["source"]),
                    syy=np.asarray(arrays["syy"]) if "syy" in arrays else None,
                    **{k: np.asarray(arrays[k]) for k in ("Sxx", "Syx", "Syy", "basis", "sigma2", "lam")})
 
 
+@register_problem
 class SSLProblem(LinearProblem):
     """Paired views (x, y) for deep linear JEPA and MAE (theory/jepa.md). See ``LinearProblem``."""
 
 
+@register_problem
 class RegressionProblem(LinearProblem):
     """Input x, target y for deep linear regression (theory/saxe.md): lam_i = singular value of
     Syx, rho_i = lam_i / sigma2_i = the regression coefficient the end-to-end map converges to."""

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .mode_integrals import _integral_parts
+from .mode_integrals import integral_parts
 
 __all__ = ["clock", "ClockTable", "clock_table", "ln_psi_of_clock"]
 
@@ -59,7 +59,7 @@ def clock(z, k: int, n: int):
     """The absolute clock I(psi) of (1) at z = ln(psi/(1-psi)), learning branch (closed form of
     ``mode_integrals``: power terms J_m, m = k (mod n), plus the roots-of-unity logarithms)."""
     lnpsi = _lnpsi(z)
-    total = _integral_parts(lnpsi, z, k, n)
+    total = integral_parts(lnpsi, z, k, n)
     for m in range(1, k + 1):
         if (k - m) % n:
             continue

@@ -1,0 +1,331 @@
+"""Comparison of two results: :func:`crosscheck` for every family, one run or a batch.
+
+Three outcomes, never a PASS on comparisons that did not happen:
+
+* ``"passed"``: every comparison was made and is within tolerance;
+* ``"failed"``: some comparison was made and is out of tolerance (or a critical time was reached by
+  one result and not by the other within the same horizon);
+* ``"inconclusive"``: nothing failed, but something was not compared -- a critical time that neither
+  result reached while the theory says it comes later (a horizon too short), or no common times.
+  The report says how far to run: the predicted time and the steps at the run's learning rate.
+
+The primary field of the family (``Trajectory.primary_field``) is compared pointwise,
+``rel_error = |a - b| / max(|b|, floor)`` with ``floor = family.error_floor * max_t |b|`` per feature
+(0 for the deep linear modes, which never cross 0), on the times both results share (``a`` is
+interpolated linearly onto ``b``'s grid where the grids differ).  Critical times are the hitting times
+of ``fraction`` of the fixed point, read off both curves the same way (``metrics.hitting_times``);
+the family's exact critical times (where it has a theory) tell a horizon too short from a feature
+that is never learned.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .family import get_family
+from .io import jsonable
+from .metrics import hitting_times
+from .trajectory import Trajectory
+from .validation import check_fraction, check_positive
+
+__all__ = ["CrossCheck", "BatchCrossCheck", "crosscheck", "OUTCOMES"]
+
+OUTCOMES = ("passed", "failed", "inconclusive")
+
+
+def _verdict(outcome):
+    return {"passed": "PASS", "failed": "FAIL", "inconclusive": "INCONCLUSIVE"}[outcome]
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """Agreement of two single-run trajectories (typically simulation ``a`` against reference ``b``).
+
+    field : the compared field.   t : (T,) the compared times.
+    rel_error : (T, F) relative error of ``field``;  max_rel_error : its maximum (per feature: ``per_feature``).
+    critical_a, critical_b : (F,) hitting times of ``fraction`` of the fixed point;
+    critical_rel_error : (F,) (nan where not compared);  critical_status : (F,) "compared",
+    "never" (neither learns it, as the theory predicts) or "not reached" (inconclusive).
+    outcome : "passed" | "failed" | "inconclusive";  passed : outcome == "passed".
+    reasons : why it failed or is inconclusive;  advice : how far to run when inconclusive.
+    """
+
+    t: np.ndarray
+    a: Trajectory
+    b: Trajectory
+    rel_error: np.ndarray
+    max_rel_error: float
+    per_feature: np.ndarray
+    fraction: float
+    critical_a: np.ndarray
+    critical_b: np.ndarray
+    critical_rel_error: np.ndarray
+    rtol: float
+    ctol: float
+    passed: bool
+    outcome: str = "passed"
+    field: str = "modes"
+    critical_status: tuple = ()
+    reasons: tuple = ()
+    advice: str = ""
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.outcome == "inconclusive"
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome == "failed"
+
+    def summary(self) -> str:
+        lines = [f"crosscheck {self.a.kind}/{self.a.model} (a) vs {self.b.kind}/{self.b.model} (b): "
+                 f"{_verdict(self.outcome)}",
+                 f"  max relative error of {self.field} {self.max_rel_error:.3e} (tolerance {self.rtol:g})"]
+        if self.critical_b.size:
+            lines.append(f"  critical times at {self.fraction:g} of the fixed point, a vs b "
+                         f"(tolerance {self.ctol:g}):")
+            for i, (ca, cb, e) in enumerate(zip(self.critical_a, self.critical_b, self.critical_rel_error)):
+                st = self.critical_status[i] if self.critical_status else "compared"
+                note = f"rel. error {e:.3e}" if st == "compared" else st
+                lines.append(f"    feature {i}: {ca:.6g} vs {cb:.6g}  {note}")
+        lines += [f"  {r}" for r in self.reasons]
+        if self.advice:
+            lines.append(f"  {self.advice}")
+        return "\n".join(lines)
+
+    __str__ = summary
+
+    def __repr__(self):
+        return (f"CrossCheck({_verdict(self.outcome)}: {self.a.model} {self.field}, max rel. error "
+                f"{self.max_rel_error:.3e} <= {self.rtol:g}?)")
+
+    def to_dict(self) -> dict:
+        return jsonable({"outcome": self.outcome, "passed": self.passed, "field": self.field,
+                         "max_rel_error": self.max_rel_error, "per_feature": self.per_feature,
+                         "fraction": self.fraction, "critical_a": self.critical_a,
+                         "critical_b": self.critical_b, "critical_rel_error": self.critical_rel_error,
+                         "critical_status": list(self.critical_status), "rtol": self.rtol, "ctol": self.ctol,
+                         "reasons": list(self.reasons), "advice": self.advice})
+
+    def plot(self, ax=None):
+        from ..plot import plot_crosscheck
+        return plot_crosscheck(self, ax=ax)
+
+
+@dataclass(frozen=True)
+class BatchCrossCheck:
+    """One :class:`CrossCheck` per run of a batch. ``passed`` only if every run passed; ``outcome``
+    "failed" if any run failed, else "inconclusive" if any run was, else "passed"."""
+
+    checks: tuple
+    rtol: float
+    ctol: float
+
+    @property
+    def outcome(self) -> str:
+        outs = [c.outcome for c in self.checks]
+        return "failed" if "failed" in outs else ("inconclusive" if "inconclusive" in outs else "passed")
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
+
+    @property
+    def max_rel_error(self) -> float:
+        return max(c.max_rel_error for c in self.checks)
+
+    @property
+    def outcomes(self) -> list:
+        return [c.outcome for c in self.checks]
+
+    def __len__(self):
+        return len(self.checks)
+
+    def __getitem__(self, i) -> CrossCheck:
+        return self.checks[i]
+
+    def summary(self) -> str:
+        lines = [f"crosscheck of a batch of {len(self.checks)} runs: {_verdict(self.outcome)}",
+                 f"{'run':>5} {'outcome':>13} {'max rel. error':>15}"]
+        for i, c in enumerate(self.checks):
+            lines.append(f"{i:>5} {_verdict(c.outcome):>13} {c.max_rel_error:>15.3e}")
+        return "\n".join(lines)
+
+    __str__ = summary
+
+    def to_dict(self) -> dict:
+        return {"outcome": self.outcome, "passed": self.passed, "runs": [c.to_dict() for c in self.checks]}
+
+    def plot(self, ax=None):
+        from ..plot import plot_crosscheck
+        return plot_crosscheck(self.checks[0], ax=ax)
+
+
+def crosscheck(a, b, *, fraction=0.5, rtol=None, ctol=1e-2, interpolate=False):
+    """Compare result ``a`` with reference ``b`` (simulation vs theory, gd vs another method, ...).
+
+    ``b`` may also be a reference object with its own comparison (the rank-growth ``Stages``: then
+    this is ``b.crosscheck(a)``, errors at plateau middles and at the jumps, default rtol 0.05).
+    rtol : tolerance of the pointwise relative error (default 1e-2);  ctol : of the critical times.  For a batch in ``a``
+    or ``b`` (a single result is broadcast over the other's runs) the result is a
+    :class:`BatchCrossCheck` with one row per run.  See the module docstring for the outcomes.
+
+    The two results must share their time grid (``solve_jepa(problem, times=sim.t)``) unless
+    ``interpolate=True`` (e.g. gradient descent against the dual flow, recorded on other grids):
+    then ``a`` is interpolated linearly onto ``b``'s times within ``a``'s range.
+    """
+    if not isinstance(b, Trajectory) and callable(getattr(b, "crosscheck", None)):
+        return b.crosscheck(a, rtol=rtol)
+    rtol = 1e-2 if rtol is None else rtol
+    for name, x in (("a", a), ("b", b)):
+        if not isinstance(x, Trajectory):
+            raise TypeError(f"crosscheck: {name} must be a Trajectory, got {type(x).__name__}")
+    fraction = check_fraction("fraction", fraction)
+    rtol = check_positive("rtol", rtol)
+    ctol = check_positive("ctol", ctol)
+    for traj in (a, b):
+        if traj.settings.get("dtype") == "float32" and rtol < 1e-5:
+            warnings.warn(f"rtol={rtol:g} is beyond float32's accuracy (~1e-6 relative at best) for the "
+                          f"{traj.kind} run; simulate with dtype=float64", RuntimeWarning, stacklevel=2)
+    if a.batched or b.batched:
+        if a.batched and b.batched and a.n_runs != b.n_runs:
+            raise ValueError(f"a has {a.n_runs} runs and b has {b.n_runs}: compare batches of one size "
+                             "(or one run against a batch)")
+        R = a.n_runs if a.batched else b.n_runs
+        return BatchCrossCheck(checks=tuple(
+            _crosscheck_one(a.run(i) if a.batched else a, b.run(i) if b.batched else b, fraction, rtol, ctol,
+                            interpolate) for i in range(R)), rtol=rtol, ctol=ctol)
+    return _crosscheck_one(a, b, fraction, rtol, ctol, interpolate)
+
+
+def _family(traj):
+    try:
+        return get_family(traj.model)
+    except ValueError:
+        return None
+
+
+def _on_grid(ta, ya, tb):
+    """a's curves on b's times (exact when the grids agree; linear interpolation inside a's range)."""
+    if ta.shape == tb.shape and np.allclose(ta, tb, rtol=1e-12, atol=0):
+        return ya, np.ones(tb.size, bool)
+    inside = (tb >= ta[0] - 1e-12 * max(1.0, abs(ta[0]))) & (tb <= ta[-1] * (1 + 1e-12))
+    flat = ya.reshape(ya.shape[0], -1)
+    out = np.stack([np.interp(tb, ta, flat[:, j]) for j in range(flat.shape[1])], axis=1)
+    return out.reshape((tb.size,) + ya.shape[1:]), inside
+
+
+def _crosscheck_one(a, b, fraction, rtol, ctol, interpolate):
+    fa, fb = a.primary_field, b.primary_field
+    if fa not in a.fields or fb not in b.fields or fa != fb:
+        raise ValueError(f"a and b record different primary fields ({fa!r} and {fb!r}): they are not "
+                         "results of one family")
+    if a.model != b.model:
+        fam_a, fam_b = _family(a), _family(b)
+        if fam_a is None or fam_b is None or fam_a.primary != fam_b.primary:
+            raise ValueError(f"a is a {a.model} result and b a {b.model} result: nothing to compare")
+    ta, tb = np.asarray(a.t, float), np.asarray(b.t, float)
+    if not interpolate and (ta.shape != tb.shape or not np.allclose(ta, tb, rtol=1e-12, atol=0)):
+        raise ValueError(f"a and b must share their time grid (shapes {ta.shape}, {tb.shape}); evaluate the "
+                         "theory at times=a.t, or pass interpolate=True")
+    ya, yb = np.asarray(a.fields[fa], float), np.asarray(b.fields[fb], float)
+    if ya.shape[1:] != yb.shape[1:]:
+        raise ValueError(f"a.{fa} and b.{fb} differ in shape: {ya.shape} vs {yb.shape}")
+    if ya.ndim == 1:
+        ya, yb = ya[:, None], yb[:, None]
+    reasons, advice = [], ""
+    ya_b, inside = _on_grid(ta, ya, tb) if ta.size and tb.size else (ya, np.zeros(tb.size, bool))
+    t = tb[inside]
+    ya_b, yb_c = ya_b[inside], yb[inside]
+    fam = _family(b) or _family(a)
+    floor_c = 0.0 if fam is None else fam.error_floor
+    floor = np.maximum(floor_c * (np.abs(yb_c).max(axis=0) if yb_c.size else 0.0), np.finfo(float).tiny)
+    flat_a = ya_b.reshape(ya_b.shape[0], -1) if ya_b.size else np.zeros((0, int(np.prod(yb.shape[1:]))))
+    flat_b = yb_c.reshape(yb_c.shape[0], -1) if yb_c.size else flat_a
+    rel = np.abs(flat_a - flat_b) / np.maximum(np.abs(flat_b), floor.reshape(-1))
+    max_rel = float(rel.max()) if rel.size else float("nan")
+    compared_curves = t.size >= 2
+    failed = False
+    if not compared_curves:
+        reasons.append(f"the results share {t.size} time(s): no curve comparison")
+    elif not (np.isfinite(max_rel) and max_rel <= rtol):
+        failed = True
+        reasons.append(f"{fa}: max relative error {max_rel:.3e} > rtol {rtol:g}")
+    if t.size < tb.size:
+        reasons.append(f"a covers t <= {ta[-1]:.6g} of b's t <= {tb[-1]:.6g}; compared there only")
+
+    # critical times
+    fp_a = a.fixed_point if a.fixed_point is not None else b.fixed_point
+    fp_b = b.fixed_point if b.fixed_point is not None else a.fixed_point
+    if fp_b is None or yb.ndim != 2:
+        ca = cb = cerr = np.zeros(0)
+        status = ()
+    else:
+        ca = hitting_times(ta, ya, fp_a, fraction) if ta.size else np.full(yb.shape[1], np.inf)
+        cb = hitting_times(tb, yb, fp_b, fraction) if tb.size else np.full(yb.shape[1], np.inf)
+        predicted = None
+        prob = b.problem if b.problem is not None else a.problem
+        if fam is not None and prob is not None and not isinstance(prob, (list, tuple)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                try:
+                    predicted = fam.critical_times(prob, fraction)
+                except (ValueError, TypeError):
+                    predicted = None
+        t_end = min(ta[-1] if ta.size else 0.0, tb[-1] if tb.size else 0.0)
+        cerr = np.full(ca.size, np.nan)
+        status = []
+        missing = []
+        for i in range(ca.size):
+            if np.isfinite(ca[i]) and np.isfinite(cb[i]):
+                cerr[i] = 0.0 if ca[i] == cb[i] else abs(ca[i] - cb[i]) / abs(cb[i])
+                status.append("compared")
+                if not cerr[i] <= ctol:
+                    failed = True
+                    reasons.append(f"feature {i}: critical time {ca[i]:.6g} vs {cb[i]:.6g} "
+                                   f"(rel. error {cerr[i]:.3e} > ctol {ctol:g})")
+            elif np.isfinite(ca[i]) or np.isfinite(cb[i]):
+                # one reached the threshold, the other did not, over the horizon both cover
+                reached = ca[i] if np.isfinite(ca[i]) else cb[i]
+                if reached <= t_end:
+                    cerr[i] = np.inf
+                    status.append("compared")
+                    failed = True
+                    reasons.append(f"feature {i}: reached by {'a' if np.isfinite(ca[i]) else 'b'} at "
+                                   f"t = {reached:.6g}, never by {'b' if np.isfinite(ca[i]) else 'a'}")
+                else:
+                    status.append("not reached")
+                    missing.append((i, reached))
+            else:
+                pred = None if predicted is None else float(predicted[i])
+                if pred is not None and not np.isfinite(pred):
+                    status.append("never")          # neither learns it, as the theory predicts
+                else:
+                    status.append("not reached")
+                    missing.append((i, pred))
+        status = tuple(status)
+        if missing:
+            known = [p for _, p in missing if p is not None and np.isfinite(p)]
+            feats = [i for i, _ in missing]
+            if known:
+                t_need = 1.2 * max(known)
+                lr = a.settings.get("lr") if a.kind == "simulation" else b.settings.get("lr")
+                steps = ""
+                if isinstance(lr, (int, float)) and lr > 0:
+                    steps = f" ({math.ceil(t_need / lr):,} steps at lr = {lr:g})"
+                advice = (f"run to t >= {t_need:.6g}{steps}: the theory puts the critical time of feature(s) "
+                          f"{feats} at {', '.join(f'{p:.6g}' for p in known)}")
+            else:
+                advice = f"run past t = {t_end:.6g}: feature(s) {feats} did not reach {fraction:g} of the fixed point"
+            reasons.append(f"critical time of feature(s) {feats} not reached within t <= {t_end:.6g}: not compared")
+    not_compared = (not compared_curves) or any(s == "not reached" for s in status)
+    outcome = "failed" if failed else ("inconclusive" if not_compared else "passed")
+    return CrossCheck(t=t, a=a, b=b, rel_error=rel, max_rel_error=max_rel,
+                      per_feature=rel.max(axis=0) if rel.size else np.zeros(0), fraction=fraction,
+                      critical_a=ca, critical_b=cb, critical_rel_error=cerr, rtol=float(rtol), ctol=float(ctol),
+                      passed=outcome == "passed", outcome=outcome, field=fa, critical_status=status,
+                      reasons=tuple(reasons), advice=advice)

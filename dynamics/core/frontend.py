@@ -1,0 +1,181 @@
+"""The one simulation front-end and the one theory front-end every family uses.
+
+``simulate(family, problem, ...)`` resolves the run arguments the same way for every family:
+
+* a batch of R runs from a list of problems of one shape, an array of learning rates, ``runs`` seeds,
+  a sequence of keys and per-run options (each 1 or R);
+* keys by ``core.keys`` (run i: ``fold_in(key, i)``; initial state from ``fold_in(run_key, 0)``);
+* one default record count (:data:`DEFAULT_RECORDS`), linear or log-spaced schedules;
+* dtype (float64 by default; float32 with the family's resolution warning);
+* the engine run (sharded over devices, progress, divergence, Ctrl-C);
+* one settings record (keys, devices, versions, timings) and one conversion to a Trajectory.
+
+``solve(fn, problem, times)`` evaluates a theory on the times of any result: a 1-D grid, or the
+(R, T) times of a batch with several learning rates, for one problem or a list (one per run).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import engine
+from .family import Family
+from .io import versions
+from .keys import init_key, key_count, key_data, run_keys, step_key
+from .trajectory import Trajectory, stack_runs
+from .validation import check_array, check_choice, check_int
+
+__all__ = ["DEFAULT_RECORDS", "simulate", "solve", "resolve_batch", "check_dtype"]
+
+DEFAULT_RECORDS = 500
+
+
+def check_dtype(dtype, default=np.float64):
+    dtype = np.dtype(default if dtype is None else dtype)
+    if dtype not in (np.float64, np.float32):
+        raise ValueError(f"dtype must be float64 or float32, got {dtype}")
+    if dtype == np.float64 and not jax.config.jax_enable_x64:
+        raise RuntimeError("float64 needs jax_enable_x64 (dynamics enables it at import; something "
+                           "turned it off): jax.config.update('jax_enable_x64', True)")
+    return dtype
+
+
+def resolve_batch(family: Family, problem, lr, runs, key, per_run=None):
+    """(problems (R,), lrs (R,), R, batched, per_run {name: (R, ...)}) from the run arguments."""
+    problems = list(problem) if isinstance(problem, (list, tuple)) else [problem]
+    if not problems:
+        raise ValueError("problem: an empty list of problems")
+    for i, p in enumerate(problems):
+        if not isinstance(p, family.problem_type):
+            want = family.problem_type
+            want = " or ".join(t.__name__ for t in want) if isinstance(want, tuple) else want.__name__
+            raise TypeError(f"problem{'' if len(problems) == 1 else f'[{i}]'} must be a {want} for "
+                            f"{family.name}, got {type(p).__name__}")
+    shapes = {family.shape(p) for p in problems}
+    if len(shapes) != 1:
+        raise ValueError(f"a batch of problems must share {family.shape_name}; got {family.shape_name} in "
+                         f"{sorted(map(str, shapes))}")
+    lr_arr = check_array("lr", lr)
+    if lr_arr.ndim > 1:
+        raise ValueError(f"lr must be a scalar or a 1-D array of learning rates, got shape {lr_arr.shape}")
+    if lr_arr.size == 0 or np.any(lr_arr <= 0):
+        raise ValueError(f"lr must be > 0, got {lr_arr}")
+    runs = check_int("runs", runs, minimum=1)
+    per_run = {k: np.asarray(v) for k, v in (per_run or {}).items()}
+    sizes = {"problems": len(problems), "learning rates": lr_arr.size if lr_arr.ndim else 1,
+             "keys": key_count(key), "runs": runs, **{k: len(v) for k, v in per_run.items()}}
+    distinct = set(sizes.values()) - {1}
+    if len(distinct) > 1:
+        raise ValueError("the batch sizes disagree: " + ", ".join(f"{v} {k}" for k, v in sizes.items())
+                         + "; each must be 1 or the batch size R")
+    R = distinct.pop() if distinct else 1
+    batched = (R > 1 or lr_arr.ndim == 1 or isinstance(problem, (list, tuple)) or key_count(key) > 1
+               or any(v.ndim >= 1 for v in per_run.values()))
+    lrs = np.broadcast_to(lr_arr, (R,)).astype(float)
+    probs = problems * R if len(problems) == 1 else problems
+    per_run = {k: np.broadcast_to(v, (R,) + v.shape[1:]) if len(v) == 1 else v for k, v in per_run.items()}
+    return probs, lrs, R, batched, per_run
+
+
+def _stack(trees, dtype):
+    return jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack([np.asarray(x) for x in xs]), dtype=dtype),
+                                  *trees)
+
+
+def simulate(family: Family, problem, *, lr, steps, record_every=None, record_log=None, runs=1, key=0,
+             dtype=None, progress=None, on_divergence="raise", optimizer="sgd", method="gd", options=None,
+             per_run=None, desc=None) -> Trajectory:
+    """Simulate ``family`` on ``problem`` (see the module docstring for the run arguments).
+
+    options : the family's own options (shared by every run).   per_run : options with one value per
+    run (e.g. dense attention's init scales), each of length 1 or R.
+    """
+    check_choice("method", method, set(family.methods))
+    check_choice("on_divergence", on_divergence, {"raise", "stop"})
+    if not family.optimizers and optimizer != "sgd":
+        raise ValueError(f"{family.name} integrates its flow with plain gradient steps: optimizer must be "
+                         f"'sgd', got {optimizer!r}")
+    probs, lrs, R, batched, per_run = resolve_batch(family, problem, lr, runs, key, per_run)
+    steps = check_int("steps", steps, minimum=1)
+    if record_every is None and record_log is None:
+        record_every = max(1, steps // DEFAULT_RECORDS)
+    rec = engine.record_schedule(steps, every=record_every, log=record_log)
+    dtype = check_dtype(dtype, family.default_dtype)
+    options = family.check_options(probs, method, dict(options or {}))
+    run_options = [{**options, **{k: v[i] for k, v in per_run.items()}} for i in range(R)]
+    if dtype == np.float32:
+        family.warn_float32(probs, lrs, options)
+
+    keys = run_keys(key, R)
+    states = [family.initial_state(p, init_key(k), method, o) for p, k, o in zip(probs, keys, run_options)]
+    params = _stack([s[0] for s in states], dtype)
+    aux = _stack([s[1] for s in states], dtype)
+    shared = len({id(p) for p in probs}) == 1       # one problem for every run: share its matrices
+    ctxs = [family.context(p, method, options) for p in (probs[:1] if shared else probs)]
+    ctx = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=dtype if np.issubdtype(np.asarray(x).dtype, np.floating)
+                                                       else None), ctxs[0]) if shared else _stack_ctx(ctxs, dtype)
+    model = family.model(probs[0], method, options)
+    fixed = [family.fixed_point(p, o) for p, o in zip(probs, run_options)]
+    settings = {"family": family.name, "method": method, "lr": lrs.tolist() if batched else float(lrs[0]),
+                "steps": steps, "record_every": record_every, "record_log": record_log, "runs": R,
+                "optimizer": optimizer if isinstance(optimizer, str) else "custom", "dtype": str(dtype),
+                "units": family.time_units, "key": key_data(keys),
+                **family.settings(probs[0], method, options),
+                **{k: v.tolist() for k, v in per_run.items()}, **versions()}
+
+    def to_traj(out: engine.EngineOutput) -> Trajectory:
+        t, extra = family.times(probs, lrs, out.steps, method)
+        same_t = bool(np.all(t == t[:1])) if t.size else True
+        fields = {**{k: v for k, v in out.records.items()}, **extra}
+        if not batched:
+            fields = {k: v[0] for k, v in fields.items()}
+            t = t[0]
+        elif same_t:
+            t = t[0]
+        fp = None if any(f is None for f in fixed) else np.stack([np.asarray(f, float) for f in fixed])
+        if fp is not None and not batched:
+            fp = fp[0]
+        return Trajectory(t=t, fields=fields, kind="simulation", model=family.name, method=method,
+                          primary=family.primary,
+                          problem=probs if (batched and not shared) else probs[0],
+                          settings={**settings, "wall_time_s": out.wall_time, "compile_time_s": out.compile_time,
+                                    "devices": out.extra["devices"], "step_index": out.steps.tolist()},
+                          fixed_point=fp, status=out.status, message=out.message, runs=R if batched else None)
+
+    out = engine.simulate(model, params, aux, ctx, jnp.asarray(lrs, dtype=dtype), record_steps=rec,
+                          key=jnp.stack([step_key(k) for k in keys]), optimizer=optimizer,
+                          progress=progress, desc=desc or f"{family.name} {method}",
+                          on_divergence=on_divergence, make_partial=to_traj, ctx_batched=not shared)
+    return to_traj(out)
+
+
+def _stack_ctx(ctxs, dtype):
+    def stack(*xs):
+        a = np.stack([np.asarray(x) for x in xs])
+        return jnp.asarray(a, dtype=dtype if np.issubdtype(a.dtype, np.floating) else None)
+    return jax.tree_util.tree_map(stack, *ctxs)
+
+
+def solve(fn, problem, times, *, what="times"):
+    """Evaluate the theory ``fn(problem, times_1d) -> Trajectory`` on the times of any result.
+
+    times : (T,) one grid, or (R, T) one grid per run (a batch with several learning rates).
+    problem : one problem, or a list of R (a batch of problems).  A batch in either gives a batched
+    trajectory (``runs`` = R, fields (R, T, ...)); its ``t`` is (T,) when every run shares it.
+    """
+    t = check_array(what, times)
+    probs = list(problem) if isinstance(problem, (list, tuple)) else None
+    if t.ndim not in (1, 2) or (t.ndim == 2 and t.shape[0] < 2):
+        raise ValueError(f"{what} must have 1 dimension (one grid) or be the (R, T) times of a batch of "
+                         f"R >= 2 runs, got shape {t.shape}")
+    if t.ndim == 1 and probs is None:
+        return fn(problem, t)
+    R = t.shape[0] if t.ndim == 2 else len(probs)
+    if probs is not None and len(probs) != R:
+        raise ValueError(f"{len(probs)} problems for {R} time grids: give one problem or one per run")
+    probs = probs if probs is not None else [problem] * R
+    grids = t if t.ndim == 2 else np.broadcast_to(t, (R, t.size))
+    return stack_runs([fn(p, g) for p, g in zip(probs, grids)],
+                      problem=probs if isinstance(problem, (list, tuple)) else problem)

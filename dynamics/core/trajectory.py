@@ -1,0 +1,232 @@
+"""Result objects: :class:`Trajectory` (simulation or theory, one run or a batch), save and load.
+
+Files are ``.npz`` archives written atomically (temporary file, then ``os.replace``) with a JSON
+header; :func:`load` never unpickles (``allow_pickle=False``) and refuses foreign or truncated files.
+The problem of every family is saved with the result and comes back on load (the problem types are
+looked up in the registry of ``core.family``, no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .family import problem_from_state, problem_state
+from .io import atomic_write, jsonable
+
+__all__ = ["Trajectory", "load", "FORMAT", "records_to_fields", "stack_runs"]
+
+FORMAT = "dynamics.result/1"
+
+
+def records_to_fields(records: dict, batched: bool) -> dict:
+    """Engine records, each (R, T, ...), as trajectory fields: kept whole for a batch (pass
+    ``runs=R`` to the Trajectory), run 0's (T, ...) for a single run."""
+    return {k: (v if batched else v[0]) for k, v in records.items()}
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """A recorded or predicted learning trajectory, of one run or of a batch of runs.
+
+    t : (T,) time (gradient-flow time lr * step unless settings["units"] says otherwise), or (R, T)
+        for a batch whose runs have different times (several learning rates).
+    fields : name -> array, shape (T, ...) or (R, T, ...) for a batch. Accessible as attributes:
+        ``traj.modes`` (encoder strength per feature), ``traj.loss``, ...
+    kind : "simulation" or "theory".   model : the family ("jepa", "mae", "byol", ...).
+    method : how it was computed ("gd", "dual", "exact", ...).
+    primary : the field a cross-check compares (the family's primary field).
+    fixed_point : (F,) asymptote of the primary field ((R, F) for a batch), or None.
+    status : 0 finished, 1 interrupted, -1 diverged (partial);  message : what happened.
+    runs : the batch size R when every field has a leading runs axis, None for one run.
+    """
+
+    t: np.ndarray
+    fields: dict
+    kind: str
+    model: str
+    problem: object = None
+    settings: dict = field(default_factory=dict)
+    fixed_point: np.ndarray | None = None
+    status: int = 0
+    message: str = "finished"
+    runs: int | None = None
+    method: str = ""
+    primary: str | None = None
+
+    def __getattr__(self, name):
+        fields = self.__dict__.get("fields", {})
+        if name in fields:
+            return fields[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute or field {name!r}; "
+                             f"fields: {sorted(fields)}")
+
+    def __repr__(self):
+        shapes = ", ".join(f"{k}{tuple(np.shape(v))}" for k, v in self.fields.items())
+        t = np.asarray(self.t, float)
+        span = f"t in [{t.min():.4g}, {t.max():.4g}]" if t.size else "t empty"
+        batch = f", runs={self.runs}" if self.runs is not None else ""
+        method = f"/{self.method}" if self.method else ""
+        status = {0: "finished", 1: "interrupted", -1: "diverged"}.get(self.status, str(self.status))
+        return (f"Trajectory({self.kind} {self.model}{method}{batch}, {t.shape[-1] if t.ndim else 0} records, "
+                f"{span}, primary={self.primary_field!r}, fields: {shapes}; {status})")
+
+    __str__ = __repr__
+
+    @property
+    def success(self) -> bool:
+        return self.status == 0
+
+    @property
+    def primary_field(self) -> str:
+        """The field a cross-check compares: ``primary``, else "modes" when present."""
+        if self.primary is not None:
+            return self.primary
+        return "modes" if "modes" in self.fields else next(iter(self.fields), None)
+
+    @property
+    def batched(self) -> bool:
+        """Whether the fields carry a leading runs axis (``runs``; files written before ``runs`` was
+        recorded: a 3-D ``modes`` field)."""
+        if self.runs is not None:
+            return True
+        return "modes" in self.fields and self.fields["modes"].ndim == 3
+
+    @property
+    def n_runs(self) -> int:
+        """R for a batch, 1 for a single run."""
+        if not self.batched:
+            return 1
+        return self.runs if self.runs is not None else self.fields["modes"].shape[0]
+
+    def times(self, i=None) -> np.ndarray:
+        """The (T,) times of run i (of the only run when ``i`` is None)."""
+        t = np.asarray(self.t)
+        if t.ndim == 2:
+            if i is None:
+                raise ValueError("this batch has one time grid per run: pass the run index")
+            return t[i]
+        return t
+
+    def run(self, i) -> "Trajectory":
+        """Run i of a batch, as an unbatched trajectory."""
+        if not self.batched:
+            raise ValueError("run(i) needs a batched trajectory")
+        n = self.n_runs
+        if not 0 <= i < n:
+            raise IndexError(f"run index {i} out of range for a batch of {n} runs")
+        settings = dict(self.settings)
+        for k, v in self.settings.items():   # per-run settings (lr, keys, per-run options) pick run i
+            if isinstance(v, list) and len(v) == n and k in ("lr", "key", "init_scale", "init_scales"):
+                settings[k] = v[i]
+        prob = self.problem[i] if isinstance(self.problem, (list, tuple)) else self.problem
+        fp = self.fixed_point
+        if fp is not None and np.ndim(fp) == 2:
+            fp = fp[i]
+        return Trajectory(t=self.times(i), fields={k: v[i] for k, v in self.fields.items()}, kind=self.kind,
+                          model=self.model, problem=prob, settings=settings, fixed_point=fp,
+                          status=self.status, message=self.message, runs=None, method=self.method,
+                          primary=self.primary)
+
+    def critical_times(self, fraction=0.5):
+        """Hitting times of fraction * fixed_point by the primary field, read off the recorded curves
+        (see metrics); (F,) or (R, F) for a batch."""
+        from .metrics import hitting_times
+        if self.fixed_point is None:
+            raise ValueError(f"this {self.model} trajectory has no fixed_point to measure critical times against")
+        return hitting_times(self.t, self.fields[self.primary_field], self.fixed_point, fraction)
+
+    # --------------------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict:
+        """A JSON-able summary (settings, status, critical times at 1/2, final values of the primary field)."""
+        out = {"kind": self.kind, "model": self.model, "method": self.method, "status": self.status,
+               "message": self.message, "primary": self.primary_field, "runs": self.runs,
+               "settings": jsonable(self.settings), "n_records": int(np.shape(self.t)[-1])}
+        pf = self.primary_field
+        if pf in self.fields and np.shape(self.t)[-1]:
+            out[f"final_{pf}"] = jsonable(self.fields[pf][..., -1, :] if self.batched else self.fields[pf][-1])
+        if self.fixed_point is not None and pf in self.fields:
+            out["fixed_point"] = jsonable(self.fixed_point)
+            out["critical_times_half"] = jsonable(self.critical_times(0.5))
+        if self.problem is not None and not isinstance(self.problem, (list, tuple)):
+            out["problem"] = type(self.problem).__name__
+            if hasattr(self.problem, "lam"):
+                out["problem"] = jsonable({"lam": self.problem.lam, "rho": self.problem.rho,
+                                           "depth": self.problem.depth, "init_scale": self.problem.init_scale})
+        return out
+
+    def save(self, path):
+        """Write an ``.npz`` archive atomically; ``dynamics.load`` reads it back exactly, problem included."""
+        arrays = {"t": np.asarray(self.t)}
+        for k, v in self.fields.items():
+            arrays[f"field/{k}"] = np.asarray(v)
+        if self.fixed_point is not None:
+            arrays["fixed_point"] = np.asarray(self.fixed_point)
+        probs = self.problem if isinstance(self.problem, (list, tuple)) else (
+            [] if self.problem is None else [self.problem])
+        pscalars = []
+        for i, p in enumerate(probs):
+            a, s = problem_state(p)
+            arrays.update({f"problem{i}/{k}": np.asarray(v) for k, v in a.items()})
+            pscalars.append(s)
+        meta = {"format": FORMAT, "kind": self.kind, "model": self.model, "method": self.method,
+                "primary": self.primary, "status": self.status, "message": self.message,
+                "settings": jsonable(self.settings), "problems": jsonable(pscalars),
+                "problem_is_list": isinstance(self.problem, (list, tuple)),
+                "fields": list(self.fields), "runs": self.runs}
+        arrays["__meta__"] = np.asarray(json.dumps(meta))
+        return atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+    def plot(self, ax=None, **kw):
+        """The primary field's curves (matplotlib; imported only here)."""
+        from ..plot import plot_trajectory
+        return plot_trajectory(self, ax=ax, **kw)
+
+
+def stack_runs(trajs, *, problem=None) -> Trajectory:
+    """One batched trajectory from single-run trajectories of the same family and fields."""
+    first = trajs[0]
+    ts = [np.asarray(tr.t, float) for tr in trajs]
+    same = all(t.shape == ts[0].shape and np.array_equal(t, ts[0]) for t in ts)
+    fps = [tr.fixed_point for tr in trajs]
+    fp = None if any(f is None for f in fps) else np.stack([np.asarray(f, float) for f in fps])
+    return Trajectory(t=ts[0] if same else np.stack(ts),
+                      fields={k: np.stack([np.asarray(tr.fields[k]) for tr in trajs]) for k in first.fields},
+                      kind=first.kind, model=first.model, problem=first.problem if problem is None else problem,
+                      settings=first.settings, fixed_point=fp, status=min(tr.status for tr in trajs),
+                      message=first.message, runs=len(trajs), method=first.method, primary=first.primary)
+
+
+def load(path) -> Trajectory:
+    """Read a file written by ``Trajectory.save``. Refuses truncated or foreign files clearly."""
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{path} is not a readable dynamics result file (truncated or foreign "
+                         f"archive): {exc}") from None
+    if "__meta__" not in data:
+        raise ValueError(f"{path} is not a dynamics result file (no __meta__ header)")
+    try:
+        meta = json.loads(str(data["__meta__"]))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: corrupt header: {exc}") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: unsupported format {meta.get('format')!r}; expected {FORMAT!r}")
+    probs = []
+    for i, s in enumerate(meta["problems"]):
+        a = {k.split("/", 1)[1]: v for k, v in data.items() if k.startswith(f"problem{i}/")}
+        probs.append(problem_from_state(a, s))
+    problem = probs if meta["problem_is_list"] else (probs[0] if probs else None)
+    return Trajectory(t=data["t"], fields={k: data[f"field/{k}"] for k in meta["fields"]},
+                      kind=meta["kind"], model=meta["model"], problem=problem,
+                      settings=meta["settings"], fixed_point=data.get("fixed_point"),
+                      status=meta["status"], message=meta["message"], runs=meta.get("runs"),
+                      method=meta.get("method", ""), primary=meta.get("primary"))

@@ -1,0 +1,88 @@
+"""Experiment specs (TOML, in ``sims/``): a registry of spec kinds, one parser, one writer.
+
+A spec names an ``experiment`` (a key of :data:`REGISTRY`), a ``[problem]`` table and a ``[run]``
+table. Every key is checked (``spec.check_table``): an unknown key, a wrong type or a missing field is
+a :class:`SpecError` naming it.  Each kind is an :class:`~dynamics.experiments.spec.Experiment` in
+one module (``jepa_vs_mae``, ``rank_growth``, ``heads``); runners return their figures, summary and
+results, and :func:`run_spec` writes them (``output.write_outputs``).  Runners never import each other.
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+
+from . import heads, jepa_vs_mae, rank_growth
+from .output import write_outputs
+from .spec import Experiment, SpecError, check_table
+
+__all__ = ["SpecError", "Experiment", "REGISTRY", "EXPERIMENTS", "DEFAULT_SPEC", "SCHEMAS", "parse_spec",
+           "load_spec", "run_spec", "solve_spec", "register_experiment"]
+
+REGISTRY: dict[str, Experiment] = {}
+
+
+def register_experiment(exp: Experiment) -> Experiment:
+    REGISTRY[exp.name] = exp
+    return exp
+
+
+for _exp in (jepa_vs_mae.EXPERIMENT, *rank_growth.EXPERIMENTS, *heads.EXPERIMENTS):
+    register_experiment(_exp)
+
+EXPERIMENTS = tuple(REGISTRY)
+SCHEMAS = {name: exp.schema for name, exp in REGISTRY.items()}
+SCHEMA = jepa_vs_mae.SCHEMA
+DEFAULT_SPEC = jepa_vs_mae.DEFAULT_SPEC
+
+
+def parse_spec(spec: dict) -> dict:
+    """Check a spec dict (as loaded from TOML) and fill defaults; raises SpecError naming the key."""
+    if not isinstance(spec, dict):
+        raise SpecError("a spec must be a TOML table")
+    name = spec.get("experiment")
+    if not isinstance(name, str):
+        raise SpecError("missing required key experiment (a string)" if name is None else
+                        f"experiment must be str, got {type(name).__name__} {name!r}")
+    if name not in REGISTRY:
+        raise SpecError(f"experiment must be one of {list(EXPERIMENTS)}, got {name!r}")
+    exp = REGISTRY[name]
+    spec = check_table(spec, exp.schema, "")
+    if exp.check is not None:
+        exp.check(spec)
+    return spec
+
+
+def load_spec(path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return parse_spec(raw)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None
+
+
+def solve_spec(spec, *, seed=None):
+    """Theory only (critical times, stages, fixed points); a JSON-able dict."""
+    exp = REGISTRY[spec["experiment"]]
+    if exp.solve is None:
+        raise SpecError(f"{exp.name} has no closed-form theory to solve (no closed form); use `run`")
+    return exp.solve(spec, seed=seed)
+
+
+def run_spec(spec, out_dir, *, seed=None, dtype=None, progress=True, echo=print):
+    """Run a spec, write its figure(s), summary.json, result files and texts into ``out_dir``; returns
+    the summary."""
+    exp = REGISTRY[spec["experiment"]]
+    t0 = time.perf_counter()
+    out = exp.run(spec, seed=seed, dtype=dtype, progress=progress, echo=echo)
+    summary = {"spec": spec, **out.get("summary", {}), "wall_time_s": time.perf_counter() - t0}
+    write_outputs(out_dir, figures=out.get("figures"), summary=summary, results=out.get("results"),
+                  texts=out.get("texts"))
+    figs = ", ".join(f"{k}.png" for k in out.get("figures", {}))
+    echo(f"wrote {figs}, summary.json and {len(out.get('results', {}))} .npz file(s) in {out_dir} "
+         f"({summary['wall_time_s']:.1f} s)")
+    return summary

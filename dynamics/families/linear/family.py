@@ -1,0 +1,189 @@
+"""The deep linear families (JEPA, MAE, Saxe regression) under the family contract.
+
+One :class:`LinearFamily` per :class:`~dynamics.families.linear.network.Objective`: the engine model
+is loss (1) of ``network.py`` with its closed-form gradients on population moments, fresh Gaussian
+samples (``batch_size``) or a finite data set (``data``); the primary field is ``modes``, the encoder
+strength u_i^T Wbar u_i on each feature; the theory is ``theory.solve_linear`` (aligned balanced init).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ...core import engine, frontend
+from ...core.family import Example, Family
+from ...core.keys import run_keys as run_keys_for
+from ...core.validation import check_array, check_int, check_positive
+from .network import INITS, Objective, encoder, init_params, loss_and_grads, sample_loss  # noqa: F401
+from .problems import LinearProblem
+from .theory import critical_times_linear, solve_linear
+
+__all__ = ["LinearFamily", "simulate_linear", "solve_linear", "critical_times_linear", "init_params",
+           "run_keys_for", "encoder", "loss_and_grads", "sample_loss", "Objective", "INITS"]
+
+
+@functools.lru_cache(maxsize=64)
+def _make_model(objective, *, batch_size, n_data, ema, snapshots):
+    """The engine Model for this objective (population, online Gaussian samples, or a finite data set)."""
+
+    def stats(ctx, key):
+        if batch_size is None and n_data is None:
+            return ctx["Sxx"], ctx["Syx"], ctx["Syy"]
+        if n_data is None:  # fresh Gaussian samples every step
+            d = ctx["Sxx"].shape[0]
+            z = jax.random.normal(key, (batch_size, 2 * d), dtype=ctx["Sxx"].dtype) @ ctx["factor"].T
+            x, y = z[:, :d], z[:, d:]
+        else:
+            if batch_size is None:
+                x, y = ctx["x"], ctx["y"]
+            else:
+                idx = jax.random.randint(key, (batch_size,), 0, n_data)
+                x, y = ctx["x"][idx], ctx["y"][idx]
+        m = x.shape[0]
+        return x.T @ x / m, y.T @ x / m, y.T @ y / m
+
+    def grad(params, aux, ctx, key):
+        # the engine only needs a scalar that turns non-finite on divergence (the sentinel)
+        return loss_and_grads(objective, params, aux, *stats(ctx, key), full_loss=False)
+
+    def observe(params, aux, ctx):
+        U = ctx["basis"]
+        Wbar = encoder(params["W"])
+        out = {"modes": jnp.sum(U * (Wbar @ U), axis=0),
+               "loss": loss_and_grads(objective, params, aux, ctx["Sxx"], ctx["Syx"], ctx["Syy"])[0]}
+        if objective.head:
+            out["head"] = jnp.sum(U * (params["V"] @ U), axis=0)
+        if snapshots:
+            out.update({f"param_{k}": v for k, v in params.items()})
+        return out
+
+    update_aux = None
+    if ema is not None:
+        def update_aux(params, aux, ctx):
+            return {"W": ema * aux["W"] + (1.0 - ema) * params["W"]}
+
+    return engine.Model(grad=grad, observe=observe, update_aux=update_aux, stochastic=batch_size is not None)
+
+
+class LinearFamily(Family):
+    """A deep linear objective (loss (1) of ``network.py``) as a family. Options: ``init`` (one of
+    INITS or a dict of arrays), ``batch_size``, ``data`` = (x, y), ``ema`` (JEPA only), ``snapshots``."""
+
+    problem_type = LinearProblem
+    primary = "modes"
+    methods = ("gd",)
+    optimizers = True
+
+    def __init__(self, objective: Objective):
+        self.objective = objective
+        self.name = objective.name
+
+    def shape(self, problem):
+        return (problem.d, problem.depth)
+
+    def check_options(self, problems, method, options):
+        o = {"init": "aligned", "batch_size": None, "data": None, "ema": None, "snapshots": False, **options}
+        if o["batch_size"] is not None:
+            o["batch_size"] = check_int("batch_size", o["batch_size"], minimum=1)
+        if o["ema"] is not None:
+            if self.objective.target != "self":
+                raise ValueError(f"ema is only meaningful for JEPA (a target encoder), not {self.name}")
+            o["ema"] = check_positive("ema", o["ema"], strict=False, upper=1.0)
+        if o["data"] is not None:
+            d = problems[0].d
+            x = check_array("data[0] (x)", o["data"][0], ndim=2)
+            y = check_array("data[1] (y)", o["data"][1], ndim=2)
+            if x.shape != y.shape or x.shape[1] != d:
+                raise ValueError(f"data must be (x, y) of shape (n, {d}) each, got {x.shape} and {y.shape}")
+            o["data"] = (x, y)
+        o["snapshots"] = bool(o["snapshots"])
+        return o
+
+    def model(self, problem, method, options):
+        n_data = None if options["data"] is None else options["data"][0].shape[0]
+        return _make_model(self.objective, batch_size=options["batch_size"], n_data=n_data,
+                           ema=options["ema"], snapshots=options["snapshots"])
+
+    def initial_state(self, problem, key, method, options):
+        params = init_params(problem, self.objective, options["init"], key=key)
+        aux = {"W": np.array(params["W"], copy=True)} if options["ema"] is not None else {}
+        return params, aux
+
+    def context(self, problem, method, options):
+        ctx = {"Sxx": problem.Sxx, "Syx": problem.Syx, "Syy": problem.Syy, "basis": problem.basis}
+        if options["batch_size"] is not None and options["data"] is None:
+            ctx["factor"] = problem.joint_factor()
+        if options["data"] is not None:
+            ctx["x"], ctx["y"] = options["data"]
+        return ctx
+
+    def fixed_point(self, problem, options):
+        return self.objective.fixed_point(problem.rho, problem.depth)
+
+    def critical_times(self, problem, fraction):
+        if not problem.diagonalisable or np.any(problem.lam <= 0):
+            return None
+        return critical_times_linear(self.objective, problem, fraction=fraction)
+
+    def theory(self, problem, times):
+        return solve_linear(self.objective, problem, times=times)
+
+    def warn_float32(self, problems, lrs, options):
+        """float32 loses updates smaller than its epsilon relative to the parameter: at a tiny init the
+        first steps change each mode by a relative lr * psi0^(k-1) (1 - psi0^n) / pref, which can be
+        below 2^-23 (the mode then never moves). Warn, naming the number, so the user switches to float64."""
+        obj, worst = self.objective, np.inf
+        for p in problems:
+            if not p.diagonalisable or np.any(p.lam <= 0):
+                continue
+            L = p.depth
+            psi0 = p.init_scale ** (1.0 / L) / obj.scale(p.rho, L)
+            rate = np.abs(psi0 ** (obj.k(L) - 1) * (1 - psi0 ** obj.n(L))) / obj.pref(p.lam, p.rho, L)
+            worst = min(worst, float(np.min(rate)) * float(np.min(lrs)))
+        if worst < 2 * np.finfo(np.float32).eps:
+            warnings.warn(f"float32 cannot resolve this run: the first steps change the slowest mode by a relative "
+                          f"{worst:.2g} per step, below float32's resolution {np.finfo(np.float32).eps:.2g}; "
+                          "its updates are rounded away. Use dtype=float64 (the default).", RuntimeWarning,
+                          stacklevel=5)
+
+    def settings(self, problem, method, options):
+        init = options["init"]
+        n_data = None if options["data"] is None else int(options["data"][0].shape[0])
+        return {"init": init if isinstance(init, str) else "custom", "batch_size": options["batch_size"],
+                "n_data": n_data, "ema": options["ema"], "objective": self.name}
+
+    def example(self):
+        from .problems import RegressionProblem, SSLProblem
+        cls = RegressionProblem if self.name == "saxe" else SSLProblem
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prob = cls.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05, rotate=True, key=3)
+        tc = critical_times_linear(self.objective, prob, fraction=0.5)
+        lr = 0.01
+        return Example(problem=prob, lr=lr, steps=int(math.ceil(1.5 * tc.max() / lr)),
+                       short_steps=max(2, int(0.2 * tc.min() / lr)), diverging_lr=60.0,
+                       options={"init": "aligned_gauge"})
+
+
+def simulate_linear(objective, problem, *, lr, steps, record_every=None, record_log=None, runs=1,
+                    key=0, init="aligned", optimizer="sgd", batch_size=None, data=None, ema=None,
+                    snapshots=False, progress=None, on_divergence="raise", dtype=None, desc=None):
+    """Gradient descent on the full network for ``objective``; see ``jepa.simulate_jepa`` for arguments."""
+    from ...core.family import get_family
+    try:
+        family = get_family(objective.name)
+    except ValueError:
+        family = LinearFamily(objective)
+    if family.objective is not objective:
+        family = LinearFamily(objective)
+    return frontend.simulate(family, problem, lr=lr, steps=steps, record_every=record_every,
+                             record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
+                             on_divergence=on_divergence, optimizer=optimizer, desc=desc or None,
+                             options={"init": init, "batch_size": batch_size, "data": data, "ema": ema,
+                                      "snapshots": snapshots})

@@ -1,0 +1,190 @@
+"""Deep linear networks trained on second moments: the machinery JEPA, MAE and Saxe regression share.
+
+Network: encoder Wbar = W_L ... W_1 (``params["W"]`` has shape (L, d, d), ``W[0]`` = W_1) and, for the
+SSL objectives, a head V (d, d).  Every objective here is
+
+    loss = 1/2 E || A x - T y ||^2,   A = V Wbar (or Wbar without a head),            (1)
+
+with the target map T = SG(Wbar) (JEPA, stop-gradient), T = I (MAE, regression), or T = the EMA
+copy of the encoder (JEPA with an EMA target, simulator only).  In second moments,
+
+    loss = 1/2 tr(A Sxx A^T) - tr(A Sxy T^T) + 1/2 tr(T Syy T^T),
+    R    = A Sxx - T Syx,     dloss/dV = R Wbar^T,     dloss/dWbar = V^T R,
+    dloss/dW_a = (W_L..W_{a+1})^T (dloss/dWbar) (W_{a-1}..W_1)^T                       (2)
+
+(theory/jepa.md sec. 2).  The gradients are written in closed form (cheaper than autodiff and
+shared with the finite-sample path, which uses the same formulas on empirical moments); a test checks
+them against ``jax.grad`` of (1) with ``lax.stop_gradient``.
+
+The exact per-mode theory for an aligned, balanced init is in ``theory.py``: each family gives
+(k, n, scale, pref) of the reduced flow in ``exact.mode_integrals``; the family contract is in
+``family.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ...core.keys import as_key
+from ...core.linalg import random_rotation
+from ...core.validation import check_array, check_choice
+from .problems import LinearProblem
+
+__all__ = ["Objective", "prefixes", "encoder", "layer_grads", "loss_and_grads", "sample_loss", "init_params",
+           "INITS"]
+
+INITS = ("aligned", "aligned_gauge", "orthogonal", "gaussian")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """How one family instantiates (1): the target map, whether there is a head, and its theory.
+
+    Theory: with x = v (per-layer mode, equal to the head mode), psi = x / scale(rho, L), the mode obeys
+    d psi / d tau = psi^k (1 - psi^n) with t = pref(lam, rho, L) * tau, and the encoder mode is
+    x^L = (scale psi)^L (see mode_integrals).
+    """
+
+    name: str
+    target: str                 # "self" (stop-gradient encoder) or "identity"
+    head: bool
+    k: callable                 # L -> k
+    n: callable                 # L -> n
+    scale: callable             # (rho, L) -> scale of x
+    pref: callable              # (lam, rho, L) -> time prefactor
+    paper_units: bool = True    # whether time can be reported in the paper's units t_paper = L t
+
+    def fixed_point(self, rho, L):
+        return self.scale(rho, L) ** L
+
+
+# ------------------------------------------------------------------------------------------ network
+def prefixes(W):
+    """[W_1, W_2 W_1, ..., W_L ... W_1]: every partial product, computed once (L - 1 matmuls)."""
+    out = [W[0]]
+    for a in range(1, W.shape[0]):
+        out.append(W[a] @ out[-1])
+    return out
+
+
+def encoder(W):
+    """Wbar = W_L ... W_1 for W of shape (L, d, d)."""
+    return prefixes(W)[-1]
+
+
+def layer_grads(W, G, prefixes=None):
+    """dloss/dW_a from G = dloss/dWbar, equation (2): (W_L..W_{a+1})^T G (W_{a-1}..W_1)^T, with the
+    prefix products reused (pass ``prefixes`` from the forward pass) and the suffix built from the top."""
+    L = W.shape[0]
+    prefixes = prefixes(W) if prefixes is None else prefixes
+    grads = [None] * L
+    suffix_T_G = G                      # (W_L..W_{a+1})^T G
+    for a in range(L - 1, -1, -1):
+        grads[a] = suffix_T_G if a == 0 else suffix_T_G @ prefixes[a - 1].T
+        if a > 0:
+            suffix_T_G = W[a].T @ suffix_T_G
+    return jnp.stack(grads)
+
+
+def _target(objective, Wbar, aux, d, dtype):
+    if objective.target == "identity":
+        return jnp.eye(d, dtype=dtype)
+    if aux and "W" in aux:
+        return jax.lax.stop_gradient(encoder(aux["W"]))
+    return jax.lax.stop_gradient(Wbar)
+
+
+def loss_and_grads(objective, params, aux, Sxx, Syx, Syy, *, full_loss=True):
+    """Population loss (1) and closed-form gradients (2) from second moments.
+
+    Work per step: L - 1 matmuls for the encoder products (reused by the layer gradients), the
+    residual R with the fewest products (MAE: T = I needs no T Syx; JEPA: Wbar [Sxx | Syx] is one
+    wider product), 2 for the head, 2L - 1 for the layer gradients: 3L + 2 d x d products for JEPA.
+    ``full_loss=False`` returns, instead of the loss, the divergence sentinel 1/2 ||R||_F^2 (finite
+    exactly as long as the loss is, up to the overflow scale), which saves the products A = V Wbar
+    (JEPA) and T Syy that only the loss needs; the engine uses it for its per-step divergence check.
+    """
+    W = params["W"]
+    d = W.shape[-1]
+    pre = prefixes(W)
+    Wbar = pre[-1]
+    V = params["V"] if objective.head else None
+    T = _target(objective, Wbar, aux, d, W.dtype)
+    if objective.target == "identity":
+        A = V @ Wbar if objective.head else Wbar
+        TSyx = Syx
+        ASxx = A @ Sxx
+    elif aux and "W" in aux:
+        A = V @ Wbar
+        TSyx = T @ Syx
+        ASxx = A @ Sxx
+    else:                               # JEPA with T = SG(Wbar): Wbar [Sxx | Syx] in one product
+        both = Wbar @ jnp.concatenate([Sxx, Syx], axis=1)
+        WSxx, TSyx = both[:, :d], jax.lax.stop_gradient(both[:, d:])
+        A = None                        # V Wbar: only the loss needs it
+        ASxx = V @ WSxx
+    R = ASxx - TSyx
+    if full_loss:
+        A = V @ Wbar if A is None else A
+        loss = 0.5 * jnp.sum(ASxx * A) - jnp.sum(TSyx * A)
+        loss = loss + 0.5 * (jnp.trace(Syy) if objective.target == "identity" else jnp.sum((T @ Syy) * T))
+    else:
+        # the divergence sentinel: 1/2 ||R||_F^2 overflows at the scale the loss does, without a matmul
+        loss = 0.5 * jnp.sum(R * R)
+    if objective.head:
+        grads = {"W": layer_grads(W, V.T @ R, pre), "V": R @ Wbar.T}
+    else:
+        grads = {"W": layer_grads(W, R, pre)}
+    return loss, grads
+
+
+def sample_loss(objective, params, aux, x, y):
+    """Finite-sample loss (1), 1/(2n) sum ||A x_i - T y_i||^2, written directly for autodiff checks."""
+    W = params["W"]
+    Wbar = encoder(W)
+    A = params["V"] @ Wbar if objective.head else Wbar
+    T = _target(objective, Wbar, aux, W.shape[-1], W.dtype)
+    r = x @ A.T - y @ T.T
+    return 0.5 * jnp.mean(jnp.sum(r * r, axis=-1))
+
+
+# ------------------------------------------------------------------------------------------ init
+def init_params(problem: LinearProblem, objective: Objective, init="aligned", *, key):
+    """Initial parameters for one run (numpy, float64).
+
+    "aligned": W_a = V = eps^(1/L) I (aligned with any basis, balanced: the theory's init).
+    "aligned_gauge": W_a = eps^(1/L) O_a O_{a-1}^T with O_0 = O_L = I and random orthogonal O_1..O_{L-1}:
+        dense hidden layers, same end-to-end map and same mode dynamics (an orthogonal gauge).
+    "orthogonal": W_a, V = eps^(1/L) x independent random orthogonal matrices (balanced, unaligned).
+    "gaussian": i.i.d. N(0, eps^(2/L) / d) entries (neither balanced nor aligned).
+    A dict {"W": (L, d, d)[, "V": (d, d)]} is taken as given.
+    """
+    L, d, eps = problem.depth, problem.d, problem.init_scale
+    if isinstance(init, dict):
+        W = check_array("init['W']", init.get("W"), shape=(L, d, d))
+        out = {"W": W}
+        if objective.head:
+            out["V"] = check_array("init['V']", init.get("V"), shape=(d, d))
+        return out
+    check_choice("init", init, set(INITS))
+    s = eps ** (1.0 / L)
+    key = as_key(key)
+    keys = jax.random.split(key, L + 2)
+    if init == "aligned":
+        W = np.stack([s * np.eye(d)] * L)
+        V = s * np.eye(d)
+    elif init == "aligned_gauge":
+        O = [np.eye(d)] + [random_rotation(d, key=keys[a]) for a in range(1, L)] + [np.eye(d)]
+        W = np.stack([s * O[a + 1] @ O[a].T for a in range(L)])
+        V = s * np.eye(d)
+    elif init == "orthogonal":
+        W = np.stack([s * random_rotation(d, key=keys[a]) for a in range(L)])
+        V = s * random_rotation(d, key=keys[L])
+    else:
+        W = s / np.sqrt(d) * np.asarray(jax.random.normal(keys[0], (L, d, d), dtype=np.float64))
+        V = s / np.sqrt(d) * np.asarray(jax.random.normal(keys[L], (d, d), dtype=np.float64))
+    return {"W": W, "V": V} if objective.head else {"W": W}

@@ -1,0 +1,140 @@
+"""The exact per-mode theory of the deep linear families for an aligned, balanced init.
+
+With x the per-layer mode (equal to the head mode), psi = x / scale(rho, L) obeys
+d psi / d tau = psi^k (1 - psi^n), t = pref(lam, rho, L) tau (theory/jepa.md sec. 3, theory/saxe.md),
+solved in closed form by ``exact.mode_integrals`` and tabulated by ``exact.mode_tables``.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ...core.io import versions
+from ...core.trajectory import Trajectory
+from ...core.validation import check_array, check_choice, check_fraction
+from ...exact.mode_integrals import elapsed, psi_at_grid_jax, z_from_psi
+from ...exact.mode_tables import clock, clock_table, ln_psi_of_clock
+from .problems import LinearProblem
+
+__all__ = ["solve_linear", "critical_times_linear", "theory_inputs", "warn_never_learned"]
+
+
+def theory_inputs(objective, problem, what):
+    if not isinstance(problem, LinearProblem):
+        raise TypeError(f"problem must be a problem object, got {type(problem).__name__}")
+    problem.require_diagonalisable(what)
+    lam, rho, L, eps = problem.lam, problem.rho, problem.depth, problem.init_scale
+    if np.any(lam <= 0):
+        raise ValueError(f"{what} needs lam > 0 for every feature; got {lam}")
+    scale = objective.scale(rho, L)
+    psi0 = eps ** (1.0 / L) / scale
+    return lam, rho, L, eps, scale, psi0
+
+
+def _to_gf_time(times, units, L, objective):
+    check_choice("units", units, {"gf", "paper"})
+    if units == "paper":
+        if not objective.paper_units:
+            raise ValueError(f"units='paper' is only defined for JEPA and MAE, not {objective.name}")
+        return times / L
+    return times
+
+
+def solve_linear(objective, problem, *, times, units="gf"):
+    """Exact per-mode solution at ``times`` for the aligned balanced init (theory/jepa.md sec. 3).
+
+    On the learning branch (every 0 < psi0 < 1, the usual case) psi(t) = G(I(psi0) + t / pref) with the
+    tabulated inverse clock G of ``mode_tables`` (no root finding; relative error ~1e-13): the whole
+    (times x features) grid, the encoder modes and the loss are one fused jitted program.  Otherwise
+    (a feature at or above its fixed point) the safeguarded Newton inverse of ``mode_integrals`` runs,
+    warm-started along the sorted time grid.
+    """
+    times = check_array("times", times, ndim=1)
+    if np.any(times < 0):
+        raise ValueError("times must be >= 0")
+    lam, rho, L, eps, scale, psi0 = theory_inputs(objective, problem, f"solve_{objective.name}")
+    k, n = objective.k(L), objective.n(L)
+    t_gf = _to_gf_time(times, units, L, objective)
+    pref = objective.pref(lam, rho, L)
+    syy = problem.syy_diag
+    fast = k >= 1 and bool(np.all((psi0 > 0) & (psi0 < 1)))
+    if fast:
+        z0, _ = z_from_psi(jnp.asarray(psi0))
+        I0 = clock(z0, k, n)
+        fast = bool(jnp.all(jnp.isfinite(I0)))
+    if fast:
+        tab = clock_table(k, n)
+        modes, loss, x = _exact_on_grid(
+            jnp.asarray(t_gf), jnp.asarray(pref), I0, jnp.log(jnp.asarray(psi0)), jnp.asarray(scale),
+            jnp.asarray(lam), jnp.asarray(problem.sigma2), jnp.asarray(syy), jnp.asarray(tab.coef),
+            L=L, head=objective.head, self_target=objective.target == "self", key0=tab.key0,
+            n_neg=tab.n_neg, c_top=tab.c_top)
+        modes, loss = np.asarray(modes), np.asarray(loss)
+        x = None if x is None else np.asarray(x)
+    else:
+        tau = t_gf[:, None] / pref[None, :]
+        if k == 0:   # d psi/d tau = 1 - psi^n with n = 1: psi = 1 - (1 - psi0) e^(-tau)
+            psi = 1.0 - (1.0 - psi0)[None, :] * np.exp(-tau)
+        else:   # warm-started along the sorted time grid (psi_at_grid_jax); times may come unsorted
+            order = np.argsort(times, kind="stable")
+            psi = np.empty_like(tau)
+            psi[order] = np.asarray(psi_at_grid_jax(jnp.asarray(psi0), jnp.asarray(tau[order]), k=k, n=n))
+        x = scale[None, :] * psi
+        modes, loss = _modes_and_loss(x, lam, problem.sigma2, syy, L=L, head=objective.head,
+                                      self_target=objective.target == "self", xp=np)
+    fields = {"modes": modes, "loss": loss}
+    if objective.head:
+        fields["head"] = x
+    warn_never_learned(objective, psi0)
+    return Trajectory(t=np.asarray(times, float), fields=fields, kind="theory", model=objective.name,
+                      problem=problem, settings={"units": units, "objective": objective.name, **versions()},
+                      fixed_point=objective.fixed_point(rho, L), method="exact", primary="modes")
+
+
+@functools.partial(jax.jit, static_argnames=("L", "head", "self_target", "key0", "n_neg", "c_top"))
+def _exact_on_grid(t, pref, I0, lnpsi0, scale, lam, sigma2, syy, coef, *, L, head, self_target, key0,
+                   n_neg, c_top):
+    """Modes (T, F), loss (T,) and head modes (or None) from the clock: psi = G(I(psi0) + t / pref)."""
+    c = I0[None, :] + t[:, None] / pref[None, :]
+    lnpsi = ln_psi_of_clock(c, coef, key0=key0, n_neg=n_neg, c_top=c_top)
+    lnpsi = jnp.where(t[:, None] == 0, lnpsi0[None, :], lnpsi)     # t = 0: the init itself
+    x = scale[None, :] * jnp.exp(lnpsi)
+    modes, loss = _modes_and_loss(x, lam, sigma2, syy, L=L, head=head, self_target=self_target, xp=jnp)
+    return modes, loss, (x if head else None)
+
+
+def _modes_and_loss(x, lam, sigma2, syy, *, L, head, self_target, xp):
+    """Encoder modes x^L and the population loss per time (summed over features) from the per-layer
+    modes x (T, F): A = head * encoder, T = the encoder (self) or 1, loss = sum 1/2 A^2 sigma2 - A T lam
+    + 1/2 T^2 syy (theory/jepa.md sec. 2 in the eigenbasis)."""
+    modes = x ** L
+    a = x * modes if head else modes
+    tgt = modes if self_target else 1.0
+    return modes, xp.sum(0.5 * a ** 2 * sigma2 - a * tgt * lam + 0.5 * tgt ** 2 * syy, axis=1)
+
+
+def warn_never_learned(objective, psi0):
+    bad = np.nonzero(psi0 >= 1.0)[0]
+    if bad.size:
+        warnings.warn(f"{objective.name}: feature(s) {bad.tolist()} start at or above their fixed point "
+                      "(init_scale^(1/L) >= the fixed point of the per-layer mode): they shrink instead "
+                      "of being learned; their critical time is inf", RuntimeWarning, stacklevel=3)
+
+
+def critical_times_linear(objective, problem, *, fraction=0.5, units="gf"):
+    """Exact time at which each encoder mode reaches ``fraction`` of its fixed point (inf if never)."""
+    fraction = check_fraction("fraction", fraction)
+    check_choice("units", units, {"gf", "paper"})
+    lam, rho, L, eps, scale, psi0 = theory_inputs(objective, problem, "critical_times")
+    k, n = objective.k(L), objective.n(L)
+    psi_p = fraction ** (1.0 / L)
+    tau = np.asarray(elapsed(psi0, np.full_like(psi0, psi_p), k, n))
+    t = objective.pref(lam, rho, L) * tau
+    t = np.where(psi0 >= 1.0, np.inf, np.where(psi0 >= psi_p, 0.0, t))
+    warn_never_learned(objective, psi0)
+    return t * L if units == "paper" else t
