@@ -15,7 +15,7 @@ a count and JAX has not started yet, so that sweeps are split across the cores: 
 ``dynamics.core.devices`` (``DYNAMICS_CPU_DEVICES=1`` turns it off).  It does not import matplotlib.
 """
 
-__version__ = "0.1.0"
+from .core.version import __version__  # noqa: E402,F401
 
 import sys as _sys
 

@@ -320,7 +320,8 @@ def _crosscheck_one(a, b, fraction, rtol, ctol, interpolate):
                 advice = (f"run to t >= {t_need:.6g}{steps}: the theory puts the critical time of feature(s) "
                           f"{feats} at {', '.join(f'{p:.6g}' for p in known)}")
             else:
-                advice = f"run past t = {t_end:.6g}: feature(s) {feats} did not reach {fraction:g} of the fixed point"
+                advice = (f"run to t > {t_end:.6g} (no predicted time is known here): feature(s) {feats} did not "
+                          f"reach {fraction:g} of the fixed point")
             reasons.append(f"critical time of feature(s) {feats} not reached within t <= {t_end:.6g}: not compared")
     not_compared = (not compared_curves) or any(s == "not reached" for s in status)
     outcome = "failed" if failed else ("inconclusive" if not_compared else "passed")

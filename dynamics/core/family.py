@@ -54,8 +54,10 @@ class Example:
     problem : a problem instance.   lr : a stable learning rate.   steps : enough to pass the
     family's headline (every critical time reached when it has them).   short_steps : a run too
     short to reach any critical time.   diverging_lr : a learning rate that diverges.
-    options : extra keyword arguments of the public simulator.   has_theory : whether
-    ``Family.theory`` applies to this problem (then crosscheck must pass against it).
+    options : the family's own options.   method : the simulation method.   optimizer : its optimizer.
+    has_theory : whether ``Family.theory`` applies to this problem (then crosscheck must pass against it).
+    rtol, ctol : the cross-check tolerances at this lr (discretisation error O(lr)).
+    diverging_options : options (replacing ``options``) under which ``diverging_lr`` diverges.
     """
 
     problem: Any
@@ -65,6 +67,11 @@ class Example:
     diverging_lr: float
     options: dict = field(default_factory=dict)
     has_theory: bool = True
+    method: str = "gd"
+    optimizer: str = "sgd"
+    rtol: float = 0.05
+    ctol: float = 0.02
+    diverging_options: dict = field(default_factory=dict)
 
 
 class Family(abc.ABC):
@@ -126,7 +133,8 @@ class Family(abc.ABC):
         return None
 
     def theory(self, problem, times):
-        """The analytic trajectory on the 1-D grid ``times`` (a Trajectory), or None."""
+        """The analytic reference on the 1-D grid ``times`` (a Trajectory, or a reference object with a
+        ``crosscheck`` method such as the rank-growth ``Stages``), or None."""
         return None
 
     def times(self, problems, lrs, steps, method: str):

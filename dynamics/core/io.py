@@ -13,7 +13,7 @@ __all__ = ["atomic_write", "jsonable", "versions"]
 def versions() -> dict:
     import jax
 
-    from .. import __version__
+    from .version import __version__
     return {"dynamics": __version__, "jax": jax.__version__, "numpy": np.__version__,
             "x64": bool(jax.config.jax_enable_x64)}
 

@@ -159,10 +159,12 @@ def attention_stages(problem: AttentionProblem, **kw):
 
 
 def _example():
-    prob = AttentionProblem.teacher_student(40, 4, 3, init_scale=1e-4, key=2)
+    # well-separated stages at alpha = 1e-16 (plateau middles within 0.1 of the prediction; short
+    # plateaus at larger alpha are crossed late, by ~1/log(1/alpha))
+    prob = AttentionProblem.teacher_student(60, 4, 3, init_scale=1e-16, key=1)
     dtau = 0.02 / prob.log_inv_alpha
-    return Example(problem=prob, lr=dtau, steps=int(np.ceil(1.5 / dtau)), short_steps=int(0.2 / dtau),
-                   diverging_lr=50.0, options={"method": "dual"}, has_theory=False)
+    return Example(problem=prob, lr=dtau, steps=int(np.ceil(1.15 / dtau)), short_steps=int(0.2 / dtau),
+                   diverging_lr=50.0, method="dual")
 
 
 ATTENTION = register(HadamardFamily("attention", AttentionProblem, example=_example))
@@ -264,7 +266,7 @@ class DenseAttentionFamily(Family):
     def example(self):
         prob = AttentionProblem.teacher_student(30, 4, 3, key=1)
         return Example(problem=prob, lr=0.05, steps=200, short_steps=5, diverging_lr=1e4,
-                       options={"init_scales": (1.0,), "optimizer": "sgd"}, has_theory=False)
+                       has_theory=False)
 
 
 DENSE_ATTENTION = register(DenseAttentionFamily())

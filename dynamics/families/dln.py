@@ -115,12 +115,12 @@ def dln_stages(problem: DLNProblem, **kw):
 
 
 def _example():
-    prob = DLNProblem.random(20, 5, sparsity=2, init_scale=1e-6, key=1)
+    # noiseless, n > d: three stages, the last one the exact fit (alpha = 1e-16: stage errors ~1e-2)
+    prob = DLNProblem.random(60, 4, beta_star=[3.0, -1.0, 0.3, 0.0], init_scale=1e-16, key=0)
     tau_end = float(_stages(prob).times[-1])
     dtau = 0.02 / prob.log_inv_alpha
     return Example(problem=prob, lr=dtau, steps=int(np.ceil((1.15 * tau_end + 0.3) / dtau)),
-                   short_steps=int(0.3 * tau_end / dtau), diverging_lr=50.0, options={"method": "dual"},
-                   has_theory=False)
+                   short_steps=int(0.3 * tau_end / dtau), diverging_lr=50.0, method="dual")
 
 
 DLN = register(HadamardFamily("dln", DLNProblem, example=_example))

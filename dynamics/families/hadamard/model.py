@@ -157,6 +157,11 @@ class HadamardFamily(Family):
     def settings(self, problem, method, options):
         return {"init_scale": problem.init_scale}
 
+    def theory(self, problem, times):
+        """The alpha -> 0 stage prediction (a ``Stages``; ``times`` is not needed)."""
+        from .stages import stages
+        return stages(problem)
+
     def example(self):
         if self._example is None:
             raise NotImplementedError(f"family {self.name!r} has no example")

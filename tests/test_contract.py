@@ -1,0 +1,156 @@
+"""One battery of contract tests over every registered family (as optax runs one battery over every
+optimiser): a family that joins the registry with an ``example()`` is covered without new tests.
+
+Tolerances: theory-vs-simulation comparisons use the example's rtol / ctol (discretisation error of
+gradient descent is O(lr); the examples use lr small enough that it is below them, float64); runs of
+the same computation are compared bit for bit or to rounding (1e-10 relative: a run batched beside
+others goes through other GEMM shapes).
+"""
+
+import jax
+import numpy as np
+import pytest
+
+import dynamics as dy
+from dynamics.core import frontend
+from dynamics.core.family import problem_state
+
+FAMILIES = sorted(dy.registered_families())
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def fam(request):
+    family = dy.get_family(request.param)
+    return family, family.example()
+
+
+def _sim(fam, *, steps=None, **kw):
+    family, ex = fam
+    args = dict(lr=ex.lr, steps=ex.steps if steps is None else steps, method=ex.method, optimizer=ex.optimizer,
+                options=ex.options, record_every=max(1, (ex.steps if steps is None else steps) // 50))
+    args.update(kw)
+    return frontend.simulate(family, ex.problem, **args)
+
+
+def _close(a, b, dtype=np.float64):
+    tol = 1e-10 if np.dtype(dtype) == np.float64 else 1e-5
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * max(1e-300, float(np.abs(b).max())))
+
+
+@pytest.fixture(scope="module")
+def base(fam):
+    return _sim(fam, key=5)
+
+
+def test_family_declares_the_contract(fam):
+    family, ex = fam
+    assert isinstance(family, dy.Family) and family.name in FAMILIES
+    assert isinstance(ex.problem, family.problem_type) and ex.method in family.methods
+    assert isinstance(family.primary, str) and family.shape(ex.problem) == family.shape(ex.problem)
+
+
+def test_result_knows_its_family_primary_field_and_shape(fam, base):
+    family, _ = fam
+    assert base.model == family.name and base.primary_field == family.primary
+    assert base.runs is None and not base.batched and base.status == 0
+    assert np.shape(base.fields[family.primary])[0] == np.shape(base.t)[-1]
+    text = repr(base)
+    assert family.name in text and family.primary in text and len(text) < 600
+
+
+def test_batch_equals_single(fam, base):
+    family, _ = fam
+    batch = _sim(fam, key=[3, 5])
+    assert batch.runs == 2 and batch.batched
+    _close(batch.run(1).fields[family.primary], base.fields[family.primary], batch.settings["dtype"])
+    again = _sim(fam, key=5, runs=1)
+    np.testing.assert_array_equal(again.fields[family.primary], base.fields[family.primary])
+
+
+def test_same_key_is_bit_identical_and_int_equals_prng_key(fam, base):
+    family, _ = fam
+    same = _sim(fam, key=jax.random.key(5))
+    np.testing.assert_array_equal(same.fields[family.primary], base.fields[family.primary])
+    np.testing.assert_array_equal(same.t, base.t)
+
+
+def test_save_load_round_trip_with_the_problem(fam, base, tmp_path):
+    family, ex = fam
+    back = dy.load(base.save(tmp_path / "run.npz"))
+    assert back.model == base.model and back.method == base.method and back.primary == base.primary
+    for k in base.fields:
+        np.testing.assert_array_equal(back.fields[k], base.fields[k])
+    assert type(back.problem) is type(ex.problem)
+    a0, s0 = problem_state(ex.problem)
+    a1, s1 = problem_state(back.problem)
+    assert sorted(a0) == sorted(a1)
+    for k in a0:
+        np.testing.assert_array_equal(np.asarray(a0[k]), np.asarray(a1[k]))
+    assert family.shape(back.problem) == family.shape(ex.problem)
+    # the loaded problem simulates to the same result
+    again = frontend.simulate(family, back.problem, lr=ex.lr, steps=ex.steps, key=5, method=ex.method,
+                              optimizer=ex.optimizer, options=ex.options, record_every=max(1, ex.steps // 50))
+    np.testing.assert_array_equal(again.fields[family.primary], base.fields[family.primary])
+
+
+def test_crosscheck_against_the_theory_passes(fam, base):
+    family, ex = fam
+    ref = family.theory(ex.problem, np.asarray(base.t)) if ex.has_theory else None
+    if ref is None:
+        # no theory: crosscheck still works for the family; a result against itself agrees exactly
+        rep = dy.crosscheck(base, base)
+        assert rep.outcome == "passed" and rep.max_rel_error == 0.0
+        return
+    rep = dy.crosscheck(base, ref, rtol=ex.rtol, ctol=ex.ctol)
+    assert rep.outcome == "passed", str(rep)
+
+
+def test_crosscheck_of_a_too_short_run_is_inconclusive(fam):
+    family, ex = fam
+    short = _sim(fam, steps=ex.short_steps, key=5)
+    ref = family.theory(ex.problem, np.asarray(short.t)) if ex.has_theory else None
+    if ref is None:
+        pytest.skip(f"{family.name} has no theory: nothing to be inconclusive about")
+    rep = dy.crosscheck(short, ref, rtol=ex.rtol, ctol=ex.ctol)
+    assert rep.outcome == "inconclusive" and not rep.passed, str(rep)
+    assert "run to" in rep.advice
+
+
+def test_divergence_raises(fam):
+    family, ex = fam
+    with pytest.raises(dy.DivergenceError, match=r"step \d+.*smaller learning rate") as info:
+        _sim(fam, lr=ex.diverging_lr, key=5, options={**ex.options, **ex.diverging_options})
+    assert info.value.partial is not None and info.value.partial.model == family.name
+
+
+def test_lr_batch_and_seed_batch(fam):
+    family, ex = fam
+    lrb = _sim(fam, lr=[ex.lr, 1.5 * ex.lr], key=5)
+    T = np.shape(lrb.t)[-1]
+    assert lrb.runs == 2 and np.shape(lrb.fields[family.primary])[:2] == (2, T)
+    if family.time_units == "gf":
+        assert np.shape(lrb.t) == (2, T) and np.isclose(lrb.run(1).t[-1], 1.5 * lrb.run(0).t[-1])
+    assert lrb.run(1).settings["lr"] == 1.5 * ex.lr
+    seeds = _sim(fam, runs=2, key=5)
+    assert seeds.runs == 2 and np.shape(seeds.t) == (T,)
+    if ex.has_theory and family.time_units == "gf":
+        ref = family.theory(ex.problem, lrb.times(0))
+        if isinstance(ref, dy.Trajectory):
+            # the theory on the times of an lr batch is a batch; the comparison has one row per run
+            th = frontend.solve(family.theory, ex.problem, lrb.t)
+            assert th.runs == 2 and np.shape(th.t) == (2, T)
+            rep = dy.crosscheck(lrb, th, rtol=2 * ex.rtol, ctol=2 * ex.ctol)
+            assert len(rep) == 2 and rep.outcomes == ["passed", "passed"], str(rep)
+
+
+def test_float32_runs(fam, base):
+    family, _ = fam
+    other = np.float64 if np.dtype(family.default_dtype) == np.float32 else np.float32
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = _sim(fam, key=5, dtype=other)
+    y, y0 = np.asarray(res.fields[family.primary]), np.asarray(base.fields[family.primary], float)
+    assert y.dtype == other and np.all(np.isfinite(y))
+    assert np.abs(y - y0).max() <= 2e-2 * max(1.0, np.abs(y0).max())

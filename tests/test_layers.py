@@ -1,0 +1,174 @@
+"""The layer rules of the package, enforced by reading every module's imports (including the imports
+inside functions):
+
+* core imports no family, no plotting, no experiments and no command line (the one exception: a
+  lazy ``from ..plot import ...`` inside a method named ``plot``, the optional convenience);
+* exact imports only core and exact;
+* a family imports no plotting, experiments or command line, and another family only through a
+  shared package (``families.linear``, ``families.hadamard``); the shared packages import no family;
+* plotting imports only core;
+* experiment runners never import each other (only ``experiments.spec`` and ``experiments.output``);
+* no circular imports among module-level imports; no private ``_name`` imported across modules;
+* ``import dynamics`` does not import matplotlib.
+"""
+
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dynamics")
+SHARED = ("dynamics.families.linear", "dynamics.families.hadamard")
+
+
+def _modules():
+    out = {}
+    for folder, _, files in os.walk(ROOT):
+        for f in files:
+            if f.endswith(".py"):
+                path = os.path.join(folder, f)
+                rel = os.path.relpath(path, os.path.dirname(ROOT))[:-3].replace(os.sep, ".")
+                name = rel[: -len(".__init__")] if rel.endswith(".__init__") else rel
+                out[name] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _is_package(name):
+    return MODULES.get(name, "").endswith("__init__.py")
+
+
+def _imports(name):
+    """(imported module, imported names, inside function name or None, line) for every import."""
+    tree = ast.parse(open(MODULES[name]).read())
+    found = []
+
+    def visit(node, func):
+        for child in ast.iter_child_nodes(node):
+            f = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else func
+            if isinstance(child, ast.Import):
+                for a in child.names:
+                    found.append((a.name, [], func, child.lineno))
+            elif isinstance(child, ast.ImportFrom):
+                if child.level:
+                    base = name if _is_package(name) else name.rsplit(".", 1)[0]
+                    for _ in range(child.level - 1):
+                        base = base.rsplit(".", 1)[0]
+                    mod = base + ("." + child.module if child.module else "")
+                else:
+                    mod = child.module
+                names = [a.name for a in child.names]
+                found.append((mod, names, func, child.lineno))
+                for n in names:      # "from . import engine": the submodule itself
+                    if f"{mod}.{n}" in MODULES:
+                        found.append((f"{mod}.{n}", [], func, child.lineno))
+            visit(child, f)
+
+    visit(tree, None)
+    return [(m, n, f, ln) for m, n, f, ln in found if m and (m == "dynamics" or m.startswith("dynamics."))]
+
+
+def _layer(mod):
+    if mod.startswith("dynamics.core"):
+        return "core"
+    if mod.startswith("dynamics.exact"):
+        return "exact"
+    if mod.startswith(SHARED):
+        return "shared"
+    if mod.startswith("dynamics.families"):
+        return "family" if mod != "dynamics.families" else "families"
+    if mod.startswith("dynamics.plot"):
+        return "plot"
+    if mod.startswith("dynamics.experiments"):
+        return "experiments"
+    if mod in ("dynamics.cli", "dynamics.__main__"):
+        return "cli"
+    return "top"
+
+
+ALLOWED = {
+    "core": {"core"},
+    "exact": {"core", "exact"},
+    "shared": {"core", "exact", "shared"},
+    "family": {"core", "exact", "shared", "family"},
+    "plot": {"core"},
+    "experiments": {"core", "exact", "shared", "family", "families", "plot", "experiments"},
+}
+
+
+def test_every_module_was_found():
+    for m in ("dynamics.core.engine", "dynamics.core.family", "dynamics.families.jepa", "dynamics.plot",
+              "dynamics.experiments.jepa_vs_mae", "dynamics.cli"):
+        assert m in MODULES
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_layer_rules(name):
+    layer = _layer(name)
+    if layer not in ALLOWED:
+        return
+    for mod, names, func, line in _imports(name):
+        target = _layer(mod)
+        where = f"{name}:{line} imports {mod}"
+        if layer == "core" and target == "plot":
+            assert func == "plot", f"{where}: core may import plotting only lazily inside a plot() method"
+            continue
+        assert target in ALLOWED[layer], f"{where}: a {layer} module may not import the {target} layer"
+        if layer == "family" and target == "family":
+            assert mod == name, f"{where}: a family imports another family only through a shared package"
+        if name.startswith("dynamics.experiments.") and mod.startswith("dynamics.experiments."):
+            assert mod in ("dynamics.experiments.spec", "dynamics.experiments.output"), \
+                f"{where}: experiment runners never import each other"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_no_private_name_crosses_a_module_boundary(name):
+    for mod, names, func, line in _imports(name):
+        private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+        assert not private, f"{name}:{line} imports private {private} from {mod}"
+
+
+def test_no_circular_imports():
+    graph = {}
+    for name in MODULES:
+        deps = set()
+        for mod, _, func, _ in _imports(name):
+            if func is None and mod in MODULES and mod != name and not name.startswith(mod + "."):
+                deps.add(mod)
+        graph[name] = deps
+    state = {}
+
+    def visit(n, stack):
+        state[n] = 1
+        for m in graph[n]:
+            if state.get(m) == 1:
+                if not m.startswith(n + "."):      # a package importing its own submodules is not a cycle
+                    raise AssertionError(f"circular import: {' -> '.join(stack + [n, m])}")
+            elif m not in state:
+                visit(m, stack + [n])
+        state[n] = 2
+
+    for n in graph:
+        if n not in state:
+            visit(n, [])
+
+
+def test_import_dynamics_does_not_import_matplotlib():
+    code = "import sys, dynamics; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_old_module_paths_still_import():
+    import dynamics
+    import dynamics.heads
+    import dynamics.linear_net
+    import dynamics.transformer
+    assert dynamics.heads.simulate_byol is dynamics.simulate_byol
+    assert dynamics.transformer.AttentionProblem is dynamics.AttentionProblem
+    assert callable(dynamics.linear_net.init_params)
