@@ -17,7 +17,7 @@ __all__ = ["plot_trajectory", "plot_pair", "plot_crosscheck", "plot_jepa_vs_mae"
 
 
 def feature_labels(problem):
-    if problem is None or isinstance(problem, (list, tuple)):
+    if problem is None or isinstance(problem, (list, tuple)) or not hasattr(problem, "lam"):
         return None
     return [f"feature {i}: $\\lambda$={lam:.3g}, $\\rho$={rho:.3g}"
             for i, (lam, rho) in enumerate(zip(problem.lam, problem.rho))]
@@ -28,57 +28,78 @@ def _colors(n):
     return [cmap(i % 10) for i in range(n)]
 
 
+def _curves(traj, y=None):
+    """The primary field of one run as (T, F) (a (T,) field becomes one column, (T, a, b) columns)."""
+    y = np.asarray(traj.fields[traj.primary_field] if y is None else y, float)
+    return y.reshape(y.shape[0], -1) if y.ndim != 1 else y[:, None]
+
+
+def _ylabel(traj, normalised):
+    name = traj.primary_field
+    return f"{name} / fixed point" if normalised else name
+
+
 def plot_trajectory(traj, ax=None, *, normalise=True, style=None, labels=True, log_time=False):
-    """Mode curves of one trajectory (normalised by the fixed point when known)."""
+    """The primary field's curves (encoder modes, predictor eigenvalues, beta, ...), normalised by the
+    fixed point when known; every run of a batch (thin lines, one colour per feature)."""
     fig, ax = _fig_ax(ax)
-    modes = np.asarray(traj.modes, float)
-    if modes.ndim == 3:
-        raise ValueError("plot one run at a time: traj.run(i).plot()")
-    fp = traj.fixed_point
-    y = modes / fp if (normalise and fp is not None) else modes
+    runs = [traj.run(i) for i in range(traj.n_runs)] if traj.batched else [traj]
     style = style or ("-" if traj.kind == "simulation" else "--")
-    names = feature_labels(traj.problem) if labels else None
-    for i, c in enumerate(_colors(y.shape[1])):
-        ax.plot(traj.t, y[:, i], style, color=c, lw=2 if style == "-" else 1.5,
-                label=None if names is None else names[i])
+    names = feature_labels(traj.problem) if (labels and len(runs) == 1) else None
+    norm = False
+    for r, one in enumerate(runs):
+        y = _curves(one)
+        fp = one.fixed_point
+        norm = normalise and fp is not None
+        if norm:
+            y = y / np.asarray(fp, float).reshape(-1)
+        for i, c in enumerate(_colors(y.shape[1])):
+            label = names[i] if names is not None else (f"{one.primary_field}[{i}]" if r == 0 and y.shape[1] <= 10 else None)
+            ax.plot(one.times(), y[:, i], style, color=c, lw=(2 if style == "-" else 1.5) / (1 + (len(runs) > 1)),
+                    label=label)
     ax.set_xlabel(_time_label(traj))
-    ax.set_ylabel("encoder mode / fixed point" if (normalise and fp is not None) else "encoder mode")
+    ax.set_ylabel(_ylabel(traj, norm))
+    if len(runs) > 1:
+        ax.set_title(f"{traj.model}: {len(runs)} runs (one line each)", fontsize=10)
     if log_time:
         ax.set_xscale("log")
-    if names:
-        ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     return fig
 
 
 def plot_pair(sim, th, ax=None, *, fraction=0.5, normalise=True, legend=True):
-    """Simulation (solid) and theory (dashed) on one axis, with the theory's critical times."""
+    """Simulation (solid) and theory (dashed) on one axis, with the theory's critical times (dotted)
+    and the level ``fraction`` of the fixed point (grey) when the family knows its fixed point."""
     fig, ax = _fig_ax(ax)
-    fp = th.fixed_point
-    norm = fp if (normalise and fp is not None) else 1.0
-    cols = _colors(np.shape(sim.modes)[-1])
-    names = feature_labels(th.problem) or [f"feature {i}" for i in range(len(cols))]
+    fp = th.fixed_point if th.fixed_point is not None else sim.fixed_point
+    normalise = normalise and fp is not None
+    norm = np.asarray(fp, float).reshape(-1) if normalise else 1.0
+    ys, yt = _curves(sim) / norm, _curves(th) / norm
+    cols = _colors(ys.shape[1])
+    names = feature_labels(th.problem) or [f"{th.primary_field}[{i}]" for i in range(len(cols))]
     for i, c in enumerate(cols):
-        ax.plot(sim.t, sim.modes[:, i] / np.atleast_1d(norm)[i % np.size(norm)], "-", color=c, lw=2.2,
-                alpha=0.75, label=names[i])
-        ax.plot(th.t, th.modes[:, i] / np.atleast_1d(norm)[i % np.size(norm)], "--", color="k", lw=1)
+        ax.plot(sim.t, ys[:, i], "-", color=c, lw=2.2, alpha=0.75, label=names[i] if i < len(names) else None)
+        ax.plot(th.t, yt[:, i], "--", color="k", lw=1)
     if fp is not None:
-        tc = th.critical_times(fraction)
-        for i, c in enumerate(cols):
+        tc = th.critical_times(fraction) if th.fixed_point is not None else sim.critical_times(fraction)
+        for i, c in enumerate(cols[:np.size(tc)]):
             if np.isfinite(tc[i]):
                 ax.axvline(tc[i], color=c, ls=":", lw=1)
-        ax.axhline(fraction if normalise else np.nan, color="0.6", lw=0.8)
+        if normalise:
+            ax.axhline(fraction, color="0.6", lw=0.8)
     ax.set_xlabel(_time_label(sim))
-    ax.set_ylabel("encoder mode / fixed point" if normalise else "encoder mode")
+    ax.set_ylabel(_ylabel(th, normalise).replace("modes", "encoder mode"))
     if legend:
         handles, lbls = ax.get_legend_handles_labels()
         handles.append(plt.Line2D([], [], color="k", ls="--", lw=1))
-        lbls.append("theory (dashed)")
+        lbls.append(f"{th.kind} (dashed)")
         ax.legend(handles, lbls, fontsize=7, loc="lower right")
     return fig
 
 
 def plot_crosscheck(report, ax=None):
-    """Two panels: the curves (simulation vs theory) and the pointwise relative error."""
+    """Two panels: the curves (a solid, b dashed) and the pointwise relative error with its tolerance."""
     if ax is None:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     else:
@@ -88,10 +109,10 @@ def plot_crosscheck(report, ax=None):
         axes[1].semilogy(report.t, np.maximum(report.rel_error[:, i], 1e-17), color=c)
     axes[1].axhline(report.rtol, color="k", ls=":", lw=1, label=f"tolerance {report.rtol:g}")
     axes[1].set_xlabel(_time_label(report.a))
-    axes[1].set_ylabel("|simulation - theory| / theory")
+    axes[1].set_ylabel(f"|a - b| / |b| of {report.field}")
     axes[1].legend(fontsize=8)
-    axes[0].set_title(f"{report.a.model}: {'PASS' if report.passed else 'FAIL'} "
-                      f"(max rel. error {report.max_rel_error:.2e})", fontsize=10)
+    verdict = {"passed": "PASS", "failed": "FAIL", "inconclusive": "INCONCLUSIVE"}[report.outcome]
+    axes[0].set_title(f"{report.a.model}: {verdict} (max rel. error {report.max_rel_error:.2e})", fontsize=10)
     return fig
 
 
@@ -140,7 +161,7 @@ def _fig_ax(ax):
 
 def _time_label(traj):
     units = (traj.settings or {}).get("units", "gf")
-    return "time (paper units, L x t)" if units == "paper" else "gradient-flow time t = lr x step"
+    return {"paper": "time (paper units, L x t)", "steps": "SGD step", "rescaled": TAU_LABEL}.get(units, GF_LABEL)
 
 
 def plot_staircase(sims, st, *, title=None):

@@ -154,3 +154,18 @@ def test_float32_runs(fam, base):
     y, y0 = np.asarray(res.fields[family.primary]), np.asarray(base.fields[family.primary], float)
     assert y.dtype == other and np.all(np.isfinite(y))
     assert np.abs(y - y0).max() <= 2e-2 * max(1.0, np.abs(y0).max())
+
+
+def test_plot_draws_one_run_and_a_batch(fam, base, tmp_path):
+    family, _ = fam
+    import matplotlib
+    matplotlib.use("Agg")
+    fig = base.plot()
+    assert len(fig.axes[0].lines) >= 1 and fig.axes[0].get_ylabel()
+    batch = _sim(fam, runs=2, key=5)
+    fig = batch.plot()
+    n_curves = int(np.prod(np.shape(base.fields[family.primary])[1:]))
+    assert len(fig.axes[0].lines) == 2 * n_curves
+    fig.savefig(tmp_path / "x.png")
+    import matplotlib.pyplot as plt
+    plt.close("all")

@@ -35,7 +35,7 @@ import optax
 
 from .validation import check_choice, check_int, check_positive
 
-__all__ = ["Model", "EngineOutput", "DivergenceError", "simulate", "record_schedule", "check_run",
+__all__ = ["Model", "EngineOutput", "DivergenceError", "simulate", "record_schedule",
            "make_optimizer", "batch_mesh"]
 
 
@@ -98,16 +98,6 @@ def record_schedule(steps, *, every=None, log=None):
     if idx[-1] != steps:
         idx = np.append(idx, steps)
     return idx.astype(np.int64)
-
-
-def check_run(lr, steps, runs=1, record_every=None, record_log=None, *, default_records=500):
-    """Validate the common run arguments; returns (lr, steps, runs, record_steps, record_every)."""
-    lr = check_positive("lr", lr)
-    steps = check_int("steps", steps, minimum=1)
-    runs = check_int("runs", runs, minimum=1)
-    if record_every is None and record_log is None:
-        record_every = max(1, steps // default_records)
-    return lr, steps, runs, record_schedule(steps, every=record_every, log=record_log), record_every
 
 
 def make_optimizer(name_or_factory) -> Callable[[Any], optax.GradientTransformation]:

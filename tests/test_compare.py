@@ -1,0 +1,52 @@
+"""crosscheck's three outcomes: never a PASS on comparisons that did not happen."""
+
+import numpy as np
+import pytest
+
+import dynamics as dy
+
+
+def test_readme_run_at_depth_5_is_inconclusive_not_pass():
+    """The README's 60,000 steps at lr 0.02 end before depth 5 learns anything (critical times ~1e5):
+    every critical time is 'inf vs inf'. That used to be a PASS; it is inconclusive, with how far to run."""
+    prob = dy.SSLProblem.from_spectrum(lam=[1.0, 0.6], rho=[0.6, 1.0], depth=5, init_scale=1e-2, rotate=True, key=0)
+    sim = dy.simulate_jepa(prob, lr=0.02, steps=60_000, record_every=1000)
+    rep = dy.crosscheck(sim, dy.solve_jepa(prob, times=sim.t))
+    tc = dy.critical_times(prob, "jepa")
+    assert np.all(tc > sim.t[-1])                       # the premise: nothing is learned by the end
+    assert rep.outcome == "inconclusive" and not rep.passed and "INCONCLUSIVE" in rep.summary()
+    assert rep.max_rel_error < 1e-2                     # the curves that were compared do agree
+    steps = int(np.ceil(1.2 * tc.max() / 0.02))
+    assert f"{steps:,} steps at lr = 0.02" in rep.advice
+
+
+def test_wrong_theory_fails():
+    """JEPA simulated, MAE's theory as the reference: the comparison happens and fails."""
+    prob = dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05)
+    sim = dy.simulate_jepa(prob, lr=0.02, steps=8000, record_every=100)
+    rep = dy.crosscheck(sim, dy.solve_mae(prob, times=sim.t))
+    assert rep.outcome == "failed" and rep.reasons
+
+
+def test_batch_report_has_one_row_per_run_and_passes_only_if_all_do():
+    prob = dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05, rotate=True, key=1)
+    tc = dy.critical_times(prob, "mae")
+    steps = int(1.3 * tc.max() / 0.01)
+    sim = dy.simulate_mae(prob, lr=[0.01, 0.005], steps=steps, record_every=steps // 50)
+    th = dy.solve_mae(prob, times=sim.t)               # the (R, T) times of an lr batch
+    assert th.runs == 2 and np.shape(th.t) == np.shape(sim.t)
+    rep = dy.crosscheck(sim, th, rtol=0.05, ctol=0.02)
+    assert rep.outcomes == ["passed", "inconclusive"]  # half the lr, half the horizon
+    assert not rep.passed and rep.outcome == "inconclusive" and "run" in rep.summary()
+
+
+def test_interpolated_comparison_of_gd_and_dual():
+    """Two simulations on different grids (gd on (u, v), dual flow in tau): interpolate=True. The
+    difference is gradient descent's discretisation error, O(lr): it halves with the learning rate."""
+    prob = dy.DLNProblem.random(30, 3, beta_star=[1.0, -0.5, 0.0], init_scale=1e-3, key=0)
+    dual = dy.simulate_dln(prob, method="dual", tau_max=1.5, dtau=2e-4, record_every=10)
+    with pytest.raises(ValueError, match="time grid"):
+        dy.crosscheck(dy.simulate_dln(prob, method="gd", lr=0.01, tau_max=1.5), dual)
+    errs = [dy.crosscheck(dy.simulate_dln(prob, method="gd", lr=lr, tau_max=1.5), dual, interpolate=True,
+                          rtol=1.0).max_rel_error for lr in (0.01, 0.005)]
+    assert 0.4 < errs[1] / errs[0] < 0.6, errs
