@@ -21,7 +21,9 @@ FAMILIES = sorted(dy.registered_families())
 @pytest.fixture(scope="module", params=FAMILIES)
 def fam(request):
     family = dy.get_family(request.param)
-    return family, family.example()
+    ex = family.example()
+    assert ex is not None, f"family {family.name!r} is registered without an example()"
+    return family, ex
 
 
 def _sim(fam, *, steps=None, **kw):

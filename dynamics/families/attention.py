@@ -6,7 +6,7 @@ heads to a residual stream, Z^(l+1) = Z^l + sum_h Attn_lh(Z^l); the model's outp
 the loss is (1/2M) sum_m ||output(Z_m) - Y_m||_F^2.  It is a u * v model with
 u = (w_K, w_V), v = (w_Q, w_O) per head, so ``hadamard`` gives the simulators and the stage
 algorithm: rank(Delta W_K W_Q^T) + rank(Delta W_V W_O^T) grows by at most one per stage, and stage 1
-always activates a VO coordinate (with o = 0 the output is 0 whatever q). theory/transformer.md.
+always activates a VO coordinate (with o = 0 the output is 0 whatever q). theory/attention.md.
 
 Dense heads (``simulate_dense_attention``): full W_K, W_Q, W_V, W_O (d x d_head) trained by any
 optax optimizer through the shared engine, recording the singular values and the stable rank
@@ -121,7 +121,7 @@ class AttentionProblem(HadamardProblem):
     def teacher_student(cls, n_samples=300, n_tokens=6, d=5, *, heads=1, layers=1, q_star=None,
                         o_star=None, noise=0.0, init_scale=1e-2, key=0):
         """Z ~ N(0, 1) i.i.d., Y = teacher output + noise. q_star, o_star: (layers, heads, d) arrays
-        (default: the toy of theory/transformer.md, q* = (2, 0, 0, -1.5, 0), o* = (1.5, -1, 0, 0, 0.7)
+        (default: the toy of theory/attention.md, q* = (2, 0, 0, -1.5, 0), o* = (1.5, -1, 0, 0, 0.7)
         in every head, truncated or zero-padded to d)."""
         n_samples = check_int("n_samples", n_samples, minimum=1)
         n_tokens = check_int("n_tokens", n_tokens, minimum=1)

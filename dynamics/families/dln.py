@@ -6,7 +6,7 @@ As alpha -> 0, beta(t / log(1/alpha)) is piecewise constant; each jump solves in
 
     beta = argmin L(beta')  s.t.  s_j beta'_j >= 0 where |s_j| = 1,  beta'_j = 0 elsewhere,
 
-a non-negative least squares problem (theory/diagonal.md). The last plateau of an
+a non-negative least squares problem (theory/dln.md). The last plateau of an
 over-parametrised problem is the minimum-l1-norm interpolator.
 """
 
