@@ -1,6 +1,6 @@
 """Throughput of the dense JEPA simulator against plain NumPy loops of the same gradient steps.
 
-Setting (issue 2): d = 32, L = 3, float64, 64 runs under vmap, population (full-batch) gradients.
+Setting: d = 32, L = 3, float64, 64 runs under vmap, population (full-batch) gradients.
 Reports run-steps per second (runs x steps / wall time, compile excluded and reported separately)
 for:
   * dynamics.simulate_jepa (jit + lax.scan, vmap over runs),
