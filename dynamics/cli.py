@@ -55,7 +55,7 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     import matplotlib
     matplotlib.use("Agg")
-    from .experiments import DEFAULT_SPEC, SpecError, load_spec, parse_spec, run_spec, solve_spec
+    from .experiments import DEFAULT_SPEC, NoTheoryError, SpecError, load_spec, parse_spec, run_spec, solve_spec
     try:
         if args.cmd == "list":
             folder = _specs_dir(args.dir)
@@ -78,6 +78,9 @@ def main(argv=None):
         run_spec(spec, out, seed=args.seed, dtype=np.float32 if args.x32 else None,
                  progress=not args.no_progress)
         return 0
+    except NoTheoryError as exc:
+        print(f"dynamics: {exc}", file=sys.stderr)
+        return 2
     except SpecError as exc:
         print(f"dynamics: bad spec: {exc}", file=sys.stderr)
         return 2

@@ -164,3 +164,11 @@ def test_run_head_specs(tmp_path, capsys, spec):
     assert main(["solve", os.path.join(ROOT, "sims", f"{spec}.toml")]) == 0
     solved = json.loads(capsys.readouterr().out)
     assert ("p_minus" in solved) if spec == "byol_phase_portrait" else (len(solved["step_times"]) == 4)
+
+
+def test_solve_without_a_theory_says_so_not_bad_spec(capsys):
+    import os
+    spec = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sims", "identity_head.toml")
+    assert main(["solve", spec]) == 2
+    err = capsys.readouterr().err
+    assert "no closed-form theory" in err and "bad spec" not in err

@@ -14,9 +14,9 @@ import tomllib
 
 from . import heads, jepa_vs_mae, rank_growth
 from .output import write_outputs
-from .spec import Experiment, SpecError, check_table
+from .spec import Experiment, NoTheoryError, SpecError, check_table
 
-__all__ = ["SpecError", "Experiment", "REGISTRY", "EXPERIMENTS", "DEFAULT_SPEC", "SCHEMAS", "parse_spec",
+__all__ = ["SpecError", "NoTheoryError", "Experiment", "REGISTRY", "EXPERIMENTS", "DEFAULT_SPEC", "SCHEMAS", "parse_spec",
            "load_spec", "run_spec", "solve_spec", "register_experiment"]
 
 REGISTRY: dict[str, Experiment] = {}
@@ -69,7 +69,7 @@ def solve_spec(spec, *, seed=None):
     """Theory only (critical times, stages, fixed points); a JSON-able dict."""
     exp = REGISTRY[spec["experiment"]]
     if exp.solve is None:
-        raise SpecError(f"{exp.name} has no closed-form theory to solve (no closed form); use `run`")
+        raise NoTheoryError(f"{exp.name} has no closed-form theory to solve; simulate it with `dynamics run`")
     return exp.solve(spec, seed=seed)
 
 

@@ -6,11 +6,15 @@ import copy
 from dataclasses import dataclass
 from typing import Callable
 
-__all__ = ["SpecError", "NUM", "TOP", "Experiment", "check_table"]
+__all__ = ["SpecError", "NoTheoryError", "NUM", "TOP", "Experiment", "check_table"]
 
 
 class SpecError(ValueError):
     """A bad experiment spec (the message names the key)."""
+
+
+class NoTheoryError(SpecError):
+    """A good spec whose experiment has no closed-form theory to ``solve``."""
 
 
 NUM = (int, float)
