@@ -10,6 +10,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .core.compare import verdict
+
 GF_LABEL = "gradient-flow time t = lr x step"
 TAU_LABEL = "rescaled time $t / \\log(1/\\alpha)$"
 
@@ -111,8 +113,7 @@ def plot_crosscheck(report, ax=None):
     axes[1].set_xlabel(_time_label(report.a))
     axes[1].set_ylabel(f"|a - b| / |b| of {report.field}")
     axes[1].legend(fontsize=8)
-    verdict = {"passed": "PASS", "failed": "FAIL", "inconclusive": "INCONCLUSIVE"}[report.outcome]
-    axes[0].set_title(f"{report.a.model}: {verdict} (max rel. error {report.max_rel_error:.2e})", fontsize=10)
+    axes[0].set_title(f"{report.a.model}: {verdict(report.outcome)} (max rel. error {report.max_rel_error:.2e})", fontsize=10)
     return fig
 
 

@@ -32,12 +32,13 @@ from .metrics import hitting_times
 from .trajectory import Trajectory
 from .validation import check_fraction, check_positive
 
-__all__ = ["CrossCheck", "BatchCrossCheck", "crosscheck", "OUTCOMES"]
+__all__ = ["CrossCheck", "BatchCrossCheck", "crosscheck", "OUTCOMES", "verdict"]
 
 OUTCOMES = ("passed", "failed", "inconclusive")
 
 
-def _verdict(outcome):
+def verdict(outcome) -> str:
+    """The word a report prints for an outcome: PASS, FAIL or INCONCLUSIVE."""
     return {"passed": "PASS", "failed": "FAIL", "inconclusive": "INCONCLUSIVE"}[outcome]
 
 
@@ -83,7 +84,7 @@ class CrossCheck:
 
     def summary(self) -> str:
         lines = [f"crosscheck {self.a.kind}/{self.a.model} (a) vs {self.b.kind}/{self.b.model} (b): "
-                 f"{_verdict(self.outcome)}",
+                 f"{verdict(self.outcome)}",
                  f"  max relative error of {self.field} {self.max_rel_error:.3e} (tolerance {self.rtol:g})"]
         if self.critical_b.size:
             lines.append(f"  critical times at {self.fraction:g} of the fixed point, a vs b "
@@ -100,7 +101,7 @@ class CrossCheck:
     __str__ = summary
 
     def __repr__(self):
-        return (f"CrossCheck({_verdict(self.outcome)}: {self.a.model} {self.field}, max rel. error "
+        return (f"CrossCheck({verdict(self.outcome)}: {self.a.model} {self.field}, max rel. error "
                 f"{self.max_rel_error:.3e} <= {self.rtol:g}?)")
 
     def to_dict(self) -> dict:
@@ -149,10 +150,10 @@ class BatchCrossCheck:
         return self.checks[i]
 
     def summary(self) -> str:
-        lines = [f"crosscheck of a batch of {len(self.checks)} runs: {_verdict(self.outcome)}",
+        lines = [f"crosscheck of a batch of {len(self.checks)} runs: {verdict(self.outcome)}",
                  f"{'run':>5} {'outcome':>13} {'max rel. error':>15}"]
         for i, c in enumerate(self.checks):
-            lines.append(f"{i:>5} {_verdict(c.outcome):>13} {c.max_rel_error:>15.3e}")
+            lines.append(f"{i:>5} {verdict(c.outcome):>13} {c.max_rel_error:>15.3e}")
         return "\n".join(lines)
 
     __str__ = summary

@@ -79,9 +79,13 @@ def resolve_batch(family: Family, problem, lr, runs, key, per_run=None):
     return probs, lrs, R, batched, per_run
 
 
-def _stack(trees, dtype):
-    return jax.tree_util.tree_map(lambda *xs: jnp.asarray(np.stack([np.asarray(x) for x in xs]), dtype=dtype),
-                                  *trees)
+def _to_device(trees, dtype, *, stack=True):
+    """Device arrays of a list of pytrees: stacked along a new runs axis (or the only tree as it is
+    with ``stack=False``); floating leaves cast to ``dtype``, integer leaves kept."""
+    def conv(*xs):
+        a = np.stack([np.asarray(x) for x in xs]) if stack else np.asarray(xs[0])
+        return jnp.asarray(a, dtype=dtype if np.issubdtype(a.dtype, np.floating) else None)
+    return jax.tree_util.tree_map(conv, *trees)
 
 
 def simulate(family: Family, problem, *, lr, steps, record_every=None, record_log=None, runs=1, key=0,
@@ -110,12 +114,11 @@ def simulate(family: Family, problem, *, lr, steps, record_every=None, record_lo
 
     keys = run_keys(key, R)
     states = [family.initial_state(p, init_key(k), method, o) for p, k, o in zip(probs, keys, run_options)]
-    params = _stack([s[0] for s in states], dtype)
-    aux = _stack([s[1] for s in states], dtype)
+    params = _to_device([s[0] for s in states], dtype)
+    aux = _to_device([s[1] for s in states], dtype)
     shared = len({id(p) for p in probs}) == 1       # one problem for every run: share its matrices
     ctxs = [family.context(p, method, options) for p in (probs[:1] if shared else probs)]
-    ctx = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=dtype if np.issubdtype(np.asarray(x).dtype, np.floating)
-                                                       else None), ctxs[0]) if shared else _stack_ctx(ctxs, dtype)
+    ctx = _to_device(ctxs, dtype, stack=not shared)
     model = family.model(probs[0], method, options)
     fixed = [family.fixed_point(p, o) for p, o in zip(probs, run_options)]
     settings = {"family": family.name, "method": method, "lr": lrs.tolist() if batched else float(lrs[0]),
@@ -149,13 +152,6 @@ def simulate(family: Family, problem, *, lr, steps, record_every=None, record_lo
                           progress=progress, desc=desc or f"{family.name} {method}",
                           on_divergence=on_divergence, make_partial=to_traj, ctx_batched=not shared)
     return to_traj(out)
-
-
-def _stack_ctx(ctxs, dtype):
-    def stack(*xs):
-        a = np.stack([np.asarray(x) for x in xs])
-        return jnp.asarray(a, dtype=dtype if np.issubdtype(a.dtype, np.floating) else None)
-    return jax.tree_util.tree_map(stack, *ctxs)
 
 
 def solve(fn, problem, times, *, what="times"):

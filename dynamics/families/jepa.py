@@ -41,7 +41,6 @@ MAE = Objective(name="mae", target="identity", head=True,
 OBJECTIVES = {"jepa": JEPA, "mae": MAE}
 JEPA_FAMILY = register(LinearFamily(JEPA))
 MAE_FAMILY = register(LinearFamily(MAE))
-JEPA_FAMILY.shape_name = MAE_FAMILY.shape_name = "d and depth"
 
 _SIM_DOC = """Simulate {name} by gradient descent on the full (dense) network.
 

@@ -29,7 +29,6 @@ SAXE = Objective(name="saxe", target="identity", head=False,
                  pref=lambda lam, rho, L: np.asarray(rho, float) ** ((2.0 - L) / L) / lam,
                  paper_units=False)
 SAXE_FAMILY = register(LinearFamily(SAXE))
-SAXE_FAMILY.shape_name = "d and depth"
 
 
 def simulate_saxe(problem, *, lr, steps, record_every=None, record_log=None, runs=1, key=0,

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.integrate import solve_ivp
 
+from ...core.compare import BatchCrossCheck, verdict
 from ...core.io import jsonable
 from ...core.trajectory import Trajectory
 from ...core.validation import check_array, check_int, check_positive
@@ -249,8 +250,7 @@ class StageCheck:
         return self.outcome == "passed"
 
     def summary(self):
-        verdict = {"passed": "PASS", "failed": "FAIL", "inconclusive": "INCONCLUSIVE"}[self.outcome]
-        lines = [f"crosscheck simulation vs stages: {verdict} (tolerance {self.rtol:g})",
+        lines = [f"crosscheck simulation vs stages: {verdict(self.outcome)} (tolerance {self.rtol:g})",
                  f"{'k':>3} {'tau_mid':>9} {'|beta err|':>11} {'loss err':>10} {'jump sim':>10} {'jump pred':>10}"]
         for k in range(len(self.tau_mid)):
             js = f"{self.jump_sim[k - 1]:>10.4g}" if k else " " * 10
@@ -276,7 +276,6 @@ def crosscheck_stages(sim: Trajectory, st: Stages, *, rtol=0.05):
     for a batch, one :class:`StageCheck` per run (a ``BatchCrossCheck``)."""
     rtol = check_positive("rtol", rtol)
     if getattr(sim, "batched", False):
-        from ...core.compare import BatchCrossCheck
         return BatchCrossCheck(checks=tuple(crosscheck_stages(sim.run(i), st, rtol=rtol) for i in range(sim.n_runs)),
                                rtol=rtol, ctol=rtol)
     tau = np.asarray(sim.tau, float)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ...core import engine, frontend
-from ...core.family import Example, Family
+from ...core.family import Example, Family, families
 from ...core.keys import run_keys as run_keys_for
 from ...core.validation import check_array, check_int, check_positive
 from .network import INITS, Objective, encoder, init_params, loss_and_grads, sample_loss  # noqa: F401
@@ -77,6 +77,7 @@ class LinearFamily(Family):
 
     problem_type = LinearProblem
     primary = "modes"
+    shape_name = "d and depth"
     methods = ("gd",)
     optimizers = True
 
@@ -175,15 +176,11 @@ def simulate_linear(objective, problem, *, lr, steps, record_every=None, record_
                     key=0, init="aligned", optimizer="sgd", batch_size=None, data=None, ema=None,
                     snapshots=False, progress=None, on_divergence="raise", dtype=None, desc=None):
     """Gradient descent on the full network for ``objective``; see ``jepa.simulate_jepa`` for arguments."""
-    from ...core.family import get_family
-    try:
-        family = get_family(objective.name)
-    except ValueError:
-        family = LinearFamily(objective)
-    if family.objective is not objective:
+    family = families().get(objective.name)
+    if family is None or family.objective is not objective:     # an objective of the user's own
         family = LinearFamily(objective)
     return frontend.simulate(family, problem, lr=lr, steps=steps, record_every=record_every,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
-                             on_divergence=on_divergence, optimizer=optimizer, desc=desc or None,
+                             on_divergence=on_divergence, optimizer=optimizer, desc=desc,
                              options={"init": init, "batch_size": batch_size, "data": data, "ema": ema,
                                       "snapshots": snapshots})
