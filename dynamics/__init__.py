@@ -29,9 +29,11 @@ _configure_cpu_devices()
 
 from . import compat as _compat  # noqa: E402
 from . import core, exact, families  # noqa: E402,F401
-from .core import compare, engine, frontend, metrics, trajectory  # noqa: E402,F401
+from .core import compare, engine, flow, frontend, metrics, stepsize, trajectory  # noqa: E402,F401
 from .core.compare import BatchCrossCheck, CrossCheck, crosscheck  # noqa: E402
 from .core.engine import DivergenceError, record_schedule  # noqa: E402
+from .core.flow import FlowSolver, flow_times  # noqa: E402
+from .core.stepsize import StepSizeAdvice, gd_error, lr_for  # noqa: E402
 from .core.family import Example, Family, families as registered_families, get_family  # noqa: E402
 from .core.linalg import random_rotation  # noqa: E402
 from .core.trajectory import Trajectory, load  # noqa: E402
@@ -66,6 +68,7 @@ __all__ = [
     "byol_collapse_threshold", "HeadProblem", "simulate_head", "head_phases",
     "StepwiseProblem", "simulate_stepwise", "solve_stepwise", "step_times",
     "Family", "Example", "get_family", "registered_families",
+    "FlowSolver", "flow_times", "gd_error", "lr_for", "StepSizeAdvice",
     "core", "exact", "families", "engine", "metrics", "hadamard", "dln", "attention", "byol",
     "diagonal", "transformer", "heads", "identity_head", "stepwise", "jepa",
     "__version__",

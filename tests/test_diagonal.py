@@ -144,7 +144,27 @@ def test_simulator_bad_input():
         dy.simulate_dln(pb, method="euler", lr=0.1, steps=10)
     with pytest.raises(ValueError, match="needs lr"):
         dy.simulate_dln(pb, method="gd", steps=10)
-    with pytest.raises(ValueError, match="needs tau_max"):
-        dy.simulate_dln(pb, method="dual")
+    with pytest.raises(ValueError, match="tau_max must be"):
+        dy.simulate_dln(pb, method="dual", tau_max=-1.0)
     with pytest.raises(TypeError, match="DLNProblem or AttentionProblem"):
         dy.stages("not a problem")
+
+
+def test_gd_at_tiny_alpha_changes_sign_like_the_flow():
+    """At alpha = 1e-12, gradient descent stepped in (u, v) formed u + v by cancellation: once the
+    coordinate had grown negative, u + v was exactly 0 and the coordinate could never turn positive
+    (it stayed at -4.5e-57 instead of the last plateau's +0.079). Stepped in (u + v, u - v) it follows
+    the stages: its plateau errors are within 3x the adaptive dual flow's (both are finite-alpha
+    errors ~1/log(1/alpha), the same for both), and it keeps the flip."""
+    pb = DLNProblem.random(20, 4, sparsity=3, correlation=0.9, init_scale=1e-12, key=58)
+    st = dy.stages(pb)
+    assert st.points[-1][1] > 0.05 and np.min(np.asarray(st.points)[:, 1]) < -0.4   # it must flip
+    tau_max = 1.15 * st.times[-1]
+    lr = 0.02
+    steps = int(tau_max * pb.log_inv_alpha / lr)
+    gd = dy.simulate_dln(pb, method="gd", lr=lr, steps=steps, record_every=steps // 400)
+    dual = dy.simulate_dln(pb, method="dual", tau_max=tau_max)
+    cg, cd = dy.crosscheck(gd, st), dy.crosscheck(dual, st)
+    assert gd.beta[-1][1] > 0.05
+    np.testing.assert_array_less(cg.beta_error, 3 * cd.beta_error + 1e-6)
+    np.testing.assert_allclose(gd.beta[-1], dual.beta[-1], atol=2e-3)

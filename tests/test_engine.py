@@ -111,7 +111,7 @@ def interrupting_bar(at):
 
 def test_interrupt_keeps_records(monkeypatch):
     """A KeyboardInterrupt between chunks returns what was recorded, with status 1."""
-    monkeypatch.setattr(engine, "_progress_bar", interrupting_bar(2))
+    monkeypatch.setattr(engine, "progress_bar", interrupting_bar(2))
     rec = engine.record_schedule(1000, every=10)
     with pytest.warns(RuntimeWarning, match="interrupted"):
         out = run_quadratic(np.array([0.01]), np.array([[1.0]]), np.ones((1, 1)), rec, n_chunks=10,
@@ -126,7 +126,7 @@ def test_interrupt_keeps_records(monkeypatch):
 
 
 def test_interrupt_through_public_simulator(monkeypatch):
-    monkeypatch.setattr(engine, "_progress_bar", interrupting_bar(3))
+    monkeypatch.setattr(engine, "progress_bar", interrupting_bar(3))
     prob = dy.SSLProblem.from_spectrum([1.0, 0.5], [1.0, 0.8], 2, 0.05)
     with pytest.warns(RuntimeWarning):
         traj = dy.simulate_jepa(prob, lr=0.01, steps=50_000, record_every=100, progress=True)

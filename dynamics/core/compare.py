@@ -32,7 +32,8 @@ from .metrics import hitting_times
 from .trajectory import Trajectory
 from .validation import check_fraction, check_positive
 
-__all__ = ["CrossCheck", "BatchCrossCheck", "crosscheck", "OUTCOMES", "verdict"]
+__all__ = ["CrossCheck", "BatchCrossCheck", "crosscheck", "OUTCOMES", "verdict", "default_tolerances",
+           "flow_rtol", "FLOW_ERROR_FACTOR"]
 
 OUTCOMES = ("passed", "failed", "inconclusive")
 
@@ -166,12 +167,42 @@ class BatchCrossCheck:
         return plot_crosscheck(self.checks[0], ax=ax)
 
 
-def crosscheck(a, b, *, fraction=0.5, rtol=None, ctol=1e-2, interpolate=False):
+def flow_rtol(traj):
+    """The solver tolerance of an adaptive (ODE-method) simulation, or None for a step method."""
+    cfg = traj.settings.get("flow") if traj.kind == "simulation" else None
+    return None if not cfg else float(cfg["rtol"])
+
+
+#: the global error of the adaptive flow, measured in tests/test_flow.py, stays below this multiple
+#: of its local tolerance rtol on every family's rotated problems (at most ~3e-8 at rtol = 1e-10)
+FLOW_ERROR_FACTOR = 1e3
+
+
+def default_tolerances(a, b):
+    """(rtol, ctol) for comparing ``a`` with ``b`` when not given.
+
+    An adaptive flow against the theory or another flow: ``FLOW_ERROR_FACTOR`` x the solver's rtol
+    (1e-7 at the default 1e-10) for both, since neither has a step-size error.  Anything that involves
+    gradient descent: 1e-2 (its discretisation error is O(lr); see ``gd_error`` and ``lr_for``).
+    """
+    ra, rb = flow_rtol(a), flow_rtol(b)
+    exact = [r for r in (ra, rb) if r is not None]
+    kinds_ok = all(flow_rtol(x) is not None or x.kind == "theory" for x in (a, b))
+    if exact and kinds_ok:
+        tol = FLOW_ERROR_FACTOR * max(exact)
+        return tol, tol
+    return 1e-2, 1e-2
+
+
+def crosscheck(a, b, *, fraction=0.5, rtol=None, ctol=None, interpolate=False):
     """Compare result ``a`` with reference ``b`` (simulation vs theory, gd vs another method, ...).
 
     ``b`` may also be a reference object with its own comparison (the rank-growth ``Stages``: then
     this is ``b.crosscheck(a)``, errors at plateau middles and at the jumps, default rtol 0.05).
-    rtol : tolerance of the pointwise relative error (default 1e-2);  ctol : of the critical times.  For a batch in ``a``
+    rtol : tolerance of the pointwise relative error;  ctol : of the critical times (defaults: 1e-2
+    where gradient descent is involved, tied to the solver's rtol for an adaptive flow against the
+    theory, see :func:`default_tolerances`; ``crosscheck(gd, flow)`` measures gd's discretisation
+    error).  For a batch in ``a``
     or ``b`` (a single result is broadcast over the other's runs) the result is a
     :class:`BatchCrossCheck` with one row per run.  See the module docstring for the outcomes.
 
@@ -181,10 +212,12 @@ def crosscheck(a, b, *, fraction=0.5, rtol=None, ctol=1e-2, interpolate=False):
     """
     if not isinstance(b, Trajectory) and callable(getattr(b, "crosscheck", None)):
         return b.crosscheck(a, rtol=rtol)
-    rtol = 1e-2 if rtol is None else rtol
     for name, x in (("a", a), ("b", b)):
         if not isinstance(x, Trajectory):
             raise TypeError(f"crosscheck: {name} must be a Trajectory, got {type(x).__name__}")
+    rtol_d, ctol_d = default_tolerances(a, b)
+    rtol = rtol_d if rtol is None else rtol
+    ctol = ctol_d if ctol is None else ctol
     fraction = check_fraction("fraction", fraction)
     rtol = check_positive("rtol", rtol)
     ctol = check_positive("ctol", ctol)
@@ -314,9 +347,12 @@ def _crosscheck_one(a, b, fraction, rtol, ctol, interpolate):
             feats = [i for i, _ in missing]
             if known:
                 t_need = 1.2 * max(known)
-                lr = a.settings.get("lr") if a.kind == "simulation" else b.settings.get("lr")
+                sim = a if a.kind == "simulation" else b
+                lr = sim.settings.get("lr")
                 steps = ""
-                if isinstance(lr, (int, float)) and lr > 0:
+                if flow_rtol(sim) is not None:
+                    steps = " (t_max for the flow)"
+                elif isinstance(lr, (int, float)) and lr > 0:
                     steps = f" ({math.ceil(t_need / lr):,} steps at lr = {lr:g})"
                 advice = (f"run to t >= {t_need:.6g}{steps}: the theory puts the critical time of feature(s) "
                           f"{feats} at {', '.join(f'{p:.6g}' for p in known)}")

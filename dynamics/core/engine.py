@@ -36,7 +36,7 @@ import optax
 from .validation import check_choice, check_int, check_positive
 
 __all__ = ["Model", "EngineOutput", "DivergenceError", "simulate", "record_schedule",
-           "make_optimizer", "batch_mesh"]
+           "make_optimizer", "batch_mesh", "batch_layout"]
 
 
 class DivergenceError(FloatingPointError):
@@ -122,14 +122,42 @@ def batch_mesh(devices=None):
     return jax.sharding.Mesh(devices, ("runs",))
 
 
-def _progress_bar(total, desc, enabled):
+def batch_layout(state, consts, R, *, shard=None, ctx_batched=True):
+    """Lay a batch of R runs out over the visible devices (the one layout of every integrator).
+
+    state : a pytree with a leading runs axis R.   consts : (ctx, per-run) where ``ctx`` has a runs
+    axis when ``ctx_batched`` (else it is shared: replicated on every device) and the second entry is
+    a pytree with a runs axis.  One device per run at most (a single run stays on one device); R is
+    padded to a multiple of the device count by repeating the last run.
+    Returns (state, consts, ndev, pad, shard).
+    """
+    ndev = min(jax.device_count(), R)
+    shard = (ndev > 1) if shard is None else bool(shard)
+    pad = 0
+    if shard and ndev > 1:
+        pad = (-R) % ndev
+        padfn = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)], axis=0)  # noqa: E731
+        ctx, per = consts
+        if pad:
+            state = jax.tree_util.tree_map(padfn, state)
+            ctx = jax.tree_util.tree_map(padfn, ctx) if ctx_batched else ctx
+            per = jax.tree_util.tree_map(padfn, per)
+        mesh = batch_mesh(jax.devices()[:ndev])
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        state = jax.device_put(state, sharding)
+        consts = (jax.device_put(ctx, sharding if ctx_batched else replicated), jax.device_put(per, sharding))
+    return state, consts, ndev, pad, shard
+
+
+def progress_bar(total, desc, enabled, unit="step"):
     if not enabled:
         return None
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return None
-    return tqdm(total=total, desc=desc, unit="step", unit_scale=True, leave=False,
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False,
                 file=sys.stderr, smoothing=0.1)
 
 
@@ -203,23 +231,7 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
 
     # ---- batch layout and sharding ---------------------------------------------------------------
     state = (params, aux, opt_state, key, jnp.full((R,), -1, dtype=jnp.int64))
-    consts = (ctx, lr)
-    # one device per run at most: a single run stays on one device instead of being padded
-    ndev = min(jax.device_count(), R)
-    shard = (ndev > 1) if shard is None else bool(shard)
-    pad = 0
-    if shard and ndev > 1:
-        pad = (-R) % ndev
-        padfn = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)], axis=0)  # noqa: E731
-        if pad:
-            state = jax.tree_util.tree_map(padfn, state)
-            consts = (jax.tree_util.tree_map(padfn, consts[0]) if ctx_batched else consts[0], padfn(consts[1]))
-        mesh = batch_mesh(jax.devices()[:ndev])
-        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
-        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-        state = jax.device_put(state, sharding)
-        consts = (jax.device_put(consts[0], sharding if ctx_batched else replicated),
-                  jax.device_put(consts[1], sharding))
+    state, consts, ndev, pad, shard = batch_layout(state, (ctx, lr), R, shard=shard, ctx_batched=ctx_batched)
 
     # ---- chunks of records -------------------------------------------------------------------------
     seg_all = np.diff(np.concatenate([[0], record_steps]))  # first segment has 0 steps: records step 0
@@ -230,7 +242,7 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
     total_steps = int(record_steps[-1])
     if progress is None:
         progress = sys.stderr.isatty() and total_steps * R >= 100_000
-    bar = _progress_bar(total_steps, desc, progress)
+    bar = progress_bar(total_steps, desc, progress)
 
     recs, done_records, status, message = [], 0, 0, "finished"
     t_start = time.perf_counter()

@@ -58,6 +58,9 @@ class Example:
     has_theory : whether ``Family.theory`` applies to this problem (then crosscheck must pass against it).
     rtol, ctol : the cross-check tolerances at this lr (discretisation error O(lr)).
     diverging_options : options (replacing ``options``) under which ``diverging_lr`` diverges.
+    halving : where gradient descent is in its first-order regime against the flow (its error halves
+        with lr): a dict with any of "problem", "lr", "steps", "options" replacing the example's
+        (default: the example itself).
     """
 
     problem: Any
@@ -72,6 +75,7 @@ class Example:
     rtol: float = 0.05
     ctol: float = 0.02
     diverging_options: dict = field(default_factory=dict)
+    halving: dict = field(default_factory=dict)
 
 
 class Family(abc.ABC):
@@ -83,7 +87,9 @@ class Family(abc.ABC):
     problem_type : the problem class (or a tuple of classes) ``simulate`` accepts.
     shape_name : what ``shape(problem)`` returns, in words (for the error on a mixed batch).
     primary : the recorded field a cross-check compares, shape (T, F) for one run.
-    methods : the simulation methods it offers ("gd": the engine's optimizer steps).
+    methods : the step methods it offers ("gd": the engine's optimizer steps).
+    ode_methods : the methods integrated adaptively by ``core.flow`` ("flow": the exact gradient flow of
+        the parameters "gd" steps; every family has it unless ``check_options`` refuses it).
     optimizers : whether any optax optimizer is allowed (else only plain "sgd").
     error_floor : relative errors are |a - b| / max(|b|, error_floor * max_t |b|) per feature; 0 is a
         plain relative error (the deep linear modes never cross 0), > 0 for fields that decay to 0.
@@ -96,6 +102,7 @@ class Family(abc.ABC):
     primary: ClassVar[str]
     shape_name: ClassVar[str] = "one shape"
     methods: ClassVar[tuple] = ("gd",)
+    ode_methods: ClassVar[tuple] = ("flow",)
     optimizers: ClassVar[bool] = True
     error_floor: ClassVar[float] = 0.0
     default_dtype: ClassVar[Any] = np.float64
@@ -122,6 +129,15 @@ class Family(abc.ABC):
     def check_options(self, problems, method: str, options: dict) -> dict:
         """Validate the family's own options (return them, normalised)."""
         return options
+
+    def base_method(self, method: str) -> str:
+        """The method whose model, initial state and context an ODE method integrates ("flow" -> "gd")."""
+        return "gd" if method == "flow" else method
+
+    def flow_atol(self, method: str, rtol: float):
+        """The ODE methods' default absolute tolerance, or None for ``core.flow``'s (rtol * 1e-3 *
+        the largest initial parameter)."""
+        return None
 
     def fixed_point(self, problem, options: dict):
         """(F,) asymptote of the primary field, or None where the family does not know it."""

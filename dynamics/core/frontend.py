@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import engine
+from . import engine, flow
 from .family import Family
 from .io import versions
 from .keys import init_key, key_count, key_data, run_keys, step_key
@@ -88,48 +88,108 @@ def _to_device(trees, dtype, *, stack=True):
     return jax.tree_util.tree_map(conv, *trees)
 
 
-def simulate(family: Family, problem, *, lr, steps, record_every=None, record_log=None, runs=1, key=0,
-             dtype=None, progress=None, on_divergence="raise", optimizer="sgd", method="gd", options=None,
-             per_run=None, desc=None) -> Trajectory:
+def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None, record_log=None, runs=1,
+             key=0, dtype=None, progress=None, on_divergence="raise", optimizer="sgd", method="gd",
+             options=None, per_run=None, desc=None, times=None, t_max=None, rtol=None, atol=None,
+             solver=None) -> Trajectory:
     """Simulate ``family`` on ``problem`` (see the module docstring for the run arguments).
 
     options : the family's own options (shared by every run).   per_run : options with one value per
     run (e.g. dense attention's init scales), each of length 1 or R.
+
+    Step methods (``family.methods``, e.g. "gd") take ``lr`` and ``steps``.  ODE methods
+    (``family.ode_methods``: "flow", the exact gradient flow of the same parameters, and the u*v
+    "dual" form) are integrated adaptively (``core.flow``) on the record grid ``times``, or up to
+    ``t_max`` (``record_every`` a time step, ``record_log`` a count), or -- with neither -- on the
+    grid ``lr * step`` that "gd" with the same ``lr`` and ``steps`` records (so the two compare
+    point by point).  ``rtol`` / ``atol`` / ``solver`` configure :class:`~dynamics.core.flow.FlowSolver`;
+    ``lr`` (default 1) then only sets an EMA target's rate and a step-counting family's time unit.
     """
-    check_choice("method", method, set(family.methods))
+    ode = method in family.ode_methods
+    check_choice("method", method, set(family.methods) | set(family.ode_methods))
     check_choice("on_divergence", on_divergence, {"raise", "stop"})
+    if ode and optimizer != "sgd":
+        raise ValueError(f"method={method!r} integrates the gradient flow itself: there is no optimizer "
+                         f"(optimizer must be 'sgd', got {optimizer!r}); use method='gd' for {optimizer!r}")
     if not family.optimizers and optimizer != "sgd":
         raise ValueError(f"{family.name} integrates its flow with plain gradient steps: optimizer must be "
                          f"'sgd', got {optimizer!r}")
+    if not ode and (times is not None or t_max is not None or rtol is not None or atol is not None
+                    or solver is not None):
+        raise ValueError(f"times, t_max, rtol, atol and solver are for the ODE methods {family.ode_methods}, "
+                         f"not method={method!r} (which takes lr and steps)")
+    if lr is None:
+        if not ode:
+            raise ValueError(f"method={method!r} needs lr > 0 (the step size)")
+        lr = 1.0
     probs, lrs, R, batched, per_run = resolve_batch(family, problem, lr, runs, key, per_run)
-    steps = check_int("steps", steps, minimum=1)
-    if record_every is None and record_log is None:
-        record_every = max(1, steps // DEFAULT_RECORDS)
-    rec = engine.record_schedule(steps, every=record_every, log=record_log)
-    dtype = check_dtype(dtype, family.default_dtype)
+    solver_cfg = None
+    if ode:
+        rtol = flow.DEFAULT_RTOL if rtol is None else rtol
+        atol = family.flow_atol(method, float(rtol)) if atol is None else atol
+        grid_steps = None
+        solver_cfg = flow.FlowSolver(rtol=rtol, atol=atol,
+                                     solver="tsit5" if solver is None else solver)
+        if times is None and t_max is None:
+            if steps is None:
+                raise ValueError(f"method={method!r} needs times (a grid), t_max (a horizon) or lr and steps")
+            if np.unique(lrs).size > 1:
+                raise ValueError(f"method={method!r} on a batch of learning rates: give times (one grid)")
+            steps = check_int("steps", steps, minimum=1)
+            if record_every is None and record_log is None:
+                record_every = max(1, steps // DEFAULT_RECORDS)
+            grid_steps = engine.record_schedule(steps, every=record_every, log=record_log)
+            grid = float(lrs[0]) * grid_steps.astype(float)
+        else:
+            grid = flow.flow_times(times=times, t_max=t_max, record_every=record_every, record_log=record_log,
+                                   records=DEFAULT_RECORDS)
+    else:
+        if steps is None:
+            raise ValueError(f"method={method!r} needs steps (an int >= 1)")
+        steps = check_int("steps", steps, minimum=1)
+        if record_every is None and record_log is None:
+            record_every = max(1, steps // DEFAULT_RECORDS)
+        rec = engine.record_schedule(steps, every=record_every, log=record_log)
+    base = family.base_method(method)
+    dtype = check_dtype(dtype, np.float64 if ode else family.default_dtype)
+    if ode and dtype == np.float32 and solver_cfg.rtol < 1e-6:
+        raise ValueError(f"rtol={solver_cfg.rtol:g} is below float32's resolution: simulate the flow in "
+                         "float64 (the default) or give rtol >= 1e-6")
     options = family.check_options(probs, method, dict(options or {}))
     run_options = [{**options, **{k: v[i] for k, v in per_run.items()}} for i in range(R)]
     if dtype == np.float32:
         family.warn_float32(probs, lrs, options)
 
     keys = run_keys(key, R)
-    states = [family.initial_state(p, init_key(k), method, o) for p, k, o in zip(probs, keys, run_options)]
+    states = [family.initial_state(p, init_key(k), base, o) for p, k, o in zip(probs, keys, run_options)]
     params = _to_device([s[0] for s in states], dtype)
     aux = _to_device([s[1] for s in states], dtype)
     shared = len({id(p) for p in probs}) == 1       # one problem for every run: share its matrices
-    ctxs = [family.context(p, method, options) for p in (probs[:1] if shared else probs)]
+    ctxs = [family.context(p, base, options) for p in (probs[:1] if shared else probs)]
     ctx = _to_device(ctxs, dtype, stack=not shared)
-    model = family.model(probs[0], method, options)
+    model = family.model(probs[0], base, options)
     fixed = [family.fixed_point(p, o) for p, o in zip(probs, run_options)]
     settings = {"family": family.name, "method": method, "lr": lrs.tolist() if batched else float(lrs[0]),
-                "steps": steps, "record_every": record_every, "record_log": record_log, "runs": R,
+                "steps": steps if not ode else None, "record_every": record_every, "record_log": record_log,
+                "runs": R, **({"flow": solver_cfg.to_dict()} if ode else {}),
                 "optimizer": optimizer if isinstance(optimizer, str) else "custom", "dtype": str(dtype),
                 "units": family.time_units, "key": key_data(keys),
                 **family.settings(probs[0], method, options),
                 **{k: v.tolist() for k, v in per_run.items()}, **versions()}
 
     def to_traj(out: engine.EngineOutput) -> Trajectory:
-        t, extra = family.times(probs, lrs, out.steps, method)
+        if ode:     # flow time x as (fractional) steps at each run's lr: the family's clock does the rest
+            x = np.asarray(out.extra["times"], float)
+            # on gd's grid the clock gets gd's integer steps (the same times, bit for bit)
+            per = [family.times([p], lrs[i:i + 1], x / lrs[i] if grid_steps is None else grid_steps[:x.size], base)
+                   for i, p in enumerate(probs)]
+            t = np.concatenate([q[0] for q in per], axis=0)
+            extra = {k: np.concatenate([q[1][k] for q in per], axis=0) for k in per[0][1]}
+            stats = {k: out.extra[k].tolist() if batched else int(out.extra[k][0])
+                     for k in ("accepted", "rejected", "evaluations")}
+        else:
+            t, extra = family.times(probs, lrs, out.steps, base)
+            stats = {}
         same_t = bool(np.all(t == t[:1])) if t.size else True
         fields = {**{k: v for k, v in out.records.items()}, **extra}
         if not batched:
@@ -144,13 +204,21 @@ def simulate(family: Family, problem, *, lr, steps, record_every=None, record_lo
                           primary=family.primary,
                           problem=probs if (batched and not shared) else probs[0],
                           settings={**settings, "wall_time_s": out.wall_time, "compile_time_s": out.compile_time,
-                                    "devices": out.extra["devices"], "step_index": out.steps.tolist()},
+                                    "devices": out.extra["devices"],
+                                    **({"solver_stats": stats} if ode else {"step_index": out.steps.tolist()})},
                           fixed_point=fp, status=out.status, message=out.message, runs=R if batched else None)
 
-    out = engine.simulate(model, params, aux, ctx, jnp.asarray(lrs, dtype=dtype), record_steps=rec,
-                          key=jnp.stack([step_key(k) for k in keys]), optimizer=optimizer,
-                          progress=progress, desc=desc or f"{family.name} {method}",
-                          on_divergence=on_divergence, make_partial=to_traj, ctx_batched=not shared)
+    run_keys_ = jnp.stack([step_key(k) for k in keys])
+    if ode:
+        out = flow.integrate(model, params, aux, ctx, jnp.asarray(lrs, dtype=dtype), times=grid,
+                             solver=solver_cfg, key=run_keys_, progress=progress,
+                             desc=desc or f"{family.name} {method}", on_divergence=on_divergence,
+                             make_partial=to_traj, ctx_batched=not shared)
+    else:
+        out = engine.simulate(model, params, aux, ctx, jnp.asarray(lrs, dtype=dtype), record_steps=rec,
+                              key=run_keys_, optimizer=optimizer,
+                              progress=progress, desc=desc or f"{family.name} {method}",
+                              on_divergence=on_divergence, make_partial=to_traj, ctx_batched=not shared)
     return to_traj(out)
 
 

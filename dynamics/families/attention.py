@@ -163,21 +163,25 @@ def _example():
     # plateaus at larger alpha are crossed late, by ~1/log(1/alpha))
     prob = AttentionProblem.teacher_student(60, 4, 3, init_scale=1e-16, key=1)
     dtau = 0.02 / prob.log_inv_alpha
+    small = AttentionProblem.teacher_student(60, 4, 3, init_scale=1e-3, key=1)
+    t_end = 1.15 * float(_stages(small).times[-1]) * small.log_inv_alpha
     return Example(problem=prob, lr=dtau, steps=int(np.ceil(1.15 / dtau)), short_steps=int(0.2 / dtau),
-                   diverging_lr=50.0, method="dual")
+                   diverging_lr=50.0, method="dual_rk4",
+                   halving={"problem": small, "lr": 1e-3, "steps": int(t_end / 1e-3)})
 
 
 ATTENTION = register(HadamardFamily("attention", AttentionProblem, example=_example))
 
 
-def simulate_attention(problem, *, method="gd", lr=None, steps=None, tau_max=None, dtau=None, record_every=None,
-                       record_log=None, runs=1, key=0, dtype=None, optimizer="sgd", progress=None,
-                       on_divergence="raise"):
+def simulate_attention(problem, *, method="gd", lr=None, steps=None, tau_max=None, dtau=None, times=None,
+                       rtol=None, atol=None, record_every=None, record_log=None, runs=1, key=0, dtype=None,
+                       optimizer="sgd", progress=None, on_divergence="raise"):
     """Diagonal attention trained by gradient descent on (u, v) (``method="gd"``) or the exact
     small-init integrator (``method="dual"``); arguments as :func:`dynamics.simulate_dln`.
     The reference is ``dy.stages(problem)``."""
     return simulate_hadamard(ATTENTION, problem, method=method, lr=lr, steps=steps, tau_max=tau_max,
-                             dtau=dtau, record_every=record_every, record_log=record_log, runs=runs, key=key,
+                             dtau=dtau, times=times, rtol=rtol, atol=atol, record_every=record_every,
+                             record_log=record_log, runs=runs, key=key,
                              dtype=dtype, optimizer=optimizer, progress=progress, on_divergence=on_divergence)
 
 
@@ -266,26 +270,31 @@ class DenseAttentionFamily(Family):
     def example(self):
         prob = AttentionProblem.teacher_student(30, 4, 3, key=1)
         return Example(problem=prob, lr=0.05, steps=200, short_steps=5, diverging_lr=1e4,
-                       has_theory=False)
+                       has_theory=False, halving={"lr": 0.01, "steps": 1000})
 
 
 DENSE_ATTENTION = register(DenseAttentionFamily())
 
 
-def simulate_dense_attention(problem: AttentionProblem, *, init_scales=(1.0,), d_head=None, lr, steps,
-                             optimizer="adam", record_every=None, record_log=None, runs=1, key=0, dtype=None,
+def simulate_dense_attention(problem: AttentionProblem, *, init_scales=(1.0,), d_head=None, lr=None,
+                             steps=None, method="gd", times=None, t_max=None, rtol=None, atol=None,
+                             optimizer=None, record_every=None, record_log=None, runs=1, key=0, dtype=None,
                              progress=None, on_divergence="raise"):
     """Train dense heads (W_K, W_Q, W_V, W_O full, d x d_head) on ``problem``'s data from the default
     init N(0, 1/d) times each of ``init_scales`` (one run per scale, batched).
 
+    ``method="flow"`` integrates the plain gradient flow of the same parameters (no optimizer: Adam
+    has no flow of its own), on ``times`` / ``t_max`` or the grid lr * step.
     Returns a Trajectory with .t (steps x lr), .loss (R, T), .sv_kq / .sv_vo (R, T, layers, heads,
     d) singular values of Delta W_K W_Q^T and Delta W_V W_O^T (Delta = change since init), and
     .stable_rank_kq / .stable_rank_vo (R, T, layers, heads).
     """
+    optimizer = ("adam" if method == "gd" else "sgd") if optimizer is None else optimizer
     scales = check_array("init_scales", init_scales, ndim=1)
     if np.any(scales <= 0):
         raise ValueError(f"init_scales must be > 0, got {scales}")
     return frontend.simulate(DENSE_ATTENTION, problem, lr=lr, steps=steps, record_every=record_every,
+                             method=method, times=times, t_max=t_max, rtol=rtol, atol=atol,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, optimizer=optimizer, options={"d_head": d_head},
                              per_run={"init_scale": scales}, desc="dense attention")

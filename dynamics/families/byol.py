@@ -231,6 +231,9 @@ class BYOLFamily(Family):
                 problem.alpha_p, problem.eta, problem.beta, problem.directpred_rho, problem.directpred_eps)
 
     def check_options(self, problems, method, options):
+        if method == "flow" and problems[0].predictor == "directpred":
+            raise ValueError("predictor='directpred' sets W_p from a per-step moving average and an "
+                             "eigendecomposition, which has no gradient flow: use method='gd' for it")
         return {"init": None, **options}
 
     def model(self, problem, method, options):
@@ -293,7 +296,7 @@ class BYOLFamily(Family):
 BYOL = register(BYOLFamily())
 
 
-def simulate_byol(problem, *, lr, steps, record_every=None, record_log=None, init=None, runs=1,
+def simulate_byol(problem, *, lr=None, steps=None, method="gd", times=None, t_max=None, rtol=None, atol=None, record_every=None, record_log=None, init=None, runs=1,
                   key=0, dtype=None, progress=None, on_divergence="raise"):
     """Euler steps (``lr``) of the matrix flow above, through the shared engine.
 
@@ -305,6 +308,7 @@ def simulate_byol(problem, *, lr, steps, record_every=None, record_log=None, ini
     ``problem`` may be a list of BYOLProblems of one shape; ``lr`` an array; ``key`` as everywhere.
     """
     return frontend.simulate(BYOL, problem, lr=lr, steps=steps, record_every=record_every,
+                             method=method, times=times, t_max=t_max, rtol=rtol, atol=atol,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, options={"init": init}, desc="byol")
 

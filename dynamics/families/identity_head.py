@@ -120,7 +120,7 @@ def _bn(z):
 
 
 @functools.lru_cache(maxsize=16)
-def _head_model(head, batchnorm, B, ratio, d, P, fp, noise):
+def _head_model(head, batchnorm, B, ratio, d, P, fp, noise, full_batch=False):
     static = {"d": d, "P": P, "fp": fp, "noise": noise}
 
     def loss_fn(params, X1, X2):
@@ -136,7 +136,8 @@ def _head_model(head, batchnorm, B, ratio, d, P, fp, noise):
         return 0.5 * jnp.mean(jnp.sum((f1 - f2) ** 2, axis=1))
 
     def grad(params, aux, ctx, key):
-        X1, X2 = _sample(key, B, {**ctx, **static})
+        # full batch: the fixed evaluation batch (a deterministic loss, with a gradient flow)
+        X1, X2 = (ctx["X1"], ctx["X2"]) if full_batch else _sample(key, B, {**ctx, **static})
         loss, g = jax.value_and_grad(loss_fn)(params, X1, X2)
         if head:
             g = {**g, "E": ratio * g["E"]}
@@ -151,13 +152,15 @@ def _head_model(head, batchnorm, B, ratio, d, P, fp, noise):
             out["head_offdiag"] = params["E"][~np.eye(k, dtype=bool)]
         return out
 
-    return engine.Model(grad=grad, observe=observe)
+    return engine.Model(grad=grad, observe=observe, stochastic=not full_batch)
 
 
 class HeadFamily(Family):
     """The identity-initialised head toy as a family: primary field ``overlaps`` (k, 2); no theory.
-    Options: ``head``, ``batchnorm``. Fresh samples every step (the run key seeds them); the evaluation
-    batch and the noise bank come from the problem's ``key``. float32 by default."""
+    Options: ``head``, ``batchnorm``, ``full_batch``. Fresh samples every step (the run key seeds them)
+    unless ``full_batch``, which trains on the fixed evaluation batch (a deterministic loss: the one
+    ``method="flow"`` integrates); the evaluation batch and the noise bank come from the problem's
+    ``key``. float32 by default."""
 
     name = "identity_head"
     problem_type = HeadProblem
@@ -171,11 +174,15 @@ class HeadFamily(Family):
                 problem.noise_std, problem.neurons, problem.eval_batch, problem.noise_bank)
 
     def check_options(self, problems, method, options):
-        return {"head": True, "batchnorm": True, **{k: bool(v) for k, v in options.items()}}
+        o = {"head": True, "batchnorm": True, "full_batch": False, **{k: bool(v) for k, v in options.items()}}
+        if method == "flow":    # the flow of the expected loss has no closed form: the fixed batch's
+            o["full_batch"] = True
+        return o
 
     def model(self, problem, method, options):
         return _head_model(options["head"], options["batchnorm"], problem.batch, problem.head_lr_ratio,
-                           problem.d, problem.patches, problem.feature_patches, problem.noise_std)
+                           problem.d, problem.patches, problem.feature_patches, problem.noise_std,
+                           options["full_batch"])
 
     def initial_state(self, problem, key, method, options):
         params = {"W": problem.init_W()}
@@ -198,19 +205,22 @@ class HeadFamily(Family):
         return np.broadcast_to(np.asarray(steps, float), (len(lrs), len(steps))).copy(), {}
 
     def settings(self, problem, method, options):
-        return {"head": options["head"], "batchnorm": options["batchnorm"], "head_lr_ratio": problem.head_lr_ratio}
+        return {"head": options["head"], "batchnorm": options["batchnorm"], "full_batch": options["full_batch"],
+                "head_lr_ratio": problem.head_lr_ratio}
 
     def example(self):
         prob = HeadProblem(d=8, patches=4, feature_patches=1, batch=32, eval_batch=64, noise_bank=256)
         return Example(problem=prob, lr=0.02, steps=60, short_steps=5, diverging_lr=1e3, has_theory=False,
-                       diverging_options={"batchnorm": False})   # the BatchNorm loss is bounded
+                       diverging_options={"batchnorm": False},   # the BatchNorm loss is bounded
+                       halving={"lr": 0.005, "steps": 240, "options": {"full_batch": True}})
 
 
 HEAD = register(HeadFamily())
 
 
-def simulate_head(problem, *, head=True, batchnorm=True, lr=0.02, steps=8000, record_every=None,
-                  record_log=None, runs=1, key=0, dtype=np.float32, optimizer="sgd", progress=None,
+def simulate_head(problem, *, head=True, batchnorm=True, lr=0.02, steps=8000, full_batch=False,
+                  method="gd", times=None, t_max=None, rtol=None, atol=None, record_every=None,
+                  record_log=None, runs=1, key=0, dtype=None, optimizer="sgd", progress=None,
                   on_divergence="raise"):
     """SGD on the toy (fresh batches every step; W at ``lr``, the head's off-diagonals at
     ``lr * problem.head_lr_ratio``). Returns a Trajectory: .t = step (not scaled by lr),
@@ -218,9 +228,11 @@ def simulate_head(problem, *, head=True, batchnorm=True, lr=0.02, steps=8000, re
     evaluation batch, .norms; the phase times (``head_phases``) are in ``.settings["phases"]``.
     float32 by default (no theory to match; the sampling dominates the cost)."""
     traj = frontend.simulate(HEAD, problem, lr=lr, steps=steps, record_every=record_every,
+                             method=method, times=times, t_max=t_max, rtol=rtol, atol=atol,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, optimizer=optimizer,
-                             options={"head": head, "batchnorm": batchnorm}, desc="identity head")
+                             options={"head": head, "batchnorm": batchnorm, "full_batch": full_batch},
+                             desc="identity head")
     if not np.size(traj.t):
         return traj
     subs = [traj.run(i) for i in range(traj.n_runs)] if traj.batched else [traj]

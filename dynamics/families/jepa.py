@@ -56,6 +56,9 @@ _SIM_DOC = """Simulate {name} by gradient descent on the full (dense) network.
     batch_size : None for population gradients; an int for minibatch SGD on fresh Gaussian samples
         (or on ``data``).   data : (x, y) arrays (n, d) for a finite sample (full batch unless
         batch_size).   {extra}snapshots : also record the parameters.
+    method : "gd" (the default: optimizer steps of size lr) or "flow" (the exact gradient flow of the
+        same network by an adaptive solver, ``dynamics.core.flow``: on ``times``, up to ``t_max``, or
+        on the grid lr * step that "gd" records; ``rtol`` / ``atol`` its tolerances, default 1e-10).
     progress : tqdm bar (None = when stderr is a terminal).   on_divergence : "raise" or "stop".
     dtype : float64 (default) or float32.
 
@@ -65,20 +68,22 @@ _SIM_DOC = """Simulate {name} by gradient descent on the full (dense) network.
     """
 
 
-def simulate_jepa(problem, *, lr, steps, record_every=None, record_log=None, runs=1, key=0,
+def simulate_jepa(problem, *, lr=None, steps=None, method="gd", times=None, t_max=None, rtol=None, atol=None, record_every=None, record_log=None, runs=1, key=0,
                   init="aligned", optimizer="sgd", batch_size=None, data=None, ema=None,
                   snapshots=False, progress=None, on_divergence="raise", dtype=None):
     return frontend.simulate(JEPA_FAMILY, problem, lr=lr, steps=steps, record_every=record_every,
+                             method=method, times=times, t_max=t_max, rtol=rtol, atol=atol,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, optimizer=optimizer,
                              options={"init": init, "batch_size": batch_size, "data": data, "ema": ema,
                                       "snapshots": snapshots})
 
 
-def simulate_mae(problem, *, lr, steps, record_every=None, record_log=None, runs=1, key=0,
+def simulate_mae(problem, *, lr=None, steps=None, method="gd", times=None, t_max=None, rtol=None, atol=None, record_every=None, record_log=None, runs=1, key=0,
                  init="aligned", optimizer="sgd", batch_size=None, data=None, snapshots=False,
                  progress=None, on_divergence="raise", dtype=None):
     return frontend.simulate(MAE_FAMILY, problem, lr=lr, steps=steps, record_every=record_every,
+                             method=method, times=times, t_max=t_max, rtol=rtol, atol=atol,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, optimizer=optimizer,
                              options={"init": init, "batch_size": batch_size, "data": data,

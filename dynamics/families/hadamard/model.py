@@ -27,7 +27,8 @@ from ...core import engine, frontend
 from ...core.family import Example, Family
 from ...core.validation import check_positive
 
-__all__ = ["HadamardProblem", "HadamardFamily", "beta_from_dual", "simulate_hadamard", "check_alpha"]
+__all__ = ["HadamardProblem", "HadamardFamily", "beta_from_dual", "beta_from_wz", "simulate_hadamard", "check_alpha",
+           "default_tau_max"]
 
 
 class HadamardProblem:
@@ -78,19 +79,29 @@ def beta_from_dual(s, a, b, log_inv_alpha):
 
 
 # --------------------------------------------------------------------------------------- simulate
+def beta_from_wz(w, z):
+    """beta = u v = (w - z)(w + z) / 4 from w = u + v and z = u - v."""
+    return 0.25 * (w - z) * (w + z)
+
+
 @functools.lru_cache(maxsize=32)
 def _engine_model(loss_fn, method):
     vg = jax.value_and_grad(loss_fn)
 
     if method == "gd":
+        # gradient descent on (u, v) written in w = u + v, z = u - v:  w <- w (1 - lr g), z <- z (1 + lr g),
+        # the same iterates in exact arithmetic, but u - v is never formed by cancellation, so a
+        # coordinate that has grown to ~1 keeps the tiny z that lets it change sign later
         def grad(params, aux, ctx, key):
-            beta = params["u"] * params["v"]
-            loss, g = vg(beta, ctx["data"])
-            return loss, {"u": g * params["v"], "v": g * params["u"]}
+            w, z = params["w"], params["z"]
+            loss, g = vg(beta_from_wz(w, z), ctx["data"])
+            return loss, {"w": g * w, "z": -g * z}
 
         def observe(params, aux, ctx):
-            beta = params["u"] * params["v"]
-            return {"beta": beta, "loss": loss_fn(beta, ctx["data"])}
+            w, z = params["w"], params["z"]
+            beta = beta_from_wz(w, z)
+            # u^2 - v^2 = w z is conserved by the flow (theory/rank_growth.md)
+            return {"beta": beta, "loss": loss_fn(beta, ctx["data"]), "conserved": w * z}
 
         return engine.Model(grad=grad, observe=observe, stochastic=False)
 
@@ -99,6 +110,7 @@ def _engine_model(loss_fn, method):
 
     def grad(params, aux, ctx, key, h):
         # classical RK4 for ds/dtau = -g(beta(s)); the engine's SGD step with lr = h applies it
+        # (method "dual_rk4"); at h = 0 it is the vector field itself (the adaptive "dual")
         s = params["s"]
         k1 = slope(s, ctx)
         k2 = slope(s + 0.5 * h * k1, ctx)
@@ -117,14 +129,17 @@ def _engine_model(loss_fn, method):
 class HadamardFamily(Family):
     """A u * v model as a family: primary field ``beta`` (p,), also ``tau`` = t / log(1/alpha).
 
-    Methods: "gd" (optimizer steps on (u, v) at ``lr``; t = lr * step) and "dual" (RK4 on (E) in
-    rescaled time with step ``lr`` = dtau; tau = dtau * step, t = tau log(1/alpha)).  The reference
-    is the stage prediction (``stages.py``): ``crosscheck(sim, stages(problem))``.
+    Methods: "gd" (gradient descent on (u, v) at ``lr``, stepped in (u + v, u - v); t = lr * step),
+    "flow" (its exact gradient flow, adaptive), "dual" (the flow in the dual variable s of (E), in
+    rescaled time tau, adaptive: reaches alpha = 1e-128 without underflow) and "dual_rk4" (the former
+    fixed-step RK4 on (E) with step ``lr`` = dtau; tau = dtau * step).  t = tau log(1/alpha).  The
+    reference is the stage prediction (``stages.py``): ``crosscheck(sim, stages(problem))``.
     """
 
     primary = "beta"
-    methods = ("gd", "dual")
-    optimizers = True
+    methods = ("gd", "dual_rk4")
+    ode_methods = ("flow", "dual")
+    optimizers = False
     error_floor = 1e-2
     shape_name = "the model type and the number of coordinates"
 
@@ -137,12 +152,18 @@ class HadamardFamily(Family):
         return (type(problem).__name__, problem.p)
 
     def model(self, problem, method, options):
-        return _engine_model(type(problem).loss_fn, method)
+        return _engine_model(type(problem).loss_fn, "gd" if method == "gd" else "dual")
 
     def initial_state(self, problem, key, method, options):
         if method == "gd":
-            return {"u": problem.init_scale * problem.u0, "v": problem.init_scale * problem.v0}, {}
+            u, v = problem.init_scale * problem.u0, problem.init_scale * problem.v0
+            return {"w": u + v, "z": u - v}, {}
         return {"s": np.zeros(problem.p)}, {}
+
+    def flow_atol(self, method, rtol):
+        # (w, z) move multiplicatively and keep their signs: a pure relative error control;
+        # the dual variable s is O(1): an absolute one (beta's relative error is 2 log(1/alpha) ds)
+        return np.finfo(float).tiny if method == "flow" else 1e-2 * rtol
 
     def context(self, problem, method, options):
         return {"data": dict(problem.data), "a": (problem.u0 + problem.v0) ** 2,
@@ -166,41 +187,62 @@ class HadamardFamily(Family):
         return None if self._example is None else self._example()
 
 
+def default_tau_max(problems):
+    """Past the last predicted stage: 1.15 x the last jump time + 0.3 (the largest over a batch)."""
+    from .stages import stages
+    return max(1.15 * float(stages(p).times[-1]) + 0.3 for p in problems)
+
+
 def simulate_hadamard(family, problem, *, method="gd", lr=None, steps=None, tau_max=None, dtau=None,
-                      record_every=None, record_log=None, runs=1, key=0, dtype=None, optimizer="sgd",
-                      progress=None, on_divergence="raise"):
-    """Train a u * v model: ``method="gd"`` (gradient descent on (u, v) with step ``lr``, ``steps``
-    steps or up to rescaled time ``tau_max``) or ``method="dual"`` (RK4 on (E) in rescaled time with
-    step ``dtau``, default 0.02 / log(1/alpha), up to ``tau_max``).
+                      times=None, rtol=None, atol=None, record_every=None, record_log=None, runs=1, key=0,
+                      dtype=None, optimizer="sgd", progress=None, on_divergence="raise"):
+    """Train a u * v model.
+
+    method="gd" : gradient descent on (u, v) with step ``lr``, ``steps`` steps or up to rescaled time
+        ``tau_max`` (stepped in (u + v, u - v): no cancellation at tiny alpha).
+    method="flow" : the exact gradient flow of (u, v), adaptive; on ``times`` (t), up to ``tau_max``
+        (default: past the last predicted stage), or on the grid lr * step of "gd".
+    method="dual" : the small-init form (E) of the same flow in rescaled time, adaptive
+        (error-controlled, ``rtol``); ``times`` are then rescaled times tau, ``tau_max`` defaults to
+        past the last predicted stage.  ``record_every`` (a tau step) / ``record_log`` (a count).
+    method="dual_rk4" (or "dual" with ``dtau``) : fixed-step RK4 on (E) with step ``dtau`` (default
+        0.02 / log(1/alpha)), records every ``record_every`` steps.
 
     ``problem`` may be a list of problems of one shape (e.g. several alphas): one batched run.
-    Returns a Trajectory with .t (original time), .tau = t / log(1/alpha), .beta (T, p), .loss (T,).
+    Returns a Trajectory with .t (original time), .tau = t / log(1/alpha), .beta (T, p), .loss (T,)
+    (and .conserved = u^2 - v^2 for "gd" and "flow").
     """
     from ...core.validation import check_choice
-    check_choice("method", method, set(family.methods))
+    check_choice("method", method, set(family.methods) | set(family.ode_methods))
     probs = list(problem) if isinstance(problem, (list, tuple)) else [problem]
     for i, pb in enumerate(probs):
         if not isinstance(pb, HadamardProblem):
             raise TypeError(f"problem[{i}] must be a DLNProblem or AttentionProblem, got {type(pb).__name__}")
     lams = np.array([pb.log_inv_alpha for pb in probs])
+    if method == "dual" and dtau is not None:
+        method = "dual_rk4"
+    common = dict(record_every=record_every, record_log=record_log, runs=runs, key=key, dtype=dtype,
+                  progress=progress, on_divergence=on_divergence, optimizer=optimizer, method=method,
+                  desc=f"{family.name} {method}")
     if method == "gd":
         if lr is None:
             raise ValueError("method='gd' needs lr > 0")
         if steps is None:
             if tau_max is None:
-                raise ValueError("give steps or tau_max")
+                raise ValueError("method='gd' needs steps or tau_max")
             lr_min = float(np.min(np.asarray(lr, float)))
             steps = int(np.ceil(check_positive("tau_max", tau_max) * lams.max() / lr_min))
-        step = lr
-    else:
-        if optimizer != "sgd":
-            raise ValueError("method='dual' integrates the flow with RK4; optimizer must be 'sgd'")
-        if steps is None and tau_max is None:
-            raise ValueError("method='dual' needs tau_max (rescaled time to integrate to)")
+        return frontend.simulate(family, problem, lr=lr, steps=steps, **common)
+    if method == "dual_rk4":
         step = 0.02 / lams.max() if dtau is None else check_positive("dtau", dtau)
         if steps is None:
-            steps = int(np.ceil(check_positive("tau_max", tau_max) / step))
-    return frontend.simulate(family, problem, lr=step, steps=steps, record_every=record_every,
-                             record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
-                             on_divergence=on_divergence, optimizer=optimizer, method=method,
-                             desc=f"{family.name} {method}")
+            steps = int(np.ceil(check_positive("tau_max", default_tau_max(probs) if tau_max is None
+                                               else tau_max) / step))
+        return frontend.simulate(family, problem, lr=step, steps=steps, **common)
+    # the adaptive methods: a record grid in their own time (t for "flow", tau for "dual")
+    t_max = None
+    if times is None and (lr is None or steps is None):
+        tau_max = default_tau_max(probs) if tau_max is None else check_positive("tau_max", tau_max)
+        t_max = tau_max * (lams.max() if method == "flow" else 1.0)
+    return frontend.simulate(family, problem, lr=lr, steps=steps if t_max is None and times is None else None,
+                             times=times, t_max=t_max, rtol=rtol, atol=atol, **common)

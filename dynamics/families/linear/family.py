@@ -92,6 +92,9 @@ class LinearFamily(Family):
         o = {"init": "aligned", "batch_size": None, "data": None, "ema": None, "snapshots": False, **options}
         if o["batch_size"] is not None:
             o["batch_size"] = check_int("batch_size", o["batch_size"], minimum=1)
+            if method == "flow":
+                raise ValueError("batch_size: minibatch SGD has no gradient flow; method='flow' integrates the "
+                                 "full-batch gradient (population moments, or all of ``data``)")
         if o["ema"] is not None:
             if self.objective.target != "self":
                 raise ValueError(f"ema is only meaningful for JEPA (a target encoder), not {self.name}")
@@ -172,7 +175,7 @@ class LinearFamily(Family):
                        options={"init": "aligned_gauge"})
 
 
-def simulate_linear(objective, problem, *, lr, steps, record_every=None, record_log=None, runs=1,
+def simulate_linear(objective, problem, *, lr=None, steps=None, method="gd", times=None, t_max=None, rtol=None, atol=None, record_every=None, record_log=None, runs=1,
                     key=0, init="aligned", optimizer="sgd", batch_size=None, data=None, ema=None,
                     snapshots=False, progress=None, on_divergence="raise", dtype=None, desc=None):
     """Gradient descent on the full network for ``objective``; see ``jepa.simulate_jepa`` for arguments."""
@@ -180,6 +183,7 @@ def simulate_linear(objective, problem, *, lr, steps, record_every=None, record_
     if family is None or family.objective is not objective:     # an objective of the user's own
         family = LinearFamily(objective)
     return frontend.simulate(family, problem, lr=lr, steps=steps, record_every=record_every,
+                             method=method, times=times, t_max=t_max, rtol=rtol, atol=atol,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, optimizer=optimizer, desc=desc,
                              options={"init": init, "batch_size": batch_size, "data": data, "ema": ema,

@@ -51,8 +51,8 @@ def solve_linear(objective, problem, *, times, units="gf"):
     On the learning branch (every 0 < psi0 < 1, the usual case) psi(t) = G(I(psi0) + t / pref) with the
     tabulated inverse clock G of ``mode_tables`` (no root finding; relative error ~1e-13): the whole
     (times x features) grid, the encoder modes and the loss are one fused jitted program.  Otherwise
-    (a feature at or above its fixed point) the safeguarded Newton inverse of ``mode_integrals`` runs,
-    warm-started along the sorted time grid.
+    (a feature at or above its fixed point) the safeguarded Newton inverse of ``mode_integrals`` runs for
+    that feature only, warm-started along the sorted time grid; the others keep the tabulated path.
     """
     times = check_array("times", times, ndim=1)
     if np.any(times < 0):
@@ -62,31 +62,37 @@ def solve_linear(objective, problem, *, times, units="gf"):
     t_gf = _to_gf_time(times, units, L, objective)
     pref = objective.pref(lam, rho, L)
     syy = problem.syy_diag
-    fast = k >= 1 and bool(np.all((psi0 > 0) & (psi0 < 1)))
-    if fast:
-        z0, _ = z_from_psi(jnp.asarray(psi0))
-        I0 = clock(z0, k, n)
-        fast = bool(jnp.all(jnp.isfinite(I0)))
-    if fast:
-        tab = clock_table(k, n)
-        modes, loss, x = _exact_on_grid(
-            jnp.asarray(t_gf), jnp.asarray(pref), I0, jnp.log(jnp.asarray(psi0)), jnp.asarray(scale),
-            jnp.asarray(lam), jnp.asarray(problem.sigma2), jnp.asarray(syy), jnp.asarray(tab.coef),
-            L=L, head=objective.head, self_target=objective.target == "self", key0=tab.key0,
-            n_neg=tab.n_neg, c_top=tab.c_top)
-        modes, loss = np.asarray(modes), np.asarray(loss)
-        x = None if x is None else np.asarray(x)
+    sig = dict(L=L, head=objective.head, self_target=objective.target == "self")
+    # the tabulated inverse clock for every feature on the learning branch (0 < psi0 < 1, finite clock);
+    # the safeguarded Newton inverse only for the others (features at or above their fixed point)
+    fast = np.zeros(psi0.size, bool)
+    if k >= 1:
+        ok = (psi0 > 0) & (psi0 < 1)
+        if np.any(ok):
+            z0, _ = z_from_psi(jnp.asarray(np.where(ok, psi0, 0.5)))
+            I0 = np.asarray(clock(z0, k, n))
+            fast = ok & np.isfinite(I0)
+    if fast.all():
+        modes, loss, x = _fast_grid(objective, k, n, t_gf, pref, I0, psi0, scale, lam, problem.sigma2, syy,
+                                    head=objective.head, **{k_: v for k_, v in sig.items() if k_ != "head"})
     else:
-        tau = t_gf[:, None] / pref[None, :]
-        if k == 0:   # d psi/d tau = 1 - psi^n with n = 1: psi = 1 - (1 - psi0) e^(-tau)
-            psi = 1.0 - (1.0 - psi0)[None, :] * np.exp(-tau)
+        x = np.empty((t_gf.size, psi0.size))
+        if fast.any():
+            x[:, fast] = _fast_grid(objective, k, n, t_gf, pref[fast], I0[fast], psi0[fast], scale[fast],
+                                    lam[fast], problem.sigma2[fast], syy[fast], head=True, L=L,
+                                    self_target=sig["self_target"])[2]
+        slow = ~fast
+        tau = t_gf[:, None] / pref[None, slow]
+        if k == 0:   # d psi/d tau = 1 - psi^n with n = 1: psi = 1 - (1 - psi0) e^(-tau), without rounding
+            psi = 1.0 + (psi0[slow] - 1.0)[None, :] * np.exp(-tau)
+            psi = np.where(tau == 0, psi0[slow][None, :], psi)
         else:   # warm-started along the sorted time grid (psi_at_grid_jax); times may come unsorted
             order = np.argsort(times, kind="stable")
             psi = np.empty_like(tau)
-            psi[order] = np.asarray(psi_at_grid_jax(jnp.asarray(psi0), jnp.asarray(tau[order]), k=k, n=n))
-        x = scale[None, :] * psi
-        modes, loss = _modes_and_loss(x, lam, problem.sigma2, syy, L=L, head=objective.head,
-                                      self_target=objective.target == "self", xp=np)
+            psi[order] = np.asarray(psi_at_grid_jax(jnp.asarray(psi0[slow]), jnp.asarray(tau[order]), k=k, n=n))
+        x[:, slow] = scale[None, slow] * psi
+        modes, loss = _modes_and_loss(x, lam, problem.sigma2, syy, xp=np, **sig)
+        x = x if objective.head else None
     fields = {"modes": modes, "loss": loss}
     if objective.head:
         fields["head"] = x
@@ -94,6 +100,16 @@ def solve_linear(objective, problem, *, times, units="gf"):
     return Trajectory(t=np.asarray(times, float), fields=fields, kind="theory", model=objective.name,
                       problem=problem, settings={"units": units, "objective": objective.name, **versions()},
                       fixed_point=objective.fixed_point(rho, L), method="exact", primary="modes")
+
+
+def _fast_grid(objective, k, n, t_gf, pref, I0, psi0, scale, lam, sigma2, syy, *, L, head, self_target):
+    """(modes, loss, x) by the tabulated inverse clock for features on the learning branch."""
+    tab = clock_table(k, n)
+    modes, loss, x = _exact_on_grid(
+        jnp.asarray(t_gf), jnp.asarray(pref), jnp.asarray(I0), jnp.log(jnp.asarray(psi0)), jnp.asarray(scale),
+        jnp.asarray(lam), jnp.asarray(sigma2), jnp.asarray(syy), jnp.asarray(tab.coef),
+        L=L, head=head, self_target=self_target, key0=tab.key0, n_neg=tab.n_neg, c_top=tab.c_top)
+    return np.asarray(modes), np.asarray(loss), (None if x is None else np.asarray(x))
 
 
 @functools.partial(jax.jit, static_argnames=("L", "head", "self_target", "key0", "n_neg", "c_top"))

@@ -1,0 +1,280 @@
+"""The exact gradient flow of any model: adaptive ODE integration of the engine's own gradient.
+
+Gradient descent at step ``lr`` (``core.engine``) is the explicit Euler discretisation of
+
+    d theta / dt = -grad L(theta),        d aux / dt = r(theta, aux)                          (F)
+
+and differs from it by O(lr) at a fixed gradient-flow time t = lr * step (theory/flow.md).  This module
+integrates (F) itself, for the *same* parameters and the *same* gradient function the engine steps
+(``Model.grad``), with an error-controlled Runge-Kutta method from diffrax:
+
+* solver: ``"tsit5"`` (default; Tsitouras' 5(4) explicit pair with a 4th-order dense output, FSAL:
+  six gradient evaluations per step).  The flows of this library are smooth and, for the horizons
+  of interest, not stiff except in the u*v dual form at tiny init scale; ``"dopri8"`` (8th order)
+  pays off at very tight tolerances, ``"kvaerno5"`` (L-stable ESDIRK, Jacobian by autodiff) where an
+  explicit method's steps are bounded by stability rather than accuracy.
+* step-size control: diffrax's ``PIDController`` (an integral controller with the default
+  coefficients) on the RMS norm of the scaled local error ``err / (atol + rtol |y|)``; the steps land
+  on the record times (``ClipStepSizeController(step_ts=...)``), so the recorded values are the
+  solver's own steps, not interpolants.
+* the auxiliary state (an EMA target) moves at the continuous rate of the engine's per-step update:
+  ``d/dh update_aux(theta, aux, h)`` at h = 0 when the update takes the step size (``uses_lr``), else
+  ``(update_aux(theta, aux) - aux) / lr`` -- an EMA with decay m per step of size lr has rate
+  (1 - m) / lr in gradient-flow time, so the flow of such a model is defined by the run's ``lr``.
+* ``Model.grad`` with ``uses_lr`` is evaluated at step size 0 (the limit of its own scheme, e.g. the
+  RK4 increment of the dual form, which at h = 0 is the vector field itself).
+
+A batch of R runs is integrated under ``jax.vmap`` (each run with its own adaptive steps), laid out over
+devices exactly as the engine does (``engine.batch_layout``); the record grid is integrated in chunks
+so that a progress bar advances and Ctrl-C keeps what was recorded; a run whose state or loss turns
+non-finite, or whose solver fails (too many steps: the flow is stiff or blows up), stops with a
+:class:`~dynamics.core.engine.DivergenceError` naming the time.  Statistics per run: accepted and
+rejected steps and the gradient evaluations they cost.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .engine import DivergenceError, EngineOutput, Model, progress_bar, batch_layout
+from .validation import check_choice, check_int, check_positive
+
+__all__ = ["FlowSolver", "integrate", "flow_times", "SOLVERS", "DEFAULT_RTOL"]
+
+DEFAULT_RTOL = 1e-10
+# gradient evaluations per accepted or rejected step (FSAL pairs reuse the last stage)
+SOLVERS = {"tsit5": 6, "dopri5": 6, "dopri8": 12, "kvaerno5": 7}
+
+
+@dataclass(frozen=True)
+class FlowSolver:
+    """Configuration of the adaptive integrator.
+
+    rtol : relative tolerance of the local error (default 1e-10: about 1e-8 relative global accuracy of
+        the recorded fields in float64, measured in tests/test_flow.py).
+    atol : absolute tolerance; None = ``rtol * 1e-3 * max |theta(0)|`` per run, so that a tiny init
+        (1e-16) is resolved relatively rather than drowned by a fixed floor.
+    solver : one of :data:`SOLVERS`.   max_steps : most steps between two records (then the run stops
+        with a message: the flow is stiff there or blows up).
+    """
+
+    rtol: float = DEFAULT_RTOL
+    atol: float | None = None
+    solver: str = "tsit5"
+    max_steps: int = 1_000_000
+
+    def __post_init__(self):
+        object.__setattr__(self, "rtol", check_positive("rtol", self.rtol, upper=0.1))
+        if self.atol is not None:
+            object.__setattr__(self, "atol", check_positive("atol", self.atol))
+        check_choice("solver", self.solver, set(SOLVERS))
+        object.__setattr__(self, "max_steps", check_int("max_steps", self.max_steps, minimum=16))
+
+    def to_dict(self):
+        return {"rtol": self.rtol, "atol": self.atol, "solver": self.solver, "max_steps": self.max_steps}
+
+
+def flow_times(*, times=None, t_max=None, record_every=None, record_log=None, records=500):
+    """The record grid of a flow run (gradient-flow time, starting at 0).
+
+    times : an increasing grid of times >= 0 (0 is prepended when missing: the initial state).
+    t_max : the horizon, with ``record_every`` (a time step: 0, every, 2 every, ..., t_max),
+        ``record_log`` (that many log-spaced times in [t_max * 1e-6, t_max], plus 0) or neither
+        (``records`` equal steps).
+    """
+    if times is not None:
+        if t_max is not None:
+            raise ValueError("give times (a grid) or t_max (a horizon), not both")
+        t = np.asarray(times, dtype=float)
+        if t.ndim != 1 or t.size == 0:
+            raise ValueError(f"times must be a non-empty 1-D grid, got shape {t.shape}")
+        if not np.all(np.isfinite(t)) or t[0] < 0 or np.any(np.diff(t) <= 0):
+            raise ValueError(f"times must be finite, >= 0 and strictly increasing, got {t[:5]}...")
+        return t if t[0] == 0 else np.concatenate([[0.0], t])
+    t_max = check_positive("t_max", t_max)
+    if record_every is not None and record_log is not None:
+        raise ValueError("give at most one of record_every (a time step) and record_log (a count)")
+    if record_log is not None:
+        n = check_int("record_log", record_log, minimum=2)
+        return np.concatenate([[0.0], np.geomspace(t_max * 1e-6, t_max, n)])
+    every = t_max / records if record_every is None else check_positive("record_every", record_every)
+    t = np.arange(0.0, t_max * (1 + 1e-12), every)
+    if t[-1] < t_max * (1 - 1e-12):
+        t = np.append(t, t_max)
+    t[-1] = t_max
+    return t
+
+
+def _aux_rate(model: Model):
+    """d aux / dt of the engine's per-step auxiliary update (see the module docstring)."""
+    if model.update_aux is None:
+        return lambda p, a, c, lr: jax.tree_util.tree_map(jnp.zeros_like, a)
+    if model.uses_lr:
+        def rate(p, a, c, lr):
+            h0 = jnp.zeros((), dtype=lr.dtype)
+            return jax.jvp(lambda h: model.update_aux(p, a, c, h), (h0,), (jnp.ones_like(h0),))[1]
+        return rate
+
+    def rate(p, a, c, lr):
+        new = model.update_aux(p, a, c)
+        return jax.tree_util.tree_map(lambda x, y: (x - y) / lr, new, a)
+    return rate
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_flow(model: Model, solver_name: str, max_steps: int, ctx_batched: bool):
+    """The jitted, vmapped solve from t0 to the last of ``ts`` for one (model, solver)."""
+    import diffrax
+
+    solver = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8,
+              "kvaerno5": diffrax.Kvaerno5}[solver_name]()
+    rate = _aux_rate(model)
+
+    def field(t, y, args):
+        p, a = y
+        c, lr, key = args
+        extra = (jnp.zeros((), dtype=lr.dtype),) if model.uses_lr else ()
+        _, g = model.grad(p, a, c, key, *extra)
+        return (jax.tree_util.tree_map(jnp.negative, g), rate(p, a, c, lr))
+
+    def observe(t, y, args):
+        return model.observe(y[0], y[1], args[0])
+
+    def one(y0, c, lr, key, rtol, atol, t0, ts):
+        controller = diffrax.ClipStepSizeController(diffrax.PIDController(rtol=rtol, atol=atol), step_ts=ts)
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(field), solver, t0, ts[-1], None, y0, args=(c, lr, key),
+            saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=observe), diffrax.SubSaveAt(t1=True)]),
+            stepsize_controller=controller, max_steps=max_steps, throw=False,
+            adjoint=diffrax.ForwardMode())
+        obs, final = sol.ys
+        y1 = jax.tree_util.tree_map(lambda x: x[-1], final)
+        ok = sol.result == diffrax.RESULTS.successful
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(y1)]))
+        t_end = sol.ts[1][-1]       # where the solver stopped (t1 unless it failed)
+        return y1, obs, sol.stats["num_accepted_steps"], sol.stats["num_rejected_steps"], ok & finite, t_end
+
+    cx = 0 if ctx_batched else None
+    return jax.jit(jax.vmap(one, in_axes=(0, cx, 0, 0, None, 0, None, None)))
+
+
+def integrate(model: Model, params, aux, ctx, lr, *, times, solver: FlowSolver | None = None, key=None,
+              progress=None, desc="flow", on_divergence="raise", shard=None, make_partial=None,
+              ctx_batched=True, n_chunks=None) -> EngineOutput:
+    """Integrate the gradient flow (F) of R runs and record observations at ``times``.
+
+    params, aux, ctx, ctx_batched : as for :func:`dynamics.core.engine.simulate`.
+    lr : (R,) the runs' step sizes (only an EMA target's rate depends on it).   key : (R,) keys (the
+        gradient must not use them: a stochastic model has no flow).
+    times : (T,) increasing record times starting at 0 (see :func:`flow_times`).
+    Returns an :class:`~dynamics.core.engine.EngineOutput` whose ``steps`` are the record indices and
+    whose ``extra`` holds ``times`` and per-run ``accepted`` / ``rejected`` steps and ``evaluations``.
+    """
+    check_choice("on_divergence", on_divergence, {"raise", "stop"})
+    solver = FlowSolver() if solver is None else solver
+    if model.stochastic:
+        raise ValueError("this model's gradient is stochastic (minibatches or fresh samples): its gradient "
+                         "flow is not defined; use method='gd', or the full-batch (population) options")
+    times = np.asarray(times, dtype=float)
+    if times.ndim != 1 or times.size == 0 or times[0] != 0 or np.any(np.diff(times) <= 0):
+        raise ValueError("times must be increasing record times starting at 0")
+    lr = jnp.asarray(lr)
+    R = lr.shape[0]
+    dtype = lr.dtype
+    key = jnp.stack([jax.random.PRNGKey(0)] * R) if key is None else key
+    if solver.atol is None:
+        scale = jax.vmap(lambda p: jnp.max(jnp.stack(
+            [jnp.max(jnp.abs(x)) for x in jax.tree_util.tree_leaves(p)])))(params)
+        atol = jnp.maximum(solver.rtol * 1e-3 * scale, jnp.finfo(dtype).tiny).astype(dtype)
+    else:
+        atol = jnp.full((R,), solver.atol, dtype=dtype)
+    run = _compiled_flow(model, solver.solver, solver.max_steps, bool(ctx_batched))
+
+    state = (params, aux)
+    state, (ctx, (lr_d, key_d, atol_d)), ndev, pad, shard = batch_layout(
+        state, (ctx, (lr, key, atol)), R, shard=shard, ctx_batched=ctx_batched)
+
+    T = times.size
+    if n_chunks is None:
+        n_chunks = int(min(T, 50))
+    per = int(math.ceil(T / n_chunks))     # every chunk padded to one length: one compiled program
+    bounds = list(range(0, T, per)) + [T]
+    n_chunks = len(bounds) - 1
+    if progress is None:
+        progress = sys.stderr.isatty() and R * T >= 20_000
+    bar = progress_bar(T, desc, progress, unit="record")
+    recs, accepted, rejected = [], np.zeros(R + pad, np.int64), np.zeros(R + pad, np.int64)
+    done, status, message, diverged_at, bad_runs = 0, 0, "finished", None, []
+    t_start = time.perf_counter()
+    compile_time = 0.0
+    t0 = 0.0
+    rtol = jnp.asarray(solver.rtol, dtype=dtype)
+    try:
+        for c in range(n_chunks):
+            ts = times[bounds[c]:bounds[c + 1]]
+            padded = np.concatenate([ts, np.full(per - ts.size, ts[-1])])   # repeated last time: no work
+            tic = time.perf_counter()
+            new, obs, acc, rej, ok, t_end = run(state, ctx, lr_d, key_d, rtol, atol_d,
+                                         jnp.asarray(t0, dtype=dtype), jnp.asarray(padded, dtype=dtype))
+            ok = np.asarray(ok)
+            if c == 0:
+                compile_time = time.perf_counter() - tic
+            host = jax.tree_util.tree_map(lambda x: np.asarray(x)[:, :ts.size], obs)
+            finite_obs = np.ones((R + pad, ts.size), bool)
+            for leaf in jax.tree_util.tree_leaves(host):
+                finite_obs &= np.isfinite(leaf.reshape(leaf.shape[0], ts.size, -1)).all(axis=-1)
+            accepted += np.asarray(acc)
+            rejected += np.asarray(rej)
+            bad = (~ok[:R]) | (~finite_obs[:R].all(axis=1))
+            if np.any(bad):
+                # keep the records before the first non-finite one of any failing run
+                # keep the records before the first non-finite one of any failing run, and (a solver
+                # failure) strictly before where its solver stopped
+                good = finite_obs[:R][bad].all(axis=0) & (ts[None, :] < np.asarray(t_end)[:R][bad][:, None]).all(axis=0)
+                n_keep = int(np.argmin(good)) if not good.all() else ts.size - 1
+                recs.append(jax.tree_util.tree_map(lambda x: x[:, :n_keep], host))
+                done += n_keep
+                bad_runs = np.nonzero(bad)[0].tolist()
+                diverged_at = float(ts[n_keep]) if n_keep < ts.size else float(ts[-1])
+                break
+            recs.append(host)
+            state = new
+            done += ts.size
+            t0 = float(ts[-1])
+            if bar is not None:
+                bar.update(ts.size)
+    except KeyboardInterrupt:
+        status, message = 1, f"interrupted by the user at t = {t0:.6g}; records up to there kept"
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - t_start
+    records = ({k: np.concatenate([r[k] for r in recs], axis=1)[:R] for k in recs[0]} if recs else {})
+    evals = SOLVERS[solver.solver] * (accepted + rejected)[:R] + 2 * n_chunks
+    final_params = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], state[0])
+    final_aux = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], state[1])
+    extra = {"devices": ndev if shard else 1, "runs": R, "times": times[:done],
+             "accepted": accepted[:R], "rejected": rejected[:R], "evaluations": evals}
+    if diverged_at is not None:
+        status = -1
+        message = (f"the flow failed near t = {diverged_at:.6g} in run(s) {bad_runs[:10]}: the state or the loss "
+                   f"turned non-finite, or the solver needed more than {solver.max_steps:,} steps between two "
+                   "records (the flow blows up there, or is stiff: try solver='kvaerno5', a smaller init "
+                   f"scale or a shorter horizon). The {done} records before it are kept.")
+    out = EngineOutput(steps=np.arange(done, dtype=np.int64), records=records, final_params=final_params,
+                       final_aux=final_aux, status=status, message=message, wall_time=wall,
+                       compile_time=compile_time, extra=extra)
+    if status == -1 and on_divergence == "raise":
+        partial = make_partial(out) if make_partial is not None else out
+        raise DivergenceError(message, partial=partial, step=None)
+    return out

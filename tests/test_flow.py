@@ -1,0 +1,215 @@
+"""The exact gradient flow (``method="flow"``, ``core.flow``) for every registered family.
+
+Tolerances and why they hold (float64):
+* flow vs theory: <= 1e-6 relative at every record and in every critical time (the default crosscheck
+  tolerance for a flow, 1e3 x the solver's rtol = 1e-7): the solver's global error at rtol = 1e-10 is
+  ~1e-9..1e-8 on these problems, and the theories are exact (closed forms or 1e-12 quadrature);
+* gd vs flow: the Euler error is first order, e(lr) = C lr + O(lr^2); at the example's ``halving``
+  setting lr is small enough that the ratio e(lr) / e(lr / 2) lies in [1.8, 2.2];
+* conserved quantities along the flow: to 1e-7 relative (the solver's error, accumulated).
+"""
+
+import numpy as np
+import pytest
+
+import dynamics as dy
+from dynamics.core import frontend
+from dynamics.core.engine import DivergenceError, Model
+from dynamics.core.flow import FlowSolver, flow_times, integrate
+
+FAMILIES = sorted(dy.registered_families())
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def fam(request):
+    family = dy.get_family(request.param)
+    return family, family.example()
+
+
+def _halving_case(ex):
+    h = ex.halving
+    return (h.get("problem", ex.problem), h.get("lr", ex.lr), h.get("steps", ex.steps),
+            h.get("options", ex.options))
+
+
+def test_flow_is_first_order_limit_of_gd(fam):
+    """crosscheck(gd, flow) measures gd's discretisation error: it halves when lr halves."""
+    family, ex = fam
+    prob, lr, steps, options = _halving_case(ex)
+    every = max(1, steps // 100)
+    errs = []
+    for k in (1, 2):
+        kw = dict(lr=lr / k, steps=k * steps, record_every=k * every, options=options, key=5)
+        gd = frontend.simulate(family, prob, method="gd", dtype=np.float64, **kw)
+        fl = frontend.simulate(family, prob, method="flow", **kw)
+        assert fl.status == 0 and fl.method == "flow"
+        assert set(gd.fields) <= set(fl.fields), "the flow records the same fields as gd"
+        np.testing.assert_array_equal(fl.t, gd.t)
+        errs.append(dy.crosscheck(gd, fl).max_rel_error)
+    assert 1.8 <= errs[0] / errs[1] <= 2.2, errs
+    stats = fl.settings["solver_stats"]
+    assert stats["accepted"] > 0 and stats["evaluations"] >= 6 * stats["accepted"]
+
+
+def test_flow_agrees_with_the_theory_to_1e_6(fam):
+    family, ex = fam
+    if not ex.has_theory:
+        pytest.skip(f"{family.name} has no theory")
+    if family.name in ("dln", "attention"):
+        pytest.skip(f"{family.name}: no exact finite-time theory (the u*v stages are the alpha -> 0 limit)")
+    fl = frontend.simulate(family, ex.problem, method="flow", lr=ex.lr, steps=ex.steps, options=ex.options,
+                           record_every=max(1, ex.steps // 200))
+    th = family.theory(ex.problem, np.asarray(fl.t))
+    rep = dy.crosscheck(fl, th)
+    assert rep.rtol == pytest.approx(1e-7) and rep.ctol == pytest.approx(1e-7)
+    assert rep.outcome == "passed", str(rep)
+    assert rep.max_rel_error <= 1e-6
+    assert np.all(rep.critical_rel_error[np.isfinite(rep.critical_rel_error)] <= 1e-6)
+    # and a wrong theory fails at that tolerance (the comparison can fail)
+    slow = family.theory(ex.problem, 1.001 * np.asarray(fl.t))
+    import dataclasses
+    assert dy.crosscheck(fl, dataclasses.replace(slow, t=th.t)).outcome == "failed"
+
+
+def test_flow_batch_equals_single(fam):
+    family, ex = fam
+    kw = dict(method="flow", lr=ex.lr, steps=ex.steps, options=ex.options, record_every=max(1, ex.steps // 20))
+    one = frontend.simulate(family, ex.problem, key=5, **kw)
+    two = frontend.simulate(family, ex.problem, key=[3, 5], **kw)
+    assert two.runs == 2
+    a, b = np.asarray(two.run(1).fields[family.primary]), np.asarray(one.fields[family.primary])
+    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12 * np.abs(b).max())
+
+
+def test_flow_conserves_balancedness_of_the_deep_linear_network():
+    """W_{a+1}^T W_{a+1} - W_a W_a^T is conserved by the gradient flow of a product of matrices."""
+    P = dy.SSLProblem.from_spectrum([1.0, 0.6, 0.3], [0.9, 0.5, 0.7], depth=3, init_scale=0.05, rotate=True, key=2)
+    sim = dy.simulate_saxe(dy.RegressionProblem.from_spectrum([1.0, 0.6, 0.3], [0.9, 0.5, 0.7], 3, 0.05,
+                                                              rotate=True, key=2),
+                           method="flow", t_max=30.0, init="orthogonal", snapshots=True, record_every=1.0)
+    W = np.asarray(sim.fields["param_W"])                      # (T, L, d, d)
+    G = np.einsum("tlji,tljk->tlik", W[:, 1:], W[:, 1:]) - np.einsum("tlij,tlkj->tlik", W[:, :-1], W[:, :-1])
+    drift = np.abs(G - G[:1]).max() / np.abs(W[0]).max() ** 2
+    assert np.abs(sim.modes[-1]).max() > 0.1 and drift <= 1e-7, drift
+    del P
+
+
+def test_flow_conserves_u2_minus_v2():
+    pb = dy.DLNProblem.random(30, 3, beta_star=[2.0, -1.0, 0.0], init_scale=1e-6, key=0)
+    sim = dy.simulate_dln(pb, method="flow", tau_max=3.0)
+    c = np.asarray(sim.fields["conserved"])
+    assert np.abs(sim.beta[-1]).max() > 1.0
+    np.testing.assert_allclose(c, np.broadcast_to(c[0], c.shape), rtol=1e-7)
+
+
+@pytest.mark.parametrize("init", ["gaussian", "orthogonal"])
+def test_gd_converges_to_flow_without_theory(init):
+    """Unaligned inits and non-commuting covariances: no theory; gd -> flow at first order in lr."""
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(3, 3))
+    Sxx = A @ A.T / 3 + 0.3 * np.eye(3)
+    B = rng.normal(size=(3, 3))
+    Syx = 0.5 * (B @ Sxx + (B @ Sxx).T) / 3                       # does not commute with Sxx
+    P = dy.SSLProblem.from_covariances(Sxx, Syx, depth=2, init_scale=0.05, strict=False)
+    errs = []
+    for lr in (0.02, 0.01):
+        steps = int(60 / lr)
+        gd = dy.simulate_jepa(P, lr=lr, steps=steps, init=init, key=1, record_every=steps // 60)
+        fl = dy.simulate_jepa(P, method="flow", lr=lr, steps=steps, init=init, key=1, record_every=steps // 60)
+        errs.append(dy.crosscheck(gd, fl).max_rel_error)
+    assert 1.8 <= errs[0] / errs[1] <= 2.2, errs
+
+
+def test_ema_target_flow_is_the_limit_of_gd_at_fixed_rate():
+    """An EMA target with decay m per step moves at rate (1 - m) / lr: gd at lr with m = 1 - c lr
+    converges to the flow with rate c at first order."""
+    P = dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05, rotate=True, key=3)
+    errs = []
+    for lr in (0.02, 0.01):
+        steps = int(40 / lr)
+        kw = dict(lr=lr, steps=steps, ema=1 - 0.5 * lr, record_every=steps // 40)
+        errs.append(dy.crosscheck(dy.simulate_jepa(P, **kw), dy.simulate_jepa(P, method="flow", **kw)).max_rel_error)
+    assert 1.8 <= errs[0] / errs[1] <= 2.2, errs
+
+
+def test_flow_refuses_what_has_no_flow():
+    P = dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05)
+    with pytest.raises(ValueError, match="batch_size: minibatch SGD has no gradient flow"):
+        dy.simulate_jepa(P, method="flow", t_max=1.0, batch_size=8)
+    with pytest.raises(ValueError, match="there is no optimizer"):
+        dy.simulate_jepa(P, method="flow", t_max=1.0, optimizer="adam")
+    with pytest.raises(ValueError, match="are for the ODE methods"):
+        dy.simulate_jepa(P, lr=0.1, steps=10, rtol=1e-6)
+    with pytest.raises(ValueError, match="rtol must be"):
+        dy.simulate_jepa(P, method="flow", t_max=1.0, rtol=0.0)
+    with pytest.raises(ValueError, match="needs times"):
+        dy.simulate_jepa(P, method="flow")
+    with pytest.raises(ValueError, match="strictly increasing"):
+        dy.simulate_jepa(P, method="flow", times=[0.0, 2.0, 1.0])
+
+
+def test_flow_times_grids():
+    np.testing.assert_allclose(flow_times(t_max=2.0, record_every=0.5), [0, 0.5, 1.0, 1.5, 2.0])
+    t = flow_times(t_max=10.0, record_log=5)
+    assert t[0] == 0 and t[-1] == 10.0 and t.size == 6 and np.all(np.diff(np.log(t[1:])) > 0)
+    np.testing.assert_allclose(flow_times(times=[1.0, 3.0]), [0.0, 1.0, 3.0])
+
+
+def _blowup_model():
+    # dx/dt = x^2 (grad = -x^2): x(t) = x0 / (1 - x0 t) blows up at t = 1 / x0
+    def grad(p, a, c, k):
+        return -p["x"] ** 2, {"x": -p["x"] ** 2}
+    return Model(grad=grad, observe=lambda p, a, c: {"x": p["x"], "loss": -p["x"] ** 2}, stochastic=False)
+
+
+def test_flow_divergence_stops_with_the_time_and_keeps_the_records():
+    import jax.numpy as jnp
+    times = np.linspace(0.0, 2.0, 41)
+    with pytest.raises(DivergenceError, match=r"the flow failed near t = .*records before it are kept") as info:
+        integrate(_blowup_model(), {"x": jnp.full((1,), 1 / 1.025)}, {}, {}, jnp.ones(1), times=times,
+                  solver=FlowSolver(rtol=1e-8, max_steps=2000))       # blows up at t = 1.025
+    part = info.value.partial
+    kept = part.extra["times"]
+    assert 0.5 < kept[-1] < 1.025
+    np.testing.assert_allclose(part.records["x"][0], 1.0 / (1.025 - kept), rtol=1e-6)
+
+
+def test_flow_interrupt_keeps_the_records(monkeypatch):
+    import jax.numpy as jnp
+    from dynamics.core import flow as flow_mod
+
+    real = flow_mod._compiled_flow
+    calls = {"n": 0}
+
+    def flaky(*a):
+        run = real(*a)
+
+        def wrapped(*args):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return run(*args)
+        return wrapped
+
+    monkeypatch.setattr(flow_mod, "_compiled_flow", flaky)
+
+    def grad(p, a, c, k):
+        return 0.5 * jnp.sum(p["x"] ** 2), {"x": p["x"]}
+    m = Model(grad=grad, observe=lambda p, a, c: {"x": p["x"]}, stochastic=False)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        out = integrate(m, {"x": jnp.ones((2,))}, {}, {}, jnp.ones(2), times=np.linspace(0, 1, 11), n_chunks=5)
+    assert out.status == 1 and out.records["x"].shape == (2, 6)     # two chunks of 3 records
+    np.testing.assert_allclose(out.records["x"][0], np.exp(-out.extra["times"]), rtol=1e-8)
+
+
+def test_lr_for_keeps_the_measured_error_under_the_tolerance():
+    """lr_for measures gd's error constant against the flow; at the advised lr a fresh measurement is
+    within the tolerance, and not absurdly below it (the advice is not a blind over-refinement)."""
+    P = dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05, rotate=True, key=3)
+    adv = dy.lr_for("jepa", P, 1e-3)
+    assert 0.8 <= adv.order <= 1.2 and adv.steps == int(np.ceil(adv.t_max / adv.lr))
+    err, rep, _ = dy.gd_error("jepa", P, adv.lr, t_max=adv.t_max)
+    assert 1e-4 <= err <= 1e-3, (err, str(adv))
+    assert "lr =" in adv.summary() and adv.to_dict()["family"] == "jepa"
+    with pytest.raises(ValueError, match="tol must be"):
+        dy.lr_for("jepa", P, -1.0)
