@@ -319,3 +319,17 @@ def test_float32_warns_when_the_run_is_beyond_its_resolution():
     th = dy.solve_jepa(prob, times=b.t)
     with pytest.warns(RuntimeWarning, match="beyond float32"):
         dy.crosscheck(b, th, rtol=1e-8)
+
+
+def test_a_feature_off_the_learning_branch_does_not_slow_or_change_the_others():
+    """Mixed problem: a feature at or above its fixed point takes the Newton path alone; the others
+    keep the tabulated inverse and give the same values as in a problem without it."""
+    import warnings
+    t = np.linspace(0, 300, 50)
+    lam, rho = np.array([1.0, 0.6, 0.3]), np.array([0.9, 0.5, 0.01])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mixed = dy.solve_jepa(dy.SSLProblem.from_spectrum(lam, rho, 3, 1e-2), times=t)
+    alone = dy.solve_jepa(dy.SSLProblem.from_spectrum(lam[:2], rho[:2], 3, 1e-2), times=t)
+    np.testing.assert_allclose(mixed.modes[:, :2], alone.modes, rtol=1e-12)
+    assert mixed.modes[-1, 2] < mixed.modes[0, 2]           # the third shrinks (rho^L < eps)

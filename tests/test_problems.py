@@ -142,3 +142,27 @@ def test_simulate_refuses_mixed_problem_shapes_and_non_problems():
 def test_theory_bad_input(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call(good())
+
+
+def test_spectrum_problem_forms_its_dense_matrices_only_when_asked(tmp_path):
+    """A spectrum problem holds O(d) numbers (10^4 features in well under a second); Sxx, Syx, Syy and
+    the basis are formed on first access and equal the explicit construction."""
+    import time
+    from dynamics.families.linear.problems import _Dense
+    tic = time.perf_counter()
+    big = dy.SSLProblem.from_spectrum(np.linspace(0.2, 1.0, 10_000), np.linspace(0.3, 0.9, 10_000), 3, 1e-3)
+    assert time.perf_counter() - tic < 1.0
+    assert not any(_Dense.formed(big, k) for k in ("Sxx", "Syx", "Syy", "basis"))
+    th = dy.solve_jepa(big, times=[0.0, 10.0])          # the theory never needs them
+    assert th.modes.shape == (2, 10_000) and not _Dense.formed(big, "Sxx")
+    P = dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 0.4], 2, 1e-2)
+    np.testing.assert_array_equal(P.Sxx, np.diag(P.sigma2))
+    np.testing.assert_array_equal(P.Syx, np.diag(P.lam))
+    np.testing.assert_array_equal(P.basis, np.eye(2))
+    assert _Dense.formed(P, "Sxx")
+    sim = dy.simulate_jepa(dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 0.4], 2, 1e-2), lr=0.1, steps=20)
+    sim.save(tmp_path / "r.npz")
+    back = dy.load(tmp_path / "r.npz").problem
+    np.testing.assert_array_equal(back.Syx, np.diag([1.0, 0.5]))
+    arrays, _ = big.state()
+    assert set(arrays) == {"sigma2", "lam", "syy"}

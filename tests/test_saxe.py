@@ -58,3 +58,16 @@ def test_paper_units_refused_for_regression():
     from dynamics.saxe import SAXE
     with pytest.raises(ValueError, match="paper"):
         solve_linear(SAXE, prob, times=[0.0, 1.0], units="paper")
+
+
+def test_depth_one_solution_keeps_a_tiny_init():
+    """L = 1: psi = 1 - (1 - psi0) e^-tau lost psi0 = 1e-15 to rounding (off by 8e-4 relative at t = 0
+    and early on); psi0 e^-tau - expm1(-tau) keeps it: compare with the exact value in float64."""
+    P = dy.RegressionProblem.from_spectrum([1.0], [0.5], 1, 1e-15)
+    t = np.array([0.0, 1e-14, 1e-12])
+    th = dy.solve_saxe(P, times=t)
+    psi0 = 1e-15 / 0.5
+    tau = t * P.sigma2[0]                      # pref = rho / lam = 1 / sigma2 for L = 1
+    exact = 0.5 * (psi0 * np.exp(-tau) - np.expm1(-tau))
+    np.testing.assert_allclose(th.modes[:, 0], exact, rtol=1e-12)
+    assert abs(th.modes[0, 0] - 1e-15) <= 1e-27

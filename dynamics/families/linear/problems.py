@@ -33,17 +33,48 @@ from ...core.validation import (check_array, check_choice, check_int, check_posi
 __all__ = ["LinearProblem", "SSLProblem", "RegressionProblem", "random_rotation", "as_key", "diag_in_basis"]
 
 
-@register_problem
-@dataclass(frozen=True, eq=False)
-class LinearProblem:
-    """Paired covariances, depth and init scale (see module docstring). Build with the classmethods."""
+class _Dense:
+    """A dataclass field for a dense (d, d) matrix that a spectrum problem forms only when asked.
 
-    Sxx: np.ndarray
-    Syx: np.ndarray
-    Syy: np.ndarray
+    Given at construction it is stored; given as None it is built on first access by the owner's
+    ``_make_<name>()`` (from the spectrum and the basis) and cached.  So a problem of 10^4 features
+    built from its spectrum holds O(d) numbers until a dense simulation reads ``Sxx``.
+    """
+
+    def __set_name__(self, owner, name):
+        self.public, self.slot = name, "_dense_" + name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return None                 # the dataclass default
+        value = obj.__dict__.get(self.slot)
+        if value is None:
+            value = getattr(obj, "_make_" + self.public)()
+            obj.__dict__[self.slot] = value
+        return value
+
+    def __set__(self, obj, value):      # dataclass __init__ (object.__setattr__) lands here
+        obj.__dict__[self.slot] = None if value is None else np.asarray(value)
+
+    @staticmethod
+    def formed(obj, name) -> bool:
+        return obj.__dict__.get("_dense_" + name) is not None
+
+
+@register_problem
+@dataclass(frozen=True, eq=False, kw_only=True)
+class LinearProblem:
+    """Paired covariances, depth and init scale (see module docstring). Build with the classmethods.
+
+    ``Sxx``, ``Syx``, ``Syy`` and ``basis`` are formed from the spectrum (sigma2, lam, syy) on first
+    access when not given (a spectrum problem in its own basis is the identity basis)."""
+
+    Sxx: np.ndarray = _Dense()
+    Syx: np.ndarray = _Dense()
+    Syy: np.ndarray = _Dense()
     depth: int
     init_scale: float
-    basis: np.ndarray
+    basis: np.ndarray = _Dense()
     sigma2: np.ndarray
     lam: np.ndarray
     diagonalisable: bool = True
@@ -158,6 +189,8 @@ class LinearProblem:
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def _pick_basis(d, basis, rotate, key):
+        """The given basis (checked), a random one (``rotate``), or None: the features' own basis,
+        the identity, formed only if asked for."""
         if basis is not None:
             U = check_array("basis", basis, shape=(d, d))
             err = float(np.abs(U.T @ U - np.eye(d)).max())
@@ -166,7 +199,7 @@ class LinearProblem:
             return U
         if rotate:
             return random_rotation(d, key=key)
-        return np.eye(d)
+        return None
 
     @staticmethod
     def _common_basis(Sxx, Syx, atol):
@@ -183,14 +216,30 @@ class LinearProblem:
     def _build(cls, U, sigma2, lam, syy, depth, init_scale, *, source, check_lam=True):
         depth = check_int("depth", depth, minimum=1)
         init_scale = check_positive("init_scale", init_scale)
-        Sxx = (U * sigma2) @ U.T
-        Syx = (U * lam) @ U.T
-        Syy = Sxx if syy is None else (U * syy) @ U.T
-        prob = cls(Sxx=Sxx, Syx=Syx, Syy=Syy, depth=depth, init_scale=init_scale, basis=U,
-                   sigma2=np.asarray(sigma2, float), lam=np.asarray(lam, float), source=source,
+        # the dense matrices are formed on first access (``_Dense``); U = None: the identity basis
+        prob = cls(depth=depth, init_scale=init_scale, basis=U, sigma2=np.asarray(sigma2, float),
+                   lam=np.asarray(lam, float), source=source,
                    syy=np.asarray(sigma2 if syy is None else syy, float))
         prob._warn_init()
         return prob
+
+    def _in_basis(self, diag):
+        if not _Dense.formed(self, "basis"):
+            return np.diag(diag)
+        U = self.basis
+        return (U * diag) @ U.T
+
+    def _make_basis(self):
+        return np.eye(self.sigma2.size)
+
+    def _make_Sxx(self):
+        return self._in_basis(self.sigma2)
+
+    def _make_Syx(self):
+        return self._in_basis(self.lam)
+
+    def _make_Syy(self):
+        return self._in_basis(self.syy_diag)
 
     def _warn_init(self):
         """Warn when init_scale >= rho^L for some feature (JEPA cannot learn it from there)."""
@@ -205,7 +254,7 @@ class LinearProblem:
     # ------------------------------------------------------------------ properties and variants
     @property
     def d(self) -> int:
-        return self.Sxx.shape[0]
+        return self.sigma2.size
 
     @property
     def rho(self) -> np.ndarray:
@@ -233,6 +282,8 @@ class LinearProblem:
     @property
     def syy_diag(self) -> np.ndarray:
         """diag(U^T Syy U) (stored at build time; computed for problems loaded from older files)."""
+        if self.syy is None and not _Dense.formed(self, "Syy"):
+            return self.sigma2
         return self.syy if self.syy is not None else diag_in_basis(self.basis, self.Syy)
 
     def require_diagonalisable(self, what):
@@ -265,8 +316,10 @@ class LinearProblem:
     # ------------------------------------------------------------------ serialisation
     def state(self) -> tuple[dict, dict]:
         """(arrays, scalars) that ``from_state`` turns back into an equal problem."""
-        arrays = {k: np.asarray(getattr(self, k)) for k in ("Sxx", "Syx", "Syy", "basis", "sigma2", "lam")}
-        arrays["syy"] = np.asarray(self.syy_diag)
+        # the dense matrices only where they were given or formed (a spectrum problem stays O(d))
+        arrays = {k: np.asarray(getattr(self, k)) for k in ("Sxx", "Syx", "Syy", "basis")
+                  if _Dense.formed(self, k)}
+        arrays.update(sigma2=np.asarray(self.sigma2), lam=np.asarray(self.lam), syy=np.asarray(self.syy_diag))
         scalars = {"class": type(self).__name__, "depth": self.depth, "init_scale": self.init_scale,
                    "diagonalisable": self.diagonalisable, "source": self.source}
         return arrays, scalars
@@ -276,7 +329,8 @@ class LinearProblem:
         return cls(depth=int(scalars["depth"]), init_scale=float(scalars["init_scale"]),
                    diagonalisable=bool(scalars["diagonalisable"]), source=dict(scalars["source"]),
                    syy=np.asarray(arrays["syy"]) if "syy" in arrays else None,
-                   **{k: np.asarray(arrays[k]) for k in ("Sxx", "Syx", "Syy", "basis", "sigma2", "lam")})
+                   **{k: np.asarray(arrays[k]) for k in ("Sxx", "Syx", "Syy", "basis", "sigma2", "lam")
+                      if k in arrays})
 
 
 @register_problem

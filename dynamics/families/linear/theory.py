@@ -83,9 +83,9 @@ def solve_linear(objective, problem, *, times, units="gf"):
                                     self_target=sig["self_target"])[2]
         slow = ~fast
         tau = t_gf[:, None] / pref[None, slow]
-        if k == 0:   # d psi/d tau = 1 - psi^n with n = 1: psi = 1 - (1 - psi0) e^(-tau), without rounding
-            psi = 1.0 + (psi0[slow] - 1.0)[None, :] * np.exp(-tau)
-            psi = np.where(tau == 0, psi0[slow][None, :], psi)
+        if k == 0:   # d psi/d tau = 1 - psi^n with n = 1: psi = 1 - (1 - psi0) e^(-tau), written as
+            # psi0 e^(-tau) - expm1(-tau) so that a tiny psi0 is not lost in 1 - psi0
+            psi = psi0[slow][None, :] * np.exp(-tau) - np.expm1(-tau)
         else:   # warm-started along the sorted time grid (psi_at_grid_jax); times may come unsorted
             order = np.argsort(times, kind="stable")
             psi = np.empty_like(tau)
