@@ -13,8 +13,8 @@ integrates (F) itself, for the *same* parameters and the *same* gradient functio
   of interest, not stiff except in the u*v dual form at tiny init scale; ``"dopri8"`` (8th order)
   pays off at very tight tolerances, ``"kvaerno5"`` (L-stable ESDIRK, Jacobian by autodiff) where an
   explicit method's steps are bounded by stability rather than accuracy.
-* step-size control: diffrax's ``PIDController`` (an integral controller with the default
-  coefficients) on the RMS norm of the scaled local error ``err / (atol + rtol |y|)``; the steps land
+* step-size control: diffrax's ``PIDController`` as a PI controller (pcoeff = icoeff = 0.3: steady
+  where stability rather than accuracy bounds the step, as at a fixed point; theory/flow.md) on the RMS norm of the scaled local error ``err / (atol + rtol |y|)``; the steps land
   on the record times (``ClipStepSizeController(step_ts=...)``), so the recorded values are the
   solver's own steps, not interpolants.
 * the auxiliary state (an EMA target) moves at the continuous rate of the engine's per-step update:
@@ -51,6 +51,7 @@ from .validation import check_choice, check_int, check_positive
 __all__ = ["FlowSolver", "integrate", "flow_times", "SOLVERS", "DEFAULT_RTOL"]
 
 DEFAULT_RTOL = 1e-10
+_PCOEFF, _ICOEFF = 0.3, 0.3
 # gradient evaluations per accepted or rejected step (FSAL pairs reuse the last stage)
 SOLVERS = {"tsit5": 6, "dopri5": 6, "dopri8": 12, "kvaerno5": 7}
 
@@ -150,7 +151,7 @@ def _compiled_flow(model: Model, solver_name: str, max_steps: int, ctx_batched: 
         return model.observe(y[0], y[1], args[0])
 
     def one(y0, c, lr, key, rtol, atol, t0, ts):
-        controller = diffrax.ClipStepSizeController(diffrax.PIDController(rtol=rtol, atol=atol), step_ts=ts)
+        controller = diffrax.ClipStepSizeController(diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=_PCOEFF, icoeff=_ICOEFF), step_ts=ts)
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(field), solver, t0, ts[-1], None, y0, args=(c, lr, key),
             saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=observe), diffrax.SubSaveAt(t1=True)]),

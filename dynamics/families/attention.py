@@ -174,13 +174,13 @@ ATTENTION = register(HadamardFamily("attention", AttentionProblem, example=_exam
 
 
 def simulate_attention(problem, *, method="gd", lr=None, steps=None, tau_max=None, dtau=None, times=None,
-                       rtol=None, atol=None, record_every=None, record_log=None, runs=1, key=0, dtype=None,
+                       rtol=None, atol=None, solver=None, record_every=None, record_log=None, runs=1, key=0, dtype=None,
                        optimizer="sgd", progress=None, on_divergence="raise"):
     """Diagonal attention trained by gradient descent on (u, v) (``method="gd"``) or the exact
     small-init integrator (``method="dual"``); arguments as :func:`dynamics.simulate_dln`.
     The reference is ``dy.stages(problem)``."""
     return simulate_hadamard(ATTENTION, problem, method=method, lr=lr, steps=steps, tau_max=tau_max,
-                             dtau=dtau, times=times, rtol=rtol, atol=atol, record_every=record_every,
+                             dtau=dtau, times=times, rtol=rtol, atol=atol, solver=solver, record_every=record_every,
                              record_log=record_log, runs=runs, key=key,
                              dtype=dtype, optimizer=optimizer, progress=progress, on_divergence=on_divergence)
 
@@ -277,7 +277,7 @@ DENSE_ATTENTION = register(DenseAttentionFamily())
 
 
 def simulate_dense_attention(problem: AttentionProblem, *, init_scales=(1.0,), d_head=None, lr=None,
-                             steps=None, method="gd", times=None, t_max=None, rtol=None, atol=None,
+                             steps=None, method="gd", times=None, t_max=None, rtol=None, atol=None, solver=None,
                              optimizer=None, record_every=None, record_log=None, runs=1, key=0, dtype=None,
                              progress=None, on_divergence="raise"):
     """Train dense heads (W_K, W_Q, W_V, W_O full, d x d_head) on ``problem``'s data from the default
@@ -294,7 +294,7 @@ def simulate_dense_attention(problem: AttentionProblem, *, init_scales=(1.0,), d
     if np.any(scales <= 0):
         raise ValueError(f"init_scales must be > 0, got {scales}")
     return frontend.simulate(DENSE_ATTENTION, problem, lr=lr, steps=steps, record_every=record_every,
-                             method=method, times=times, t_max=t_max, rtol=rtol, atol=atol,
+                             method=method, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, optimizer=optimizer, options={"d_head": d_head},
                              per_run={"init_scale": scales}, desc="dense attention")

@@ -296,9 +296,11 @@ class BYOLFamily(Family):
 BYOL = register(BYOLFamily())
 
 
-def simulate_byol(problem, *, lr=None, steps=None, method="gd", times=None, t_max=None, rtol=None, atol=None, record_every=None, record_log=None, init=None, runs=1,
+def simulate_byol(problem, *, lr=None, steps=None, method="gd", times=None, t_max=None, rtol=None, atol=None,
+                  solver=None, record_every=None, record_log=None, init=None, runs=1,
                   key=0, dtype=None, progress=None, on_divergence="raise"):
-    """Euler steps (``lr``) of the matrix flow above, through the shared engine.
+    """Euler steps (``lr``) of the matrix flow above, through the shared engine; ``method="flow"``
+    integrates the flow itself (adaptive, ``times`` / ``t_max`` / gd's grid; not for DirectPred).
 
     init: None (aligned: W = U diag(w0) U^T, W_p = U diag(p0) U^T, W_a = U diag(wa0) U^T), or a dict
     {"W", "Wp"[, "Wa"]} of (n, n) arrays (e.g. unaligned, to watch the commutator decay).
@@ -308,7 +310,7 @@ def simulate_byol(problem, *, lr=None, steps=None, method="gd", times=None, t_ma
     ``problem`` may be a list of BYOLProblems of one shape; ``lr`` an array; ``key`` as everywhere.
     """
     return frontend.simulate(BYOL, problem, lr=lr, steps=steps, record_every=record_every,
-                             method=method, times=times, t_max=t_max, rtol=rtol, atol=atol,
+                             method=method, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, options={"init": init}, desc="byol")
 

@@ -132,8 +132,8 @@ DLN = register(HadamardFamily("dln", DLNProblem, example=_example))
 
 
 def simulate_dln(problem, *, method="gd", lr=None, steps=None, tau_max=None, dtau=None, times=None, rtol=None,
-                 atol=None, record_every=None, record_log=None, runs=1, key=0, dtype=None, optimizer="sgd",
-                 progress=None, on_divergence="raise"):
+                 atol=None, solver=None, record_every=None, record_log=None, runs=1, key=0, dtype=None,
+                 optimizer="sgd", progress=None, on_divergence="raise"):
     """Gradient descent on (u, v) (``method="gd"``, needs ``lr``; ``steps`` or ``tau_max``), its exact
     gradient flow (``method="flow"``), or the exact small-init form of that flow (``method="dual"``,
     adaptive in rescaled time up to ``tau_max``, default past the last predicted stage; with ``dtau``
@@ -141,7 +141,7 @@ def simulate_dln(problem, *, method="gd", lr=None, steps=None, tau_max=None, dta
     Returns .t, .tau = t / log(1/alpha), .beta, .loss.
     The reference is ``dy.stages(problem)``: ``dy.crosscheck(sim, dy.stages(problem))``."""
     return simulate_hadamard(DLN, problem, method=method, lr=lr, steps=steps, tau_max=tau_max, dtau=dtau,
-                             times=times, rtol=rtol, atol=atol, record_every=record_every,
+                             times=times, rtol=rtol, atol=atol, solver=solver, record_every=record_every,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, optimizer=optimizer,
                              progress=progress, on_divergence=on_divergence)
 

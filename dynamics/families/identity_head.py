@@ -219,7 +219,7 @@ HEAD = register(HeadFamily())
 
 
 def simulate_head(problem, *, head=True, batchnorm=True, lr=0.02, steps=8000, full_batch=False,
-                  method="gd", times=None, t_max=None, rtol=None, atol=None, record_every=None,
+                  method="gd", times=None, t_max=None, rtol=None, atol=None, solver=None, record_every=None,
                   record_log=None, runs=1, key=0, dtype=None, optimizer="sgd", progress=None,
                   on_divergence="raise"):
     """SGD on the toy (fresh batches every step; W at ``lr``, the head's off-diagonals at
@@ -228,7 +228,7 @@ def simulate_head(problem, *, head=True, batchnorm=True, lr=0.02, steps=8000, fu
     evaluation batch, .norms; the phase times (``head_phases``) are in ``.settings["phases"]``.
     float32 by default (no theory to match; the sampling dominates the cost)."""
     traj = frontend.simulate(HEAD, problem, lr=lr, steps=steps, record_every=record_every,
-                             method=method, times=times, t_max=t_max, rtol=rtol, atol=atol,
+                             method=method, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, optimizer=optimizer,
                              options={"head": head, "batchnorm": batchnorm, "full_batch": full_batch},

@@ -10,13 +10,13 @@ __all__ = ["HadamardProblem", "HadamardFamily", "Stages", "StageCheck", "beta_fr
 
 
 def simulate_hadamard(problem, *, method="gd", lr=None, steps=None, tau_max=None, dtau=None, times=None,
-                      rtol=None, atol=None, record_every=None, record_log=None, runs=1, key=0, dtype=None,
+                      rtol=None, atol=None, solver=None, record_every=None, record_log=None, runs=1, key=0, dtype=None,
                       optimizer="sgd", progress=None, on_divergence="raise"):
     """``simulate_dln`` / ``simulate_attention`` for any u * v problem (the family from its type)."""
     first = problem[0] if isinstance(problem, (list, tuple)) else problem
     if not isinstance(first, HadamardProblem):
         raise TypeError(f"problem must be a DLNProblem or AttentionProblem, got {type(first).__name__}")
     return simulate_family(get_family(first.name), problem, method=method, lr=lr, steps=steps, tau_max=tau_max,
-                           dtau=dtau, times=times, rtol=rtol, atol=atol, record_every=record_every,
+                           dtau=dtau, times=times, rtol=rtol, atol=atol, solver=solver, record_every=record_every,
                              record_log=record_log, runs=runs, key=key,
                            dtype=dtype, optimizer=optimizer, progress=progress, on_divergence=on_divergence)

@@ -194,8 +194,8 @@ def default_tau_max(problems):
 
 
 def simulate_hadamard(family, problem, *, method="gd", lr=None, steps=None, tau_max=None, dtau=None,
-                      times=None, rtol=None, atol=None, record_every=None, record_log=None, runs=1, key=0,
-                      dtype=None, optimizer="sgd", progress=None, on_divergence="raise"):
+                      times=None, rtol=None, atol=None, solver=None, record_every=None, record_log=None, runs=1,
+                      key=0, dtype=None, optimizer="sgd", progress=None, on_divergence="raise"):
     """Train a u * v model.
 
     method="gd" : gradient descent on (u, v) with step ``lr``, ``steps`` steps or up to rescaled time
@@ -245,4 +245,4 @@ def simulate_hadamard(family, problem, *, method="gd", lr=None, steps=None, tau_
         tau_max = default_tau_max(probs) if tau_max is None else check_positive("tau_max", tau_max)
         t_max = tau_max * (lams.max() if method == "flow" else 1.0)
     return frontend.simulate(family, problem, lr=lr, steps=steps if t_max is None and times is None else None,
-                             times=times, t_max=t_max, rtol=rtol, atol=atol, **common)
+                             times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver, **common)

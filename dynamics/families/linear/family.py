@@ -175,7 +175,8 @@ class LinearFamily(Family):
                        options={"init": "aligned_gauge"})
 
 
-def simulate_linear(objective, problem, *, lr=None, steps=None, method="gd", times=None, t_max=None, rtol=None, atol=None, record_every=None, record_log=None, runs=1,
+def simulate_linear(objective, problem, *, lr=None, steps=None, method="gd", times=None, t_max=None, rtol=None,
+                    atol=None, solver=None, record_every=None, record_log=None, runs=1,
                     key=0, init="aligned", optimizer="sgd", batch_size=None, data=None, ema=None,
                     snapshots=False, progress=None, on_divergence="raise", dtype=None, desc=None):
     """Gradient descent on the full network for ``objective``; see ``jepa.simulate_jepa`` for arguments."""
@@ -183,7 +184,7 @@ def simulate_linear(objective, problem, *, lr=None, steps=None, method="gd", tim
     if family is None or family.objective is not objective:     # an objective of the user's own
         family = LinearFamily(objective)
     return frontend.simulate(family, problem, lr=lr, steps=steps, record_every=record_every,
-                             method=method, times=times, t_max=t_max, rtol=rtol, atol=atol,
+                             method=method, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, optimizer=optimizer, desc=desc,
                              options={"init": init, "batch_size": batch_size, "data": data, "ema": ema,
