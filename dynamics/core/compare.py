@@ -170,7 +170,7 @@ class BatchCrossCheck:
 def flow_rtol(traj):
     """The solver tolerance of an adaptive (ODE-method) simulation, or None for a step method."""
     cfg = traj.settings.get("flow") if traj.kind == "simulation" else None
-    return None if not cfg else float(cfg["rtol"])
+    return None if not cfg else float(cfg.get("rtol_requested", cfg["rtol"]))
 
 
 #: the global error of the adaptive flow, measured in tests/test_flow.py, stays below this multiple

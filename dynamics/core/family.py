@@ -134,10 +134,11 @@ class Family(abc.ABC):
         """The method whose model, initial state and context an ODE method integrates ("flow" -> "gd")."""
         return "gd" if method == "flow" else method
 
-    def flow_atol(self, method: str, rtol: float):
-        """The ODE methods' default absolute tolerance, or None for ``core.flow``'s (rtol * 1e-3 *
-        the largest initial parameter)."""
-        return None
+    def flow_tolerances(self, problems, method: str, rtol: float, atol):
+        """(rtol, atol) the solver gets for an ODE method, from the user's (atol None: ``core.flow``'s
+        default, rtol * 1e-3 * the largest initial parameter).  A family whose integrated variables
+        are not its recorded ones rescales them here, so that ``rtol`` means the accuracy of the result."""
+        return rtol, atol
 
     def fixed_point(self, problem, options: dict):
         """(F,) asymptote of the primary field, or None where the family does not know it."""

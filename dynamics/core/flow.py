@@ -14,9 +14,10 @@ integrates (F) itself, for the *same* parameters and the *same* gradient functio
   pays off at very tight tolerances, ``"kvaerno5"`` (L-stable ESDIRK, Jacobian by autodiff) where an
   explicit method's steps are bounded by stability rather than accuracy.
 * step-size control: diffrax's ``PIDController`` as a PI controller (pcoeff = icoeff = 0.3: steady
-  where stability rather than accuracy bounds the step, as at a fixed point; theory/flow.md) on the RMS norm of the scaled local error ``err / (atol + rtol |y|)``; the steps land
-  on the record times (``ClipStepSizeController(step_ts=...)``), so the recorded values are the
-  solver's own steps, not interpolants.
+  where stability rather than accuracy bounds the step, as at a fixed point; theory/flow.md) on the
+  RMS norm of the scaled local error ``err / (atol + rtol |y|)``; the steps land on the record times
+  (``ClipStepSizeController(step_ts=...)``), so the recorded values are the solver's own steps, not
+  interpolants.
 * the auxiliary state (an EMA target) moves at the continuous rate of the engine's per-step update:
   ``d/dh update_aux(theta, aux, h)`` at h = 0 when the update takes the step size (``uses_lr``), else
   ``(update_aux(theta, aux) - aux) / lr`` -- an EMA with decay m per step of size lr has rate
@@ -151,7 +152,8 @@ def _compiled_flow(model: Model, solver_name: str, max_steps: int, ctx_batched: 
         return model.observe(y[0], y[1], args[0])
 
     def one(y0, c, lr, key, rtol, atol, t0, ts):
-        controller = diffrax.ClipStepSizeController(diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=_PCOEFF, icoeff=_ICOEFF), step_ts=ts)
+        pid = diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=_PCOEFF, icoeff=_ICOEFF)
+        controller = diffrax.ClipStepSizeController(pid, step_ts=ts)
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(field), solver, t0, ts[-1], None, y0, args=(c, lr, key),
             saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=observe), diffrax.SubSaveAt(t1=True)]),

@@ -25,7 +25,7 @@ from .family import Family
 from .io import versions
 from .keys import init_key, key_count, key_data, run_keys, step_key
 from .trajectory import Trajectory, stack_runs
-from .validation import check_array, check_choice, check_int
+from .validation import check_array, check_choice, check_int, check_positive
 
 __all__ = ["DEFAULT_RECORDS", "simulate", "solve", "resolve_batch", "check_dtype"]
 
@@ -125,8 +125,8 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
     probs, lrs, R, batched, per_run = resolve_batch(family, problem, lr, runs, key, per_run)
     solver_cfg = None
     if ode:
-        rtol = flow.DEFAULT_RTOL if rtol is None else rtol
-        atol = family.flow_atol(method, float(rtol)) if atol is None else atol
+        rtol = rtol_requested = check_positive("rtol", flow.DEFAULT_RTOL if rtol is None else rtol, upper=0.1)
+        rtol, atol = family.flow_tolerances(probs, method, rtol, atol)
         grid_steps = None
         solver_cfg = flow.FlowSolver(rtol=rtol, atol=atol,
                                      solver="tsit5" if solver is None else solver)
@@ -171,7 +171,7 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
     fixed = [family.fixed_point(p, o) for p, o in zip(probs, run_options)]
     settings = {"family": family.name, "method": method, "lr": lrs.tolist() if batched else float(lrs[0]),
                 "steps": steps if not ode else None, "record_every": record_every, "record_log": record_log,
-                "runs": R, **({"flow": solver_cfg.to_dict()} if ode else {}),
+                "runs": R, **({"flow": {**solver_cfg.to_dict(), "rtol_requested": rtol_requested}} if ode else {}),
                 "optimizer": optimizer if isinstance(optimizer, str) else "custom", "dtype": str(dtype),
                 "units": family.time_units, "key": key_data(keys),
                 **family.settings(probs[0], method, options),

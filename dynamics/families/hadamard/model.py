@@ -160,10 +160,14 @@ class HadamardFamily(Family):
             return {"w": u + v, "z": u - v}, {}
         return {"s": np.zeros(problem.p)}, {}
 
-    def flow_atol(self, method, rtol):
-        # (w, z) move multiplicatively and keep their signs: a pure relative error control;
-        # the dual variable s is O(1): an absolute one (beta's relative error is 2 log(1/alpha) ds)
-        return np.finfo(float).tiny if method == "flow" else 1e-2 * rtol
+    def flow_tolerances(self, problems, method, rtol, atol):
+        # (w, z) move multiplicatively and keep their signs: a pure relative error control.  The dual
+        # variable s is O(1) and beta's relative error is 2 log(1/alpha) ds: s gets rtol / (2 log(1/alpha))
+        # (relative and absolute), so that rtol is the accuracy of beta
+        if method == "flow":
+            return rtol, (np.finfo(float).tiny if atol is None else atol)
+        scale = 2.0 * max(p.log_inv_alpha for p in problems)
+        return rtol / scale, (rtol / scale if atol is None else atol)
 
     def context(self, problem, method, options):
         return {"data": dict(problem.data), "a": (problem.u0 + problem.v0) ** 2,
