@@ -50,3 +50,19 @@ def test_interpolated_comparison_of_gd_and_dual():
     errs = [dy.crosscheck(dy.simulate_dln(prob, method="gd", lr=lr, tau_max=1.5), dual, interpolate=True,
                           rtol=1.0).max_rel_error for lr in (0.01, 0.005)]
     assert 0.4 < errs[1] / errs[0] < 0.6, errs
+
+
+def test_crosscheck_refuses_non_finite_input():
+    import dataclasses
+    P = dy.SSLProblem.from_spectrum([1.0, 0.5], [1.0, 0.8], 2, 0.05)
+    sim = dy.simulate_jepa(P, lr=0.05, steps=200)
+    th = dy.solve_jepa(P, times=sim.t)
+    bad = np.array(sim.modes, copy=True)
+    bad[3, 1] = np.nan
+    garbage = dataclasses.replace(sim, fields={**sim.fields, "modes": bad})
+    with pytest.raises(ValueError, match="a.modes has 1 non-finite value"):
+        dy.crosscheck(garbage, th)
+    with pytest.raises(ValueError, match="rtol must be finite"):
+        dy.crosscheck(sim, th, rtol=np.inf)
+    with pytest.raises(TypeError, match="a must be a Trajectory"):
+        dy.crosscheck(None, th)

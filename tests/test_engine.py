@@ -199,3 +199,54 @@ def test_results_record_versions_and_settings():
     for key in ("dynamics", "jax", "dtype", "lr", "steps", "init", "optimizer", "key", "x64"):
         assert key in s
     assert s["dtype"] == "float64" and s["x64"] is True
+
+
+def test_blow_up_on_the_last_step_raises():
+    """The loss is checked before each update; a state that turns non-finite on the last step before a
+    record (or the very last step) is caught at that record: it used to return status 0, loss inf."""
+    prob = dy.SSLProblem.from_spectrum([1.0, 0.5], [1.0, 0.8], 2, 0.05)
+    with pytest.raises(dy.DivergenceError, match=r"step \d+.*smaller learning rate"):
+        dy.simulate_jepa(prob, lr=100.0, steps=10, record_every=1)
+    with pytest.raises(dy.DivergenceError):
+        dy.simulate_jepa(prob, lr=1e308, steps=1)
+
+
+def test_ctrl_c_is_answered_within_a_long_gap_between_records(monkeypatch):
+    """One record after 3e8 steps used to be one dispatch (Ctrl-C waited for all of it); the gap is now
+    split into chunks of about dispatch_s seconds, so the interrupt lands long before the record."""
+    monkeypatch.setattr(engine, "progress_bar", interrupting_bar(4))
+    rec = np.array([0, 3 * 10 ** 8])
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        out = run_quadratic(np.array([1e-9]), np.array([[1.0]]), np.ones((1, 1)), rec, progress=True,
+                            dispatch_s=0.05)
+    assert out.status == 1 and out.steps.tolist() == [0]
+    done = int(out.message.split("after step ")[1].split(";")[0])
+    assert 0 < done < 3 * 10 ** 8
+    np.testing.assert_allclose(out.final_params["x"][0, 0], (1 - 1e-9) ** done, rtol=1e-9)
+
+
+def test_interrupt_while_the_state_is_donated_keeps_the_records(monkeypatch):
+    """Ctrl-C arriving inside a dispatch (after the state was donated to it) used to raise 'Array has
+    been deleted' and lose every record; now the records are kept and the message says why the final
+    parameters are not."""
+    real = engine._compiled_chunk
+
+    def flaky(*a):
+        run = real(*a)
+        calls = {"n": 0}
+
+        def wrapped(state, *args):
+            calls["n"] += 1
+            out = run(state, *args)          # donates ``state``
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return out
+        return wrapped
+
+    monkeypatch.setattr(engine, "_compiled_chunk", flaky)
+    rec = engine.record_schedule(1000, every=10)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        out = run_quadratic(np.array([0.01]), np.array([[1.0]]), np.ones((1, 1)), rec, n_chunks=10)
+    assert out.status == 1 and out.steps.size > 0
+    np.testing.assert_allclose(out.records["x"][0, :, 0], 0.99 ** out.steps, rtol=1e-12)
+    assert out.final_params is None and "not kept" in out.message

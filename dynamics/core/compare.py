@@ -267,6 +267,11 @@ def _crosscheck_one(a, b, fraction, rtol, ctol, interpolate):
         raise ValueError(f"a and b must share their time grid (shapes {ta.shape}, {tb.shape}); evaluate the "
                          "theory at times=a.t, or pass interpolate=True")
     ya, yb = np.asarray(a.fields[fa], float), np.asarray(b.fields[fb], float)
+    for name, y in (("a", ya), ("b", yb)):
+        if not np.all(np.isfinite(y)):
+            bad = int(np.size(y) - np.count_nonzero(np.isfinite(y)))
+            raise ValueError(f"crosscheck: {name}.{fa} has {bad} non-finite value(s) of {np.size(y)}: there is "
+                             "nothing meaningful to compare (a diverged run's .partial holds its finite records)")
     if ya.shape[1:] != yb.shape[1:]:
         raise ValueError(f"a.{fa} and b.{fb} differ in shape: {ya.shape} vs {yb.shape}")
     if ya.ndim == 1:

@@ -204,7 +204,7 @@ def _compiled_chunk(model: Model, opt_factory, ctx_batched=True):
 
 def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer="sgd",
              progress=None, desc="simulate", n_chunks=None, on_divergence="raise", shard=None,
-             make_partial=None, ctx_batched=True):
+             make_partial=None, ctx_batched=True, dispatch_s=0.5):
     """Run R independent gradient-descent runs and record observations.
 
     params, aux, ctx : pytrees whose leaves have a leading batch axis R (ctx: per-run constants);
@@ -217,6 +217,8 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
         status -1).  make_partial(EngineOutput) converts a partial output for the exception.
     shard : shard the batch over the visible devices, at most one per run (None = whenever that is
         more than one device; see ``dynamics.cpu_devices`` for one CPU device per core).
+    dispatch_s : about how long one dispatched chunk runs (its step budget follows the measured
+        speed; long gaps between records are split), which bounds how long Ctrl-C waits.
     """
     check_choice("on_divergence", on_divergence, {"raise", "stop"})
     record_steps = np.asarray(record_steps, dtype=np.int64)
@@ -250,40 +252,85 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
     step0 = 0
     diverged_at = None
 
+    # A chunk is at most ``per`` segments and at most ``budget`` steps: a longer gap between records is
+    # split into unrecorded segments, so that every dispatch returns within about ``dispatch_s``
+    # seconds (the budget follows the measured speed) and Ctrl-C is answered whatever the schedule.
+    pending = [[int(n), True] for n in seg_all]
+    budget = [2 ** 14]
+
+    def next_chunk():
+        segs, keep, total = [], [], 0
+        while pending and len(segs) < per:
+            n, rec = pending[0]
+            room = budget[0] - total
+            if n <= room or (not segs and n <= budget[0]):
+                segs.append(n)
+                keep.append(rec)
+                total += n
+                pending.pop(0)
+            elif room > 0:
+                segs.append(room)
+                keep.append(False)
+                pending[0][0] = n - room
+                total += room
+                break
+            else:
+                break
+        return segs, keep
+
     # pipelined: chunk c + 1 is dispatched (asynchronously) before chunk c's records are copied to the
     # host, so the device never waits for the host's transfers and bookkeeping.  ``queue`` holds the
     # dispatched chunks whose records are not on the host yet; a chunk leaves it only together with
     # its bookkeeping, so that an interrupt at any point loses nothing and counts nothing twice.
     queue, dispatched_step = [], 0
     bad = np.full(R + pad, -1)
+    last = [time.perf_counter()]
 
     def collect():
         """Bring the oldest dispatched chunk's records to the host; returns its divergence flags."""
         nonlocal done_records, step0
-        obs, bad_dev, n_real, n_steps = queue[0]
-        bad_host = np.asarray(bad_dev)
-        host = jax.tree_util.tree_map(lambda x: np.asarray(x)[:n_real], obs)
+        obs, bad_dev, keep, n_steps = queue[0]
+        bad_host = np.array(bad_dev)
+        idx = np.nonzero(keep)[0]
+        host = jax.tree_util.tree_map(lambda x: np.asarray(x)[idx], obs)
+        n_real = idx.size
+        # a state that blew up on the last step before a record (the loss is checked before each
+        # update only): the first record with a non-finite value marks the run as diverged there
+        if n_real:
+            finite = np.ones((n_real, bad_host.size), bool)
+            for leaf in jax.tree_util.tree_leaves(host):
+                finite &= np.isfinite(leaf.reshape(n_real, leaf.shape[1], -1)).all(axis=-1)
+            rec_steps = record_steps[done_records:done_records + n_real]
+            for r in np.nonzero(~finite.all(axis=0) & (bad_host < 0))[0]:
+                bad_host[r] = rec_steps[np.argmin(finite[:, r])]
         recs.append(host)
         queue.pop(0)
         done_records += n_real
         step0 += n_steps
+        now = time.perf_counter()
+        if n_steps and now > last[0]:
+            budget[0] = int(min(max(256, n_steps / (now - last[0]) * dispatch_s), 2 ** 26))
+        last[0] = now
         if bar is not None:
             bar.update(n_steps)
         return bad_host
 
     try:
-        for c in range(0, T, per):
-            seg = seg_all[c:c + per]
-            n_real = seg.size
-            if n_real < per:  # pad with empty segments: same compiled shape
-                seg = np.concatenate([seg, np.zeros(per - n_real, dtype=seg.dtype)])
+        c = 0
+        while pending:
+            segs, keep = next_chunk()
+            seg = np.zeros(per, dtype=np.int64)
+            seg[:len(segs)] = segs        # padded with empty segments: same compiled shape
+            keep = np.concatenate([keep, np.zeros(per - len(keep), bool)])
             t0 = time.perf_counter()
             state, obs, bad_dev = chunk_jit(state, consts, jnp.asarray(seg),
                                             jnp.asarray(dispatched_step, dtype=jnp.int64))
             if c == 0:
                 compile_time = time.perf_counter() - t0  # tracing + compiling (the run is asynchronous)
-            dispatched_step += int(seg[:n_real].sum())
-            queue.append((obs, bad_dev, n_real, int(seg[:n_real].sum())))
+                last[0] = time.perf_counter()
+            c += 1
+            dispatched_step += int(seg.sum())
+            queue.append((obs, bad_dev, keep, int(seg.sum())))
             if len(queue) > 1:
                 bad = collect()
                 if np.any(bad[:R] >= 0):
@@ -313,8 +360,12 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
     # (T, R_pad, ...) -> (R, T, ...)
     records = {k: np.swapaxes(v, 0, 1)[:R] for k, v in records.items()}
     steps = record_steps[:done_records]
-    final_params = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], state[0])
-    final_aux = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], state[1])
+    try:
+        final_params = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], state[0])
+        final_aux = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], state[1])
+    except RuntimeError:    # interrupted while the state was being donated to the next chunk
+        final_params = final_aux = None
+        message += " (the final parameters were being handed to the next chunk: not kept)"
 
     if diverged_at is not None:
         keep = steps < diverged_at
@@ -323,9 +374,9 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
         runs = np.nonzero((bad[:R] >= 0))[0].tolist()
         lr_np = np.asarray(lr)
         lr_bad = float(lr_np[runs[0]])
-        message = (f"diverged: non-finite loss at step {diverged_at} (t = {lr_bad * diverged_at:.6g}) in "
-                   f"run(s) {runs[:10]} with lr = {lr_bad:g}; try a smaller learning rate, e.g. lr = "
-                   f"{lr_bad / 4:g}. The {steps.size} records before step {diverged_at} are kept.")
+        message = (f"diverged: non-finite loss or parameters at step {diverged_at} "
+                   f"(t = {lr_bad * diverged_at:.6g}) in run(s) {runs[:10]} with lr = {lr_bad:g}; try a smaller "
+                   f"learning rate, e.g. lr = {lr_bad / 4:g}. The {steps.size} records before step {diverged_at} are kept.")
         status = -1
     out = EngineOutput(steps=steps, records=records, final_params=final_params, final_aux=final_aux,
                        status=status, message=message, wall_time=wall, compile_time=compile_time,

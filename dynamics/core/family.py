@@ -23,6 +23,9 @@ How to add a family (the files and lines a contributor touches)
    ``simulate_<name>`` (and ``solve_<name>``) as thin functions that call
    :func:`dynamics.core.frontend.simulate` and :func:`dynamics.core.frontend.solve` with their
    keywords written out.
+   ``method="flow"`` then comes for free: ``core.flow`` integrates d theta/dt = -``Model.grad`` (and
+   an auxiliary state at the continuous rate of ``Model.update_aux``) adaptively; refuse it in
+   ``check_options`` (method "flow") where the gradient has no flow (minibatches, a per-step rule).
 4. Give the family an :meth:`Family.example` (a small problem, a learning rate and a step count at
    which its headline is visible): the contract tests in ``tests/test_contract.py`` then run the
    whole battery (batch = single, keys, save/load, crosscheck, divergence, float32, lr and seed

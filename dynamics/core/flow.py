@@ -9,10 +9,11 @@ integrates (F) itself, for the *same* parameters and the *same* gradient functio
 (``Model.grad``), with an error-controlled Runge-Kutta method from diffrax:
 
 * solver: ``"tsit5"`` (default; Tsitouras' 5(4) explicit pair with a 4th-order dense output, FSAL:
-  six gradient evaluations per step).  The flows of this library are smooth and, for the horizons
-  of interest, not stiff except in the u*v dual form at tiny init scale; ``"dopri8"`` (8th order)
-  pays off at very tight tolerances, ``"kvaerno5"`` (L-stable ESDIRK, Jacobian by autodiff) where an
-  explicit method's steps are bounded by stability rather than accuracy.
+  six gradient evaluations per step).  The flows of this library are smooth and mildly stiff at most
+  (at a fixed point, and in the u*v dual form at tiny init scale, where Tsit5's steps grow like
+  log(1/alpha)); ``"dopri8"`` (8th order) pays off at very tight tolerances; ``"kvaerno5"`` (L-stable
+  ESDIRK, Jacobian by autodiff) is offered but, measured, fails on the dual form's jumps with diffrax's
+  default chord root finder (theory/flow.md sec. 2).
 * step-size control: diffrax's ``PIDController`` as a PI controller (pcoeff = icoeff = 0.3: steady
   where stability rather than accuracy bounds the step, as at a fixed point; theory/flow.md) on the
   RMS norm of the scaled local error ``err / (atol + rtol |y|)``; the steps land on the record times
