@@ -36,10 +36,13 @@ def atomic_write(path, write):
 
     The file gets the permissions a plain ``open(path, "w")`` would give it (0666 less the umask),
     not the private 0600 of the temporary file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    path = os.path.realpath(os.fspath(path))      # a symlink is saved through (its target updated)
+    folder = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a directory: give a file name to save to")
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
+    _remove_orphans(folder, os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix="-" + os.path.basename(path), dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -52,6 +55,38 @@ def atomic_write(path, write):
             os.unlink(tmp)
         raise
     return path
+
+
+def _remove_orphans(folder, name):
+    """Delete temporary files of earlier saves of ``name`` whose writing process is gone (killed mid
+    write): ``.tmp-<pid>-<random>-<name>``.  Files of live writers are left alone."""
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.startswith(".tmp-") and entry.endswith("-" + name)):
+            continue
+        try:
+            pid = int(entry.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        try:
+            os.unlink(os.path.join(folder, entry))
+        except OSError:
+            pass
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def jsonable(x):

@@ -205,13 +205,23 @@ def load(path) -> Trajectory:
     """Read a file written by ``Trajectory.save``. Refuses truncated or foreign files clearly."""
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("a plain .npy array, not an .npz archive")
+        with z:
             data = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, MemoryError, KeyError, TypeError) as exc:
         raise ValueError(f"{path} is not a readable dynamics result file (truncated or foreign "
-                         f"archive): {exc}") from None
+                         f"archive): {type(exc).__name__}: {exc}") from None
+    try:
+        return _from_archive(path, data)
+    except (KeyError, TypeError, AttributeError, MemoryError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a complete dynamics result file ({type(exc).__name__}: {exc})") from None
+
+
+def _from_archive(path, data):
     if "__meta__" not in data:
         raise ValueError(f"{path} is not a dynamics result file (no __meta__ header)")
     try:

@@ -13,7 +13,10 @@ __all__ = [
 
 
 def check_array(name, value, *, ndim=None, shape=None, finite=True, dtype=float):
-    """Convert ``value`` to an array and check its rank, shape and finiteness."""
+    """Convert ``value`` to an array and check its rank, shape and finiteness (booleans refused: a
+    True where a number belongs is a mistake, not a 1.0)."""
+    if isinstance(value, (bool, np.bool_)) or np.asarray(value).dtype == np.bool_:
+        raise TypeError(f"{name} must be a numeric array, got a boolean {value!r}")
     try:
         arr = np.asarray(value, dtype=dtype)
     except (TypeError, ValueError) as exc:
@@ -29,7 +32,9 @@ def check_array(name, value, *, ndim=None, shape=None, finite=True, dtype=float)
 
 def check_positive(name, value, *, strict=True, upper=None, upper_strict=True):
     """A finite real scalar > 0 (or >= 0 with strict=False), optionally below ``upper``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number, got the boolean {value!r}")
+    if not isinstance(value, numbers.Real):
         try:
             value = float(np.asarray(value).item())
         except (TypeError, ValueError):
@@ -46,8 +51,12 @@ def check_positive(name, value, *, strict=True, upper=None, upper_strict=True):
     return value
 
 
-def check_int(name, value, *, minimum=None):
-    """An integer (bool rejected) >= minimum."""
+#: the largest integer argument accepted (step counts, sizes): beyond it int64 step indices overflow
+MAX_INT = 2 ** 62
+
+
+def check_int(name, value, *, minimum=None, maximum=MAX_INT):
+    """An integer (bool rejected) >= minimum and <= maximum."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         if isinstance(value, numbers.Real) and float(value).is_integer():
             raise TypeError(f"{name} must be an integer, got the float {value!r}; pass int({value!r})")
@@ -56,6 +65,8 @@ def check_int(name, value, *, minimum=None):
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be an integer <= {maximum:,}, got {value:,}")
     return value
 
 
@@ -65,8 +76,14 @@ def check_fraction(name, value):
 
 
 def check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    """One of ``choices`` (an unhashable value, e.g. a list, is a TypeError naming the argument)."""
+    try:
+        ok = value in choices
+    except TypeError:
+        raise TypeError(f"{name} must be one of {sorted(map(str, choices))}, got a {type(value).__name__}: "
+                        f"{value!r}") from None
+    if not ok:
+        raise ValueError(f"{name} must be one of {sorted(map(str, choices))}, got {value!r}")
     return value
 
 

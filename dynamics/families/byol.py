@@ -98,7 +98,12 @@ class BYOLProblem:
                 U = np.linalg.eigh(X)[1]
             set_("basis", U)
         else:
-            set_("basis", check_array("basis", self.basis, shape=(n, n)))
+            U = check_array("basis", self.basis, shape=(n, n))
+            err = float(np.abs(U.T @ U - np.eye(n)).max())
+            if err > 1e-8:
+                raise ValueError(f"basis must be orthogonal (its columns the common eigenvectors); "
+                                 f"max |U^T U - I| = {err:.3g}")
+            set_("basis", U)
         for name, default in (("w0", 0.1), ("p0", 0.1)):
             v = getattr(self, name)
             set_(name, np.full(n, default) if v is None else check_array(name, v, shape=(n,)))
@@ -355,6 +360,8 @@ def _byol_fields(Y, x, lam_s, n, simsiam):
 
 def _check_times(times):
     times = check_array("times", times, ndim=1)
+    if times.size == 0:
+        raise ValueError("times must hold at least one time, got an empty grid")
     if np.any(times < 0) or np.any(np.diff(times) < 0):
         raise ValueError("times must be >= 0 and non-decreasing")
     return times
@@ -378,12 +385,17 @@ def _solve_byol_one(problem, times, rtol, atol):
     Many settings at once: :func:`solve_byol_batch` (one vectorised adaptive solve in JAX)."""
     x, lam_s, ap, eta, beta, n, simsiam, y0 = _byol_theory_inputs(problem)
     times = _check_times(times)
-    sol = solve_ivp(lambda t, y: _byol_rhs(y, x, lam_s, ap, eta, beta, n, simsiam, np),
-                    (0.0, float(times[-1]) if times.size else 0.0), y0, t_eval=times, method="DOP853",
-                    rtol=rtol, atol=atol)
-    if not sol.success:
-        raise RuntimeError(f"solve_byol: the ODE solver failed: {sol.message}")
-    return Trajectory(t=times, fields=_byol_fields(sol.y.T, x, lam_s, n, simsiam),
+    rtol = check_positive("rtol", rtol, upper=0.1)
+    atol = check_positive("atol", atol)
+    if times[-1] == 0:      # nothing to integrate: the initial state on every requested time
+        Y = np.broadcast_to(np.asarray(y0, float), (times.size, len(y0)))
+    else:
+        sol = solve_ivp(lambda t, y: _byol_rhs(y, x, lam_s, ap, eta, beta, n, simsiam, np),
+                        (0.0, float(times[-1])), y0, t_eval=times, method="DOP853", rtol=rtol, atol=atol)
+        if not sol.success:
+            raise RuntimeError(f"solve_byol: the ODE solver failed: {sol.message}")
+        Y = sol.y.T
+    return Trajectory(t=times, fields=_byol_fields(Y, x, lam_s, n, simsiam),
                       kind="theory", model="byol", settings={"units": "gf", **versions()}, problem=problem,
                       method="exact", primary="p", fixed_point=BYOL.fixed_point(problem, {}))
 
@@ -449,15 +461,20 @@ def _byol_batch_solver(n, simsiam, rtol, atol, max_steps):
 
 def byol_collapse_threshold(tau, sigma2):
     """eta above which collapse is certain on the invariant parabola: tau^2 / (4 (1 + sigma2))."""
-    return np.asarray(tau, float) ** 2 / (4.0 * (1.0 + np.asarray(sigma2, float)))
+    tau = check_array("tau", tau)
+    sigma2 = check_array("sigma2", sigma2)
+    if np.any(sigma2 < 0):
+        raise ValueError(f"sigma2 must be >= 0 (a noise variance), got {sigma2}")
+    return tau ** 2 / (4.0 * (1.0 + sigma2))
 
 
 def byol_fixed_points(tau, eta, sigma2):
     """(p_minus, p_plus) = (tau -+ sqrt(tau^2 - 4 eta k)) / (2k), k = 1 + sigma2, on the parabola
     s = p^2 / alpha_p. p < p_minus collapses to 0, p > p_minus goes to p_plus. nan (with a warning)
     where eta > tau^2 / (4k): collapse is certain."""
-    tau = np.asarray(tau, float)
-    eta = np.asarray(eta, float)
+    tau = check_array("tau", tau)
+    eta = check_array("eta", eta)
+    check_array("sigma2", sigma2)
     if np.any(eta < 0):
         raise ValueError(f"eta must be >= 0, got {eta}")
     if np.any(np.asarray(sigma2) < 0):

@@ -59,8 +59,11 @@ class Stages:
         return len(self.times) - 1
 
     def plateau_index(self, tau):
-        """Which plateau each rescaled time falls on."""
-        return np.searchsorted(self.times, np.asarray(tau, float), side="right") - 1
+        """Which plateau each rescaled time (>= 0) falls on."""
+        tau = check_array("tau", tau)
+        if np.any(tau < 0):
+            raise ValueError(f"tau must be >= 0 (rescaled time since the init), got {tau[tau < 0][:5]}")
+        return np.searchsorted(self.times, tau, side="right") - 1
 
     def predict(self, tau) -> Trajectory:
         """The piecewise-constant predicted trajectory on any grid of rescaled times."""
@@ -154,10 +157,14 @@ def stages(problem, *, jump=None, max_stages=200, tol=1e-9, tie_tol=1e-7):
     From beta = 0, s = 0: g = grad L(beta) with g = 0 on the active set; the next event is the first
     coordinate whose s_i - Delta g_i reaches +1 (if a_i > 0) or -1 (if b_i > 0); advance s, then jump:
     ``jump(beta, s, entering) -> beta`` (default: ``problem.jump`` if the family has a closed form,
-    else :func:`fast_flow` on the active set plus the entering coordinates, seeded with sign(s)). Events within ``tie_tol`` (relative) of each other
-    are taken together and reported as ties (with a warning). Stops at a stationary point of L.
+    else :func:`fast_flow` on the active set plus the entering coordinates, seeded with sign(s)).
+    Events within ``tie_tol`` (relative, in [0, 0.1)) of each other are taken together and reported as
+    ties (with a warning). Gradients below ``tol`` (relative, in (0, 0.1)) count as 0. Stops at a
+    stationary point of L.
     """
     check_int("max_stages", max_stages, minimum=1)
+    tol = check_positive("tol", tol, upper=0.1)
+    tie_tol = check_positive("tie_tol", tie_tol, strict=False, upper=0.1)
     if not isinstance(problem, HadamardProblem):
         raise TypeError(f"problem must be a DLNProblem or AttentionProblem, got {type(problem).__name__}")
     if jump is None:
