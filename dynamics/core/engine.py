@@ -376,7 +376,8 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
         lr_bad = float(lr_np[runs[0]])
         message = (f"diverged: non-finite loss or parameters at step {diverged_at} "
                    f"(t = {lr_bad * diverged_at:.6g}) in run(s) {runs[:10]} with lr = {lr_bad:g}; try a smaller "
-                   f"learning rate, e.g. lr = {lr_bad / 4:g}. The {steps.size} records before step {diverged_at} are kept.")
+                   f"learning rate, e.g. lr = {lr_bad / 4:g}. The {steps.size} records before step "
+                   f"{diverged_at} are kept.")
         status = -1
     out = EngineOutput(steps=steps, records=records, final_params=final_params, final_aux=final_aux,
                        status=status, message=message, wall_time=wall, compile_time=compile_time,

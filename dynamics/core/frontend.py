@@ -88,6 +88,14 @@ def _to_device(trees, dtype, *, stack=True):
     return jax.tree_util.tree_map(conv, *trees)
 
 
+def _step_schedule(steps, record_every, record_log):
+    """(steps, record_every, record step indices) with the default of :data:`DEFAULT_RECORDS` records."""
+    steps = check_int("steps", steps, minimum=1)
+    if record_every is None and record_log is None:
+        record_every = max(1, steps // DEFAULT_RECORDS)
+    return steps, record_every, engine.record_schedule(steps, every=record_every, log=record_log)
+
+
 def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None, record_log=None, runs=1,
              key=0, dtype=None, progress=None, on_divergence="raise", optimizer="sgd", method="gd",
              options=None, per_run=None, desc=None, times=None, t_max=None, rtol=None, atol=None,
@@ -123,22 +131,17 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
             raise ValueError(f"method={method!r} needs lr > 0 (the step size)")
         lr = 1.0
     probs, lrs, R, batched, per_run = resolve_batch(family, problem, lr, runs, key, per_run)
-    solver_cfg = None
+    solver_cfg = grid_steps = None
     if ode:
         rtol = rtol_requested = check_positive("rtol", flow.DEFAULT_RTOL if rtol is None else rtol, upper=0.1)
         rtol, atol = family.flow_tolerances(probs, method, rtol, atol)
-        grid_steps = None
-        solver_cfg = flow.FlowSolver(rtol=rtol, atol=atol,
-                                     solver="tsit5" if solver is None else solver)
-        if times is None and t_max is None:
+        solver_cfg = flow.FlowSolver(rtol=rtol, atol=atol, solver="tsit5" if solver is None else solver)
+        if times is None and t_max is None:     # gd's grid: lr * its record steps
             if steps is None:
                 raise ValueError(f"method={method!r} needs times (a grid), t_max (a horizon) or lr and steps")
             if np.unique(lrs).size > 1:
                 raise ValueError(f"method={method!r} on a batch of learning rates: give times (one grid)")
-            steps = check_int("steps", steps, minimum=1)
-            if record_every is None and record_log is None:
-                record_every = max(1, steps // DEFAULT_RECORDS)
-            grid_steps = engine.record_schedule(steps, every=record_every, log=record_log)
+            steps, record_every, grid_steps = _step_schedule(steps, record_every, record_log)
             grid = float(lrs[0]) * grid_steps.astype(float)
         else:
             grid = flow.flow_times(times=times, t_max=t_max, record_every=record_every, record_log=record_log,
@@ -146,10 +149,7 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
     else:
         if steps is None:
             raise ValueError(f"method={method!r} needs steps (an int >= 1)")
-        steps = check_int("steps", steps, minimum=1)
-        if record_every is None and record_log is None:
-            record_every = max(1, steps // DEFAULT_RECORDS)
-        rec = engine.record_schedule(steps, every=record_every, log=record_log)
+        steps, record_every, rec = _step_schedule(steps, record_every, record_log)
     base = family.base_method(method)
     dtype = check_dtype(dtype, np.float64 if ode else family.default_dtype)
     if ode and dtype == np.float32 and solver_cfg.rtol < 1e-6:
@@ -171,7 +171,8 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
     fixed = [family.fixed_point(p, o) for p, o in zip(probs, run_options)]
     settings = {"family": family.name, "method": method, "lr": lrs.tolist() if batched else float(lrs[0]),
                 "steps": steps if not ode else None, "record_every": record_every, "record_log": record_log,
-                "runs": R, **({"flow": {**solver_cfg.to_dict(), "rtol_requested": rtol_requested}} if ode else {}),
+                "runs": R,
+                **({"flow": {**solver_cfg.to_dict(), "rtol_requested": rtol_requested}} if ode else {}),
                 "optimizer": optimizer if isinstance(optimizer, str) else "custom", "dtype": str(dtype),
                 "units": family.time_units, "key": key_data(keys),
                 **family.settings(probs[0], method, options),
@@ -181,8 +182,8 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
         if ode:     # flow time x as (fractional) steps at each run's lr: the family's clock does the rest
             x = np.asarray(out.extra["times"], float)
             # on gd's grid the clock gets gd's integer steps (the same times, bit for bit)
-            per = [family.times([p], lrs[i:i + 1], x / lrs[i] if grid_steps is None else grid_steps[:x.size], base)
-                   for i, p in enumerate(probs)]
+            per = [family.times([p], lrs[i:i + 1], x / lrs[i] if grid_steps is None else grid_steps[:x.size],
+                                base) for i, p in enumerate(probs)]
             t = np.concatenate([q[0] for q in per], axis=0)
             extra = {k: np.concatenate([q[1][k] for q in per], axis=0) for k in per[0][1]}
             stats = {k: out.extra[k].tolist() if batched else int(out.extra[k][0])

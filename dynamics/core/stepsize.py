@@ -8,7 +8,8 @@ where the family has critical times, their largest relative error).  :func:`lr_f
 two gradient-descent runs (lr and lr / 2, each against the flow on its grid; their ratio checks that
 the pair is in the first-order regime, else lr is halved and the pair measured again) and returns
 lr = tol / C (extrapolated with the measured order where it is below 1, which is more cautious).
-It is a measurement, not a bound: the constant depends on the horizon (errors in the timing of a transition accumulate over the plateau before it), so ask for the horizon you will run.
+It is a measurement, not a bound: the constant depends on the horizon (errors in the timing of a
+transition accumulate over the plateau before it), so ask for the horizon you will run.
 """
 
 from __future__ import annotations
