@@ -33,6 +33,7 @@ from .core import compare, engine, flow, frontend, metrics, stepsize, trajectory
 from .core.compare import BatchCrossCheck, CrossCheck, crosscheck  # noqa: E402
 from .core.engine import DivergenceError, record_schedule  # noqa: E402
 from .core.flow import FlowSolver, flow_times  # noqa: E402
+from .core.resources import ResourceError  # noqa: E402
 from .core.stepsize import StepSizeAdvice, gd_error, lr_for  # noqa: E402
 from .core.family import Example, Family, families as registered_families, get_family  # noqa: E402
 from .core.linalg import random_rotation  # noqa: E402
@@ -68,7 +69,7 @@ __all__ = [
     "byol_collapse_threshold", "HeadProblem", "simulate_head", "head_phases",
     "StepwiseProblem", "simulate_stepwise", "solve_stepwise", "step_times",
     "Family", "Example", "get_family", "registered_families",
-    "FlowSolver", "flow_times", "gd_error", "lr_for", "StepSizeAdvice",
+    "FlowSolver", "flow_times", "gd_error", "lr_for", "StepSizeAdvice", "ResourceError",
     "core", "exact", "families", "engine", "metrics", "hadamard", "dln", "attention", "byol",
     "diagonal", "transformer", "heads", "identity_head", "stepwise", "jepa",
     "__version__",

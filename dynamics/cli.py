@@ -84,7 +84,17 @@ def main(argv=None):
     except SpecError as exc:
         print(f"dynamics: bad spec: {exc}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        print(f"dynamics: {exc}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as exc:
+        print(f"dynamics: the spec is not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError) as exc:
+        # a library check on a spec value (or its arithmetic): one line, never a traceback
+        print(f"dynamics: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    except FloatingPointError as exc:       # a run diverged (DivergenceError): its message says what to do
         print(f"dynamics: {exc}", file=sys.stderr)
         return 2
 

@@ -172,3 +172,14 @@ def test_solve_without_a_theory_says_so_not_bad_spec(capsys):
     assert main(["solve", spec]) == 2
     err = capsys.readouterr().err
     assert "no closed-form theory" in err and "bad spec" not in err
+
+
+def test_library_errors_from_a_spec_are_one_line_exit_2(tmp_path, capsys):
+    """A spec value that a library check refuses (or that is not UTF-8) ends in one 'dynamics:' line
+    and exit 2, not a traceback."""
+    from dynamics.cli import main
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes('title = "caf\u00e9"\n'.encode("latin-1"))
+    assert main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dynamics:") and "UTF-8" in err[0]

@@ -108,3 +108,21 @@ def test_load_wraps_every_failure_naming_the_file(tmp_path, P):
     with pytest.raises(ValueError, match="broken.npz: not a complete dynamics result file"):
         dy.load(broken)
     assert zipfile.is_zipfile(broken)
+
+
+def test_a_batch_that_cannot_fit_is_refused_before_it_allocates(P, monkeypatch):
+    """runs=2000, record_every=1 over 10^7 steps would need terabytes of records: refused at once with
+    the estimate and what to change (it used to start and thrash); a fitting call still runs."""
+    import time
+    from dynamics.core.resources import ResourceError
+    tic = time.perf_counter()
+    with pytest.raises(ResourceError, match=r"the records \(2,000 runs x 10,000,001 records.*record less often"):
+        dy.simulate_jepa(P, lr=0.01, steps=10 ** 7, record_every=1, runs=2000)
+    with pytest.raises(ResourceError, match="rotation would need"):
+        dy.random_rotation(10 ** 7, key=0)
+    assert time.perf_counter() - tic < 30
+    monkeypatch.setenv("DYNAMICS_MEMORY_BUDGET", "1k")
+    with pytest.raises(ResourceError, match="budget of 1 kB"):
+        dy.simulate_jepa(P, lr=0.01, steps=100)
+    monkeypatch.setenv("DYNAMICS_MEMORY_BUDGET", "1G")
+    assert dy.simulate_jepa(P, lr=0.01, steps=100).status == 0

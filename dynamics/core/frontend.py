@@ -24,6 +24,7 @@ from . import engine, flow
 from .family import Family
 from .io import versions
 from .keys import init_key, key_count, key_data, run_keys, step_key
+from .resources import check_memory, nbytes_of
 from .trajectory import Trajectory, stack_runs
 from .validation import check_array, check_choice, check_int, check_positive
 
@@ -86,6 +87,21 @@ def _to_device(trees, dtype, *, stack=True):
         a = np.stack([np.asarray(x) for x in xs]) if stack else np.asarray(xs[0])
         return jnp.asarray(a, dtype=dtype if np.issubdtype(a.dtype, np.floating) else None)
     return jax.tree_util.tree_map(conv, *trees)
+
+
+def _check_batch_memory(model, state, ctx, R, n_records, itemsize, shared):
+    """Refuse (``ResourceError``) a batch whose parameters or records would not fit the memory budget,
+    from one run's state and the shapes of one observation (``jax.eval_shape``: nothing is run)."""
+    params, aux = state
+    per_run = nbytes_of(params, itemsize) + nbytes_of(aux, itemsize)
+    check_memory(f"{R:,} runs' parameters ({per_run:,} bytes each, several copies during a step)",
+                 4 * R * per_run + (nbytes_of(ctx, itemsize) * (1 if shared else R)),
+                 hint="run fewer runs at once")
+    tree = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.float64), (params, aux, ctx))
+    obs = jax.eval_shape(lambda p, a, c: model.observe(p, a, c), *tree)
+    check_memory(f"the records ({R:,} runs x {n_records:,} records x {nbytes_of(obs, itemsize):,} bytes)",
+                 2 * R * n_records * nbytes_of(obs, itemsize),
+                 hint="record less often (record_every, record_log, or a coarser times grid) or run fewer runs")
 
 
 def _step_schedule(steps, record_every, record_log):
@@ -161,13 +177,18 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
         family.warn_float32(probs, lrs, options)
 
     keys = run_keys(key, R)
-    states = [family.initial_state(p, init_key(k), base, o) for p, k, o in zip(probs, keys, run_options)]
+    shared = len({id(p) for p in probs}) == 1       # one problem for every run: share its matrices
+    model = family.model(probs[0], base, options)
+    first = family.initial_state(probs[0], init_key(keys[0]), base, run_options[0])
+    ctx0 = family.context(probs[0], base, options)
+    n_records = grid.size if ode else rec.size
+    _check_batch_memory(model, first, ctx0, R, n_records, np.dtype(dtype).itemsize, shared)
+    states = [first] + [family.initial_state(p, init_key(k), base, o)
+                        for p, k, o in zip(probs[1:], keys[1:], run_options[1:])]
     params = _to_device([s[0] for s in states], dtype)
     aux = _to_device([s[1] for s in states], dtype)
-    shared = len({id(p) for p in probs}) == 1       # one problem for every run: share its matrices
-    ctxs = [family.context(p, base, options) for p in (probs[:1] if shared else probs)]
+    ctxs = [ctx0] + ([] if shared else [family.context(p, base, options) for p in probs[1:]])
     ctx = _to_device(ctxs, dtype, stack=not shared)
-    model = family.model(probs[0], base, options)
     fixed = [family.fixed_point(p, o) for p, o in zip(probs, run_options)]
     settings = {"family": family.name, "method": method, "lr": lrs.tolist() if batched else float(lrs[0]),
                 "steps": steps if not ode else None, "record_every": record_every, "record_log": record_log,

@@ -6,6 +6,7 @@ import jax
 import numpy as np
 
 from .keys import as_key
+from .resources import check_memory
 from .validation import check_int
 
 __all__ = ["random_rotation", "diag_in_basis"]
@@ -19,6 +20,7 @@ def diag_in_basis(U, M):
 def random_rotation(d: int, *, key) -> np.ndarray:
     """A Haar-random orthogonal d x d matrix (QR of a Gaussian with the sign convention fixed)."""
     d = check_int("d", d, minimum=1)
+    check_memory(f"a random {d:,} x {d:,} rotation", 4 * 8 * d * d, hint="a smaller dimension")
     g = np.asarray(jax.random.normal(as_key(key), (d, d), dtype=np.float64))
     q, r = np.linalg.qr(g)
     return q * np.sign(np.diag(r))[None, :]
