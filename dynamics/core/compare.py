@@ -84,8 +84,9 @@ class CrossCheck:
         return self.outcome == "failed"
 
     def summary(self) -> str:
-        lines = [f"crosscheck {self.a.kind}/{self.a.model} (a) vs {self.b.kind}/{self.b.model} (b): "
-                 f"{verdict(self.outcome)}",
+        def name(x):
+            return f"{x.kind}/{x.model}" + (f" {x.method}" if x.method else "")
+        lines = [f"crosscheck {name(self.a)} (a) vs {name(self.b)} (b): {verdict(self.outcome)}",
                  f"  max relative error of {self.field} {self.max_rel_error:.3e} (tolerance {self.rtol:g})"]
         if self.critical_b.size:
             lines.append(f"  critical times at {self.fraction:g} of the fixed point, a vs b "
