@@ -126,3 +126,23 @@ def test_a_batch_that_cannot_fit_is_refused_before_it_allocates(P, monkeypatch):
         dy.simulate_jepa(P, lr=0.01, steps=100)
     monkeypatch.setenv("DYNAMICS_MEMORY_BUDGET", "1G")
     assert dy.simulate_jepa(P, lr=0.01, steps=100).status == 0
+
+
+def test_asymptotic_series_and_fixed_points_check_like_the_exact_theory():
+    """critical_times_asymptotic gave 1.1e10 for a feature that is never learned (exact: inf), and it
+    and fixed_points accepted a non-commuting problem that critical_times refuses."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        P = dy.SSLProblem.from_spectrum([1.0, 0.5], [0.9, 0.01], 3, 1e-3)     # rho_2^L = 1e-6 < eps
+    exact = dy.critical_times(P, objective="jepa")
+    approx = dy.critical_times_asymptotic(P, objective="jepa")
+    assert np.isinf(exact[1]) and np.isinf(approx[1]) and np.isfinite(approx[0])
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(3, 3))
+    Sxx = A @ A.T + np.eye(3)
+    Syx = np.diag([1.0, 0.5, 0.2])
+    Q = dy.SSLProblem.from_covariances(Sxx, Syx, 2, 1e-2, strict=False)
+    for fn in (dy.critical_times, dy.critical_times_asymptotic, dy.fixed_points):
+        with pytest.raises(ValueError, match="simultaneously diagonalisable"):
+            fn(Q, objective="jepa")

@@ -23,7 +23,7 @@ from ..core.validation import check_choice
 from .linear.family import LinearFamily
 from .linear.network import Objective
 from .linear.problems import SSLProblem
-from .linear.theory import critical_times_linear, solve_linear
+from .linear.theory import critical_times_linear, solve_linear, theory_inputs
 
 __all__ = ["JEPA", "MAE", "simulate_jepa", "simulate_mae", "solve_jepa", "solve_mae",
            "critical_times", "critical_times_asymptotic", "fixed_points", "SSLProblem"]
@@ -144,18 +144,20 @@ def critical_times_asymptotic(problem, objective="jepa", *, units="gf"):
     """
     obj = _objective(objective)
     check_choice("units", units, {"gf", "paper"})
-    lam, rho, L, eps = problem.lam, problem.rho, problem.depth, problem.init_scale
+    lam, rho, L, eps, scale, psi0 = theory_inputs(obj, problem, "critical_times_asymptotic")
     if obj is JEPA:
         t = sum(1.0 / (n * rho ** (2 * L - n - 1) * eps ** (n / L)) for n in range(1, 2 * L)) / lam
     elif L >= 2:
         t = 1.0 / (lam * (L - 1) * eps ** ((L - 1) / L))
     else:
         t = np.log(1.0 / eps) / lam
+    t = np.where(psi0 >= 1.0, np.inf, t)    # at or above its fixed point: never learned (as critical_times)
     return t * L if units == "paper" else t
 
 
 def fixed_points(problem, objective="jepa"):
     """Asymptotic encoder modes: rho^L (JEPA) or rho^(L/(L+1)) (MAE), shape (d,)."""
     obj = _objective(objective)
+    theory_inputs(obj, problem, "fixed_points")          # the same checks as the exact theory
     return obj.fixed_point(problem.rho, problem.depth)
 
