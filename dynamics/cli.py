@@ -42,6 +42,21 @@ def _parser():
     return p
 
 
+def _one_line(exc, spec_error, no_theory):
+    """The message of an error that ends a command: a bad spec, a spec that is not UTF-8, a missing
+    file or closed form or a diverged run (their messages say what to do), or a library check on a
+    spec value (named by its type)."""
+    if isinstance(exc, no_theory):
+        return str(exc)
+    if isinstance(exc, spec_error):
+        return f"bad spec: {exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"the spec is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    if isinstance(exc, (OSError, FloatingPointError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _specs_dir(given):
     if given:
         return given
@@ -78,26 +93,10 @@ def main(argv=None):
         run_spec(spec, out, seed=args.seed, dtype=np.float32 if args.x32 else None,
                  progress=not args.no_progress)
         return 0
-    except NoTheoryError as exc:
-        print(f"dynamics: {exc}", file=sys.stderr)
+    except (SpecError, NoTheoryError, OSError, ValueError, TypeError, ArithmeticError) as exc:
+        # every error a run can end in, as one line (never a traceback): exit 2
+        print(f"dynamics: {_one_line(exc, SpecError, NoTheoryError)}", file=sys.stderr)
         return 2
-    except SpecError as exc:
-        print(f"dynamics: bad spec: {exc}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-        print(f"dynamics: {exc}", file=sys.stderr)
-        return 2
-    except UnicodeDecodeError as exc:
-        print(f"dynamics: the spec is not UTF-8 text ({exc.reason} at byte {exc.start})", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, ZeroDivisionError, OverflowError) as exc:
-        # a library check on a spec value (or its arithmetic): one line, never a traceback
-        print(f"dynamics: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    except FloatingPointError as exc:       # a run diverged (DivergenceError): its message says what to do
-        print(f"dynamics: {exc}", file=sys.stderr)
-        return 2
-
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
