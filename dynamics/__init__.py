@@ -46,8 +46,11 @@ from .families.dln import DLNProblem, simulate_dln  # noqa: E402
 from .families.hadamard import api as hadamard  # noqa: E402
 from .families.hadamard.stages import StageCheck, Stages, crosscheck_stages, stages  # noqa: E402
 from .families.identity_head import HeadProblem, head_phases, simulate_head  # noqa: E402
-from .families.jepa import (critical_times, critical_times_asymptotic, fixed_points, simulate_jepa,  # noqa: E402
-                            simulate_mae, solve_jepa, solve_mae)
+from .families.jepa import (FiniteSampleStudy, commutator, critical_times, critical_times_asymptotic,  # noqa: E402
+                            finite_sample_study, fixed_points, generalized_fixed_points, generalized_modes,
+                            simulate_jepa, simulate_mae, solve_jepa, solve_mae)
+from .core import datasets  # noqa: E402
+from .families.linear.generalized import ApproximationWarning, GeneralizedModes  # noqa: E402
 from .families.linear.problems import RegressionProblem, SSLProblem  # noqa: E402
 from .families.saxe import critical_times_saxe, simulate_saxe, solve_saxe  # noqa: E402
 from .families.stepwise import StepwiseProblem, simulate_stepwise, solve_stepwise, step_times  # noqa: E402
@@ -60,7 +63,8 @@ from . import results  # noqa: E402,F401  (the former dynamics.results namespace
 __all__ = [
     "SSLProblem", "RegressionProblem", "random_rotation",
     "simulate_jepa", "simulate_mae", "solve_jepa", "solve_mae", "critical_times",
-    "critical_times_asymptotic", "fixed_points",
+    "critical_times_asymptotic", "fixed_points", "generalized_modes", "generalized_fixed_points", "commutator",
+    "GeneralizedModes", "ApproximationWarning", "finite_sample_study", "FiniteSampleStudy", "datasets",
     "simulate_saxe", "solve_saxe", "critical_times_saxe", "saxe",
     "Trajectory", "CrossCheck", "BatchCrossCheck", "crosscheck", "load", "DivergenceError", "record_schedule",
     "DLNProblem", "AttentionProblem", "stages", "Stages", "StageCheck", "crosscheck_stages",

@@ -16,6 +16,7 @@ __all__ = ["ALIASES", "install"]
 
 ALIASES = {
     "dynamics.engine": "dynamics.core.engine",
+    "dynamics.datasets": "dynamics.core.datasets",
     "dynamics.results": "dynamics.core.results_compat",
     "dynamics.validation": "dynamics.core.validation",
     "dynamics.metrics": "dynamics.core.metrics",

@@ -15,7 +15,8 @@ from .core.compare import verdict
 GF_LABEL = "gradient-flow time t = lr x step"
 TAU_LABEL = "rescaled time $t / \\log(1/\\alpha)$"
 
-__all__ = ["plot_trajectory", "plot_pair", "plot_crosscheck", "plot_jepa_vs_mae", "feature_labels"]
+__all__ = ["plot_trajectory", "plot_pair", "plot_crosscheck", "plot_jepa_vs_mae", "feature_labels",
+           "plot_finite_samples", "plot_image_modes"]
 
 
 def feature_labels(problem):
@@ -350,3 +351,49 @@ def gallery_save(fig, name):
         os.makedirs(out, exist_ok=True)
         fig.savefig(os.path.join(out, f"{name}.png"), dpi=100)
     return fig
+
+
+def plot_finite_samples(study, ax=None, *, title=None):
+    """Critical time of each feature against the sample size n: mean +- standard deviation over the data
+    sets (markers, error bars), the population theory (dashed horizontal lines); the fraction of data sets
+    that learn in the population's order is written above each n."""
+    fig, ax = _fig_ax(ax)
+    cols = _colors(study.population.size)
+    for i, col in enumerate(cols):
+        ax.errorbar(study.ns * (1 + 0.03 * (i - 0.5 * (len(cols) - 1))), study.mean[:, i], yerr=study.std[:, i],
+                    fmt="o", color=col, capsize=3, label=f"feature {i}: data sets (mean $\\pm$ std)")
+        ax.axhline(study.population[i], color=col, ls="--", lw=1)
+    for n, f in zip(study.ns, study.order_fraction):
+        ax.annotate(f"{f:.0%}", (n, 1.0), xycoords=("data", "axes fraction"), ha="center", va="bottom", fontsize=8)
+    ax.set_xscale("log")
+    _label(ax, "samples per data set n", f"critical time ({study.fraction:g} of the fixed point)",
+           title or "dashed: population theory; % above: data sets learning in the population order", legend=7)
+    return fig
+
+
+def plot_image_modes(runs, modes, *, top=4, title=None):
+    """JEPA and MAE on image patches: (left) the generalised modes' lam and rho; (right) for each
+    objective the encoder's gain on the ``top`` modes learned first (flow solid, gd thin, the
+    generalised-mode prediction's critical times as dotted verticals).  ``runs[objective] = (flow, gd,
+    predicted critical times, order)``; ``modes`` the GeneralizedModes of the problem."""
+    objs = list(runs)
+    fig, axes = plt.subplots(1, 1 + len(objs), figsize=(4.2 * (1 + len(objs)), 3.6), constrained_layout=True)
+    ax = axes[0]
+    k = np.arange(modes.rho.size)
+    ax.plot(k, modes.rho, "o-", label="$\\rho$ (generalised eigenvalue)")
+    ax.plot(k, modes.lam / np.abs(modes.lam).max(), "s-", label="$\\lambda$ / max $\\lambda$")
+    ax.axhline(0, color="grey", lw=0.6)
+    _label(ax, "generalised mode (sorted by $\\rho$)", "value", "modes of the patch views", legend=7)
+    for ax, obj in zip(axes[1:], objs):
+        flow, gd, tc, order = runs[obj]
+        fp = np.where(np.isfinite(tc), flow.fixed_point, np.nan)
+        for j, col in zip(order[:top], _colors(top)):
+            ax.plot(flow.t, flow.gains[:, j] / fp[j], color=col, lw=2, label=f"mode {j} ($\\rho$={modes.rho[j]:.2f})")
+            if gd is not None:
+                ax.plot(gd.t, gd.gains[:, j] / fp[j], color="k", lw=0.6)
+            ax.axvline(tc[j], color=col, ls=":", lw=1)
+        ax.axhline(0.5, color="grey", lw=0.5)
+        ax.set_xscale("log")
+        _label(ax, GF_LABEL, "gain $\\|\\bar W u_i\\|$ / predicted fixed point",
+               f"{obj.upper()}: first {top} modes (flow; black: gd; dotted: predicted)", legend=6)
+    return _suptitle(fig, title)

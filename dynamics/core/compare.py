@@ -184,8 +184,16 @@ def default_tolerances(a, b):
 
     An adaptive flow against the theory or another flow: ``FLOW_ERROR_FACTOR`` x the solver's rtol
     (1e-7 at the default 1e-10) for both, since neither has a step-size error.  Anything that involves
-    gradient descent: 1e-2 (its discretisation error is O(lr); see ``gd_error`` and ``lr_for``).
+    gradient descent: 1e-2 (its discretisation error is O(lr); see ``gd_error`` and ``lr_for``).  An
+    approximate theory (``settings["approximation"]``, e.g. generalised modes): its estimated error,
+    and at least 1e-2.
     """
+    approx = [x.settings["approximation"]["error_estimate"] for x in (a, b)
+              if x.kind == "theory" and isinstance(x.settings.get("approximation"), dict)
+              and not x.settings["approximation"].get("exact", False)]
+    if approx:      # an approximate theory: its estimated error (theory/generalized.md), at least gd's 1e-2
+        tol = max(1e-2, max(approx))
+        return tol, tol
     ra, rb = flow_rtol(a), flow_rtol(b)
     exact = [r for r in (ra, rb) if r is not None]
     kinds_ok = all(flow_rtol(x) is not None or x.kind == "theory" for x in (a, b))

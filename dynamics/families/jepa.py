@@ -22,11 +22,15 @@ from ..core.family import register
 from ..core.validation import check_choice
 from .linear.family import LinearFamily
 from .linear.network import Objective
+from .linear.finite_samples import FiniteSampleStudy, finite_sample_study  # noqa: F401  (public through jepa)
+from .linear.generalized import commutator, generalized_modes  # noqa: F401  (public through jepa)
+from .linear.generalized import generalized_fixed_points as _generalized_fixed_points
 from .linear.problems import SSLProblem
 from .linear.theory import critical_times_linear, solve_linear, theory_inputs
 
 __all__ = ["JEPA", "MAE", "simulate_jepa", "simulate_mae", "solve_jepa", "solve_mae",
-           "critical_times", "critical_times_asymptotic", "fixed_points", "SSLProblem"]
+           "critical_times", "critical_times_asymptotic", "fixed_points", "SSLProblem", "generalized_modes",
+           "generalized_fixed_points", "commutator", "finite_sample_study", "FiniteSampleStudy"]
 
 JEPA = Objective(name="jepa", target="self", head=True,
                  k=lambda L: 2 * L, n=lambda L: 1,
@@ -99,7 +103,7 @@ simulate_jepa.__doc__ = _SIM_DOC.format(
 simulate_mae.__doc__ = _SIM_DOC.format(name="MAE (reconstruction of y)", extra="")
 
 
-def solve_jepa(problem, *, times, units="gf"):
+def solve_jepa(problem, *, times, units="gf", approx=None):
     """Exact JEPA trajectory at ``times`` (aligned balanced init): the implicit solution
 
         lam t = [ -sum_{m=1}^{2L-1} 1/(m rho^(2L-m-1) v^m) + rho^(1-2L) ln(v/(rho - v)) ]_{v0}^{v}
@@ -108,15 +112,18 @@ def solve_jepa(problem, *, times, units="gf"):
     simulator's fields (.modes = v^L, .head = v, .loss).  ``units="paper"``: times are t_paper = L t.
     Features with rho <= eps^(1/L) shrink (RuntimeWarning).  theory/jepa.md sec. 3.
     ``times`` may be the (R, T) times of a batch, ``problem`` a list (one per run): a batched result.
+    A problem whose covariances do not commute is refused (the error names its normalised commutator)
+    unless ``approx="generalized"``: the same formulas on its generalised modes, an approximation named
+    with its estimated error in ``.settings["approximation"]`` (theory/generalized.md).
     """
-    return frontend.solve(lambda p, t: solve_linear(JEPA, p, times=t, units=units), problem, times)
+    return frontend.solve(lambda p, t: solve_linear(JEPA, p, times=t, units=units, approx=approx), problem, times)
 
 
-def solve_mae(problem, *, times, units="gf"):
+def solve_mae(problem, *, times, units="gf", approx=None):
     """Exact MAE trajectory at ``times``: lam t = int_{v0}^{v} du / (u^L (1 - u^(L+1)/rho)), in closed
     form through partial fractions over the (L+1)-th roots of unity (theory/jepa.md sec. 3).
-    ``times`` and ``problem`` may be those of a batch, as in :func:`solve_jepa`."""
-    return frontend.solve(lambda p, t: solve_linear(MAE, p, times=t, units=units), problem, times)
+    ``times`` and ``problem`` may be those of a batch, and ``approx`` is as in :func:`solve_jepa`."""
+    return frontend.solve(lambda p, t: solve_linear(MAE, p, times=t, units=units, approx=approx), problem, times)
 
 
 def _objective(objective):
@@ -124,18 +131,19 @@ def _objective(objective):
     return OBJECTIVES[objective]
 
 
-def critical_times(problem, objective="jepa", fraction=0.5, *, units="gf"):
+def critical_times(problem, objective="jepa", fraction=0.5, *, units="gf", approx=None):
     """Exact time t*_i at which encoder mode i reaches ``fraction`` of its fixed point, shape (d,).
 
     JEPA (v* = fraction^(1/L) rho, v0 = eps^(1/L)):
         lam t* = sum_{m=1}^{2L-1} (v0^-m - v*^-m) / (m rho^(2L-m-1)) + rho^(1-2L) ln[v*(rho - v0) / (v0 (rho - v*))]
     inf where the feature is never learned (rho <= eps^(1/L) for JEPA), 0 where it starts past the
-    threshold.  theory/jepa.md sec. 4.
+    threshold.  theory/jepa.md sec. 4.  ``approx="generalized"``: of the generalised modes of a
+    non-commuting problem (theory/generalized.md), an approximation; refused without it.
     """
-    return critical_times_linear(_objective(objective), problem, fraction=fraction, units=units)
+    return critical_times_linear(_objective(objective), problem, fraction=fraction, units=units, approx=approx)
 
 
-def critical_times_asymptotic(problem, objective="jepa", *, units="gf"):
+def critical_times_asymptotic(problem, objective="jepa", *, units="gf", approx=None):
     """The paper's small-init series for the critical time (an approximation; theory/jepa.md sec. 4).
 
     JEPA:  t* ~ (1/lam) sum_{n=1}^{2L-1} 1 / (n rho^(2L-n-1) eps^(n/L))      (drops Theta(log eps))
@@ -144,20 +152,36 @@ def critical_times_asymptotic(problem, objective="jepa", *, units="gf"):
     """
     obj = _objective(objective)
     check_choice("units", units, {"gf", "paper"})
-    lam, rho, L, eps, scale, psi0 = theory_inputs(obj, problem, "critical_times_asymptotic")
+    lam, rho, L, eps, scale, psi0 = theory_inputs(obj, problem, "critical_times_asymptotic", approx)
+    if np.any(lam <= 0):
+        lam, rho = np.where(lam > 0, lam, np.nan), np.where(lam > 0, rho, np.nan)
     if obj is JEPA:
         t = sum(1.0 / (n * rho ** (2 * L - n - 1) * eps ** (n / L)) for n in range(1, 2 * L)) / lam
     elif L >= 2:
         t = 1.0 / (lam * (L - 1) * eps ** ((L - 1) / L))
     else:
         t = np.log(1.0 / eps) / lam
-    t = np.where(psi0 >= 1.0, np.inf, t)    # at or above its fixed point: never learned (as critical_times)
+    t = np.where((psi0 >= 1.0) | ~np.isfinite(t), np.inf, t)   # never learned (as critical_times)
     return t * L if units == "paper" else t
 
 
-def fixed_points(problem, objective="jepa"):
-    """Asymptotic encoder modes: rho^L (JEPA) or rho^(L/(L+1)) (MAE), shape (d,)."""
+def fixed_points(problem, objective="jepa", *, approx=None):
+    """Asymptotic encoder modes: rho^L (JEPA) or rho^(L/(L+1)) (MAE), shape (d,).
+
+    For a non-commuting problem the encoder modes are not determined by the covariances: refused, or
+    with ``approx="generalized"`` the same formula on the generalised rho's (0 where rho <= 0).  What is
+    exact there is :func:`generalized_fixed_points` (the predictor's eigenvalues, MAE's end-to-end map)."""
     obj = _objective(objective)
-    theory_inputs(obj, problem, "fixed_points")          # the same checks as the exact theory
-    return obj.fixed_point(problem.rho, problem.depth)
+    lam, rho, L, *_ = theory_inputs(obj, problem, "fixed_points", approx)   # the exact theory's checks
+    with np.errstate(invalid="ignore"):
+        return np.where(lam > 0, obj.fixed_point(np.where(lam > 0, rho, 1.0), L), 0.0)
+
+
+def generalized_fixed_points(problem, objective="jepa"):
+    """Exact fixed-point statements for any covariances (theory/generalized.md sec. 2): JEPA's predictor
+    eigenvalues (those of Sxx^-1 Syx) and MAE's end-to-end map Syx Sxx^-1. See ``GeneralizedFixedPoints``."""
+    _objective(objective)
+    if not isinstance(problem, SSLProblem):
+        raise TypeError(f"problem must be an SSLProblem, got {type(problem).__name__}")
+    return _generalized_fixed_points(problem, objective)
 

@@ -55,7 +55,11 @@ def _make_model(objective, *, batch_size, n_data, ema, snapshots):
     def observe(params, aux, ctx):
         U = ctx["basis"]
         Wbar = encoder(params["W"])
-        out = {"modes": jnp.sum(U * (Wbar @ U), axis=0),
+        WU = Wbar @ U
+        # modes: u_i^T Wbar u_i (the theory's per-feature strength); gains: ||Wbar u_i||, the encoder's gain
+        # on feature i whichever hidden units carry it (equal to modes for the aligned solution; it also
+        # sees a feature that a rotated or permuted set of units learned: theory/generalized.md sec. 4)
+        out = {"modes": jnp.sum(U * WU, axis=0), "gains": jnp.sqrt(jnp.sum(WU * WU, axis=0)),
                "loss": loss_and_grads(objective, params, aux, ctx["Sxx"], ctx["Syx"], ctx["Syy"])[0]}
         if objective.head:
             out["head"] = jnp.sum(U * (params["V"] @ U), axis=0)
@@ -99,6 +103,14 @@ class LinearFamily(Family):
             if self.objective.target != "self":
                 raise ValueError(f"ema is only meaningful for JEPA (a target encoder), not {self.name}")
             o["ema"] = check_positive("ema", o["ema"], strict=False, upper=1.0)
+        if o["data"] is None and o["batch_size"] is not None and problems[0].samples is not None:
+            # a problem built from samples: its minibatches come from those samples (for a batch of
+            # problems, only when they share them: the data is one array for every run)
+            first = problems[0].samples
+            if any(p.samples is None or p.samples[0] is not first[0] for p in problems[1:]):
+                raise ValueError("batch_size: these problems were built from different samples; minibatch "
+                                 "them one problem at a time (or pass data=(x, y) for all)")
+            o["data"] = first
         if o["data"] is not None:
             d = problems[0].d
             x = check_array("data[0] (x)", o["data"][0], ndim=2)

@@ -29,6 +29,7 @@ from ...core.keys import as_key
 from ...core.linalg import diag_in_basis, random_rotation
 from ...core.validation import (check_array, check_choice, check_int, check_positive,
                                 check_symmetric_pd)
+from .generalized import generalized_eig, noncommuting_message
 
 __all__ = ["LinearProblem", "SSLProblem", "RegressionProblem", "random_rotation", "as_key", "diag_in_basis"]
 
@@ -80,6 +81,7 @@ class LinearProblem:
     diagonalisable: bool = True
     source: dict = field(default_factory=dict)
     syy: np.ndarray | None = None       # diag(U^T Syy U), kept so the theory's loss needs no O(d^3) product
+    samples: tuple | None = None        # (x, y) of from_samples: the data its covariances were estimated from
 
     # ------------------------------------------------------------------ builders
     @classmethod
@@ -114,8 +116,11 @@ class LinearProblem:
         """From covariance matrices; checks Sxx symmetric positive definite and Syx symmetric and
         commuting with Sxx (simultaneous diagonalisability), each within ``tol`` (relative).
 
-        With ``strict=False`` a non-diagonalisable pair is accepted for simulation only (the solvers
-        refuse it); the reported ``basis`` is then Sxx's eigenbasis.
+        With ``strict=False`` a non-diagonalisable pair is accepted: the exact solvers refuse it (naming
+        its normalised commutator) and the generalised-mode approximation (``approx="generalized"``)
+        accepts it.  Its ``basis`` is then the generalised modes (theory/generalized.md: unit directions
+        u_i of Syx_s a = rho Sxx a, sorted by decreasing rho), with ``sigma2``, ``lam`` their Rayleigh
+        quotients, so that simulations record ``modes`` along the directions the approximation predicts.
         """
         Sxx = check_symmetric_pd("Sxx", Sxx, tol=tol)
         d = Sxx.shape[0]
@@ -142,7 +147,7 @@ class LinearProblem:
                     "Sxx and Syx are not simultaneously diagonalisable: " + "; ".join(problems)
                     + ". The theory needs a common eigenbasis; pass strict=False to build a problem "
                     "for simulation only.")
-            U = np.linalg.eigh(Sxx)[1]
+            U = generalized_eig(Sxx, Syx)[0]
         sigma2 = diag_in_basis(U, Sxx)
         lam = diag_in_basis(U, Syx)
         if diag and np.any(lam <= 0):
@@ -152,6 +157,46 @@ class LinearProblem:
                           source={"builder": "from_covariances"}, check_lam=False)
         return dataclasses.replace(prob, Sxx=Sxx, Syx=Syx, Syy=Syy, diagonalisable=diag,
                                    syy=diag_in_basis(U, Syy))
+
+    @classmethod
+    def from_samples(cls, x, y, depth, init_scale, *, center=True, tol=1e-8):
+        """From paired samples: x, y of shape (n, d), row i one pair (context view, target view).
+
+        The covariances are the sample second moments Sxx = x^T x / n, Syx = y^T x / n, Syy = y^T y / n
+        (after subtracting each view's mean when ``center``), exactly the moments that simulating with
+        ``data=(x, y)`` uses; the (centred) samples are kept in ``problem.samples``, so that
+        ``simulate_jepa(problem, batch_size=B)`` draws its minibatches from the same data.  Sample
+        covariances never commute: the problem is built as ``from_covariances(..., strict=False)`` would
+        (basis = its generalised modes; the theory needs ``approx="generalized"``, theory/generalized.md).
+        Needs n > d pairs (n >> d for a good estimate).
+        """
+        x = check_array("x", x, ndim=2)
+        y = check_array("y", y, ndim=2)
+        if x.shape != y.shape:
+            raise ValueError(f"x and y must have the same shape (n pairs, d features), got {x.shape} and {y.shape}")
+        n, d = x.shape
+        if d == 0:
+            raise ValueError("x must have at least one feature (column), got shape " + str(x.shape))
+        if n <= d:
+            raise ValueError(f"too few samples: x has n = {n} pairs for d = {d} features; the sample covariance "
+                             f"Sxx is singular unless n > d (use n >> d, e.g. n >= {10 * d}, for a good estimate)")
+        center = bool(center)
+        if center:
+            x, y = x - x.mean(axis=0), y - y.mean(axis=0)
+        Sxx, Syx, Syy = x.T @ x / n, y.T @ x / n, y.T @ y / n
+        Sxx, Syy = 0.5 * (Sxx + Sxx.T), 0.5 * (Syy + Syy.T)
+        try:
+            check_symmetric_pd("Sxx", Sxx, tol=tol)
+        except ValueError as exc:
+            raise ValueError(f"x: its sample covariance is not positive definite ({exc}); the samples span "
+                             "fewer than d directions (collinear or constant features): drop or merge them") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)      # re-issued below with the right stack level
+            prob = cls.from_covariances(Sxx, Syx, depth, init_scale, Syy=Syy, tol=tol, strict=False)
+        prob = dataclasses.replace(prob, samples=(x, y),
+                                   source={"builder": "from_samples", "n": int(n), "centered": center})
+        prob._warn_init()
+        return prob
 
     @classmethod
     def from_generative(cls, model, signal, noise, depth, init_scale, *, gamma=None, rotate=False,
@@ -276,8 +321,9 @@ class LinearProblem:
         """The same problem in a random orthogonal basis: covariances become dense, spectra unchanged."""
         R = random_rotation(self.d, key=key)
         rot = lambda M: R @ M @ R.T  # noqa: E731
+        samples = None if self.samples is None else (self.samples[0] @ R.T, self.samples[1] @ R.T)
         return dataclasses.replace(self, Sxx=rot(self.Sxx), Syx=rot(self.Syx), Syy=rot(self.Syy),
-                                   basis=R @ self.basis, source={**self.source, "rotated": True})
+                                   basis=R @ self.basis, source={**self.source, "rotated": True}, samples=samples)
 
     @property
     def syy_diag(self) -> np.ndarray:
@@ -288,8 +334,7 @@ class LinearProblem:
 
     def require_diagonalisable(self, what):
         if not self.diagonalisable:
-            raise ValueError(f"{what} needs Sxx and Syx simultaneously diagonalisable; this problem "
-                             "was built with strict=False for simulation only")
+            raise ValueError(noncommuting_message(self, what))
 
     # ------------------------------------------------------------------ sampling
     def joint_covariance(self) -> np.ndarray:
@@ -320,6 +365,8 @@ class LinearProblem:
         arrays = {k: np.asarray(getattr(self, k)) for k in ("Sxx", "Syx", "Syy", "basis")
                   if _Dense.formed(self, k)}
         arrays.update(sigma2=np.asarray(self.sigma2), lam=np.asarray(self.lam), syy=np.asarray(self.syy_diag))
+        if self.samples is not None:
+            arrays.update(samples_x=np.asarray(self.samples[0]), samples_y=np.asarray(self.samples[1]))
         scalars = {"class": type(self).__name__, "depth": self.depth, "init_scale": self.init_scale,
                    "diagonalisable": self.diagonalisable, "source": self.source}
         return arrays, scalars
@@ -329,6 +376,8 @@ class LinearProblem:
         return cls(depth=int(scalars["depth"]), init_scale=float(scalars["init_scale"]),
                    diagonalisable=bool(scalars["diagonalisable"]), source=dict(scalars["source"]),
                    syy=np.asarray(arrays["syy"]) if "syy" in arrays else None,
+                   samples=((np.asarray(arrays["samples_x"]), np.asarray(arrays["samples_y"]))
+                            if "samples_x" in arrays else None),
                    **{k: np.asarray(arrays[k]) for k in ("Sxx", "Syx", "Syy", "basis", "sigma2", "lam")
                       if k in arrays})
 

@@ -16,24 +16,66 @@ import numpy as np
 
 from ...core.io import versions
 from ...core.trajectory import Trajectory
+from ...core.linalg import diag_in_basis
 from ...core.validation import check_array, check_choice, check_fraction
 from ...exact.mode_integrals import elapsed, psi_at_grid_jax, z_from_psi
 from ...exact.mode_tables import clock, clock_table, ln_psi_of_clock
+from .generalized import approximation_info, check_approx, generalized_modes
 from .problems import LinearProblem
 
-__all__ = ["solve_linear", "critical_times_linear", "theory_inputs", "warn_never_learned"]
+__all__ = ["solve_linear", "critical_times_linear", "theory_inputs", "theory_spectrum", "warn_never_learned"]
 
 
-def theory_inputs(objective, problem, what):
+def theory_spectrum(problem, what, approx=None):
+    """(lam, sigma2, syy, approximation) the per-mode theory runs on.
+
+    A diagonalisable problem: its own features, exactly (``approximation`` None).  Otherwise the exact
+    theory refuses (naming the commutator); with ``approx="generalized"`` its generalised modes
+    (theory/generalized.md) and the settings entry naming the approximation and its estimated error."""
     if not isinstance(problem, LinearProblem):
         raise TypeError(f"problem must be a problem object, got {type(problem).__name__}")
-    problem.require_diagonalisable(what)
-    lam, rho, L, eps = problem.lam, problem.rho, problem.depth, problem.init_scale
-    if np.any(lam <= 0):
-        raise ValueError(f"{what} needs lam > 0 for every feature; got {lam}")
-    scale = objective.scale(rho, L)
+    check_approx(approx)
+    if problem.diagonalisable or approx is None:
+        problem.require_diagonalisable(what)
+        lam = problem.lam
+        if np.any(lam <= 0):
+            raise ValueError(f"{what} needs lam > 0 for every feature; got {lam}")
+        info = None if approx is None else approximation_info(problem, what)
+        return lam, problem.sigma2, problem.syy_diag, info
+    gm = generalized_modes(problem)
+    syy = diag_in_basis(gm.directions, problem.Syy)
+    return gm.lam, gm.sigma2, syy, approximation_info(problem, what)
+
+
+def theory_inputs(objective, problem, what, approx=None, spectrum=None):
+    """(lam, rho, L, eps, scale, psi0) per feature (``spectrum``: theory_spectrum's answer, if already
+    computed).  Under ``approx`` a generalised mode may have lam <= 0 (it is not learned); its scale and
+    psi0 are then nan."""
+    lam, sigma2, _, _ = theory_spectrum(problem, what, approx) if spectrum is None else spectrum
+    L, eps = problem.depth, problem.init_scale
+    rho = lam / sigma2
+    pos = lam > 0
+    with np.errstate(invalid="ignore"):
+        scale = np.where(pos, objective.scale(np.where(pos, rho, 1.0), L), np.nan)
     psi0 = eps ** (1.0 / L) / scale
     return lam, rho, L, eps, scale, psi0
+
+
+def _decaying_modes(objective, lam, sigma2, x0, L, t):
+    """Per-layer modes of features with lam <= 0 (generalised modes only): dx/dt = lam x^k - sigma2 x^(k+n)
+    decreases from x0 (the per-mode ODE of theory/jepa.md sec. 3 before rescaling), solved numerically."""
+    from scipy.integrate import solve_ivp
+    k, n = objective.k(L), objective.n(L)
+    order = np.argsort(t, kind="stable")
+    ts = t[order]
+    out = np.empty((t.size, lam.size))
+    for j in range(lam.size):
+        sol = solve_ivp(lambda _, x: lam[j] * x ** k - sigma2[j] * x ** (k + n), (0.0, float(ts[-1]) if ts.size else 0.0),
+                        [x0], t_eval=ts, method="LSODA", rtol=1e-10, atol=1e-14 * x0)
+        if not sol.success:
+            raise RuntimeError(f"the decaying mode {j} could not be integrated: {sol.message}")
+        out[order, j] = sol.y[0]
+    return out
 
 
 def _to_gf_time(times, units, L, objective):
@@ -45,7 +87,7 @@ def _to_gf_time(times, units, L, objective):
     return times
 
 
-def solve_linear(objective, problem, *, times, units="gf"):
+def solve_linear(objective, problem, *, times, units="gf", approx=None):
     """Exact per-mode solution at ``times`` for the aligned balanced init (theory/jepa.md sec. 3).
 
     On the learning branch (every 0 < psi0 < 1, the usual case) psi(t) = G(I(psi0) + t / pref) with the
@@ -53,53 +95,66 @@ def solve_linear(objective, problem, *, times, units="gf"):
     (times x features) grid, the encoder modes and the loss are one fused jitted program.  Otherwise
     (a feature at or above its fixed point) the safeguarded Newton inverse of ``mode_integrals`` runs for
     that feature only, warm-started along the sorted time grid; the others keep the tabulated path.
+    ``approx="generalized"``: the same formulas on the generalised modes of a non-commuting problem
+    (theory/generalized.md); a mode with lam <= 0 there is not learned and decays (solved numerically).
     """
     times = check_array("times", times, ndim=1)
     if np.any(times < 0):
         raise ValueError("times must be >= 0")
-    lam, rho, L, eps, scale, psi0 = theory_inputs(objective, problem, f"solve_{objective.name}")
+    what = f"solve_{objective.name}"
+    spectrum = theory_spectrum(problem, what, approx)
+    _, sigma2, syy, approximation = spectrum
+    lam, rho, L, eps, scale, psi0 = theory_inputs(objective, problem, what, approx, spectrum)
     k, n = objective.k(L), objective.n(L)
     t_gf = _to_gf_time(times, units, L, objective)
-    pref = objective.pref(lam, rho, L)
-    syy = problem.syy_diag
+    learned = lam > 0
+    pref = np.where(learned, objective.pref(np.where(learned, lam, 1.0), np.where(learned, rho, 1.0), L), np.nan)
     sig = dict(L=L, head=objective.head, self_target=objective.target == "self")
     # the tabulated inverse clock for every feature on the learning branch (0 < psi0 < 1, finite clock);
     # the safeguarded Newton inverse only for the others (features at or above their fixed point)
     fast = np.zeros(psi0.size, bool)
     if k >= 1:
-        ok = (psi0 > 0) & (psi0 < 1)
+        ok = learned & (psi0 > 0) & (psi0 < 1)
         if np.any(ok):
             z0, _ = z_from_psi(jnp.asarray(np.where(ok, psi0, 0.5)))
             I0 = np.asarray(clock(z0, k, n))
             fast = ok & np.isfinite(I0)
     if fast.all():
-        modes, loss, x = _fast_grid(objective, k, n, t_gf, pref, I0, psi0, scale, lam, problem.sigma2, syy,
+        modes, loss, x = _fast_grid(objective, k, n, t_gf, pref, I0, psi0, scale, lam, sigma2, syy,
                                     head=objective.head, **{k_: v for k_, v in sig.items() if k_ != "head"})
     else:
         x = np.empty((t_gf.size, psi0.size))
         if fast.any():
             x[:, fast] = _fast_grid(objective, k, n, t_gf, pref[fast], I0[fast], psi0[fast], scale[fast],
-                                    lam[fast], problem.sigma2[fast], syy[fast], head=True, L=L,
+                                    lam[fast], sigma2[fast], syy[fast], head=True, L=L,
                                     self_target=sig["self_target"])[2]
-        slow = ~fast
+        slow = learned & ~fast
         tau = t_gf[:, None] / pref[None, slow]
-        if k == 0:   # d psi/d tau = 1 - psi^n with n = 1: psi = 1 - (1 - psi0) e^(-tau), written as
+        if not slow.any():
+            pass
+        elif k == 0:   # d psi/d tau = 1 - psi^n with n = 1: psi = 1 - (1 - psi0) e^(-tau), written as
             # psi0 e^(-tau) - expm1(-tau) so that a tiny psi0 is not lost in 1 - psi0
-            psi = psi0[slow][None, :] * np.exp(-tau) - np.expm1(-tau)
+            x[:, slow] = scale[None, slow] * (psi0[slow][None, :] * np.exp(-tau) - np.expm1(-tau))
         else:   # warm-started along the sorted time grid (psi_at_grid_jax); times may come unsorted
             order = np.argsort(times, kind="stable")
             psi = np.empty_like(tau)
             psi[order] = np.asarray(psi_at_grid_jax(jnp.asarray(psi0[slow]), jnp.asarray(tau[order]), k=k, n=n))
-        x[:, slow] = scale[None, slow] * psi
-        modes, loss = _modes_and_loss(x, lam, problem.sigma2, syy, xp=np, **sig)
+            x[:, slow] = scale[None, slow] * psi
+        if (~learned).any():
+            x[:, ~learned] = _decaying_modes(objective, lam[~learned], sigma2[~learned], eps ** (1.0 / L), L, t_gf)
+        modes, loss = _modes_and_loss(x, lam, sigma2, syy, xp=np, **sig)
         x = x if objective.head else None
-    fields = {"modes": modes, "loss": loss}
+    fields = {"modes": modes, "gains": np.abs(modes), "loss": loss}
     if objective.head:
         fields["head"] = x
-    warn_never_learned(objective, psi0)
+    warn_never_learned(objective, np.where(learned, psi0, 0.5))
+    settings = {"units": units, "objective": objective.name, **versions()}
+    if approximation is not None:
+        settings["approximation"] = approximation
+    with np.errstate(invalid="ignore"):
+        fp = np.where(learned, objective.fixed_point(np.where(learned, rho, 1.0), L), 0.0)
     return Trajectory(t=np.asarray(times, float), fields=fields, kind="theory", model=objective.name,
-                      problem=problem, settings={"units": units, "objective": objective.name, **versions()},
-                      fixed_point=objective.fixed_point(rho, L), method="exact", primary="modes")
+                      problem=problem, settings=settings, fixed_point=fp, method="exact", primary="modes")
 
 
 def _fast_grid(objective, k, n, t_gf, pref, I0, psi0, scale, lam, sigma2, syy, *, L, head, self_target):
@@ -142,15 +197,19 @@ def warn_never_learned(objective, psi0):
                       "of being learned; their critical time is inf", RuntimeWarning, stacklevel=3)
 
 
-def critical_times_linear(objective, problem, *, fraction=0.5, units="gf"):
-    """Exact time at which each encoder mode reaches ``fraction`` of its fixed point (inf if never)."""
+def critical_times_linear(objective, problem, *, fraction=0.5, units="gf", approx=None):
+    """Exact time at which each encoder mode reaches ``fraction`` of its fixed point (inf if never).
+    ``approx="generalized"``: of each generalised mode (theory/generalized.md), inf where lam <= 0."""
     fraction = check_fraction("fraction", fraction)
     check_choice("units", units, {"gf", "paper"})
-    lam, rho, L, eps, scale, psi0 = theory_inputs(objective, problem, "critical_times")
+    lam, rho, L, eps, scale, psi0 = theory_inputs(objective, problem, "critical_times", approx)
+    learned = lam > 0
     k, n = objective.k(L), objective.n(L)
     psi_p = fraction ** (1.0 / L)
-    tau = np.asarray(elapsed(psi0, np.full_like(psi0, psi_p), k, n))
-    t = objective.pref(lam, rho, L) * tau
+    p0 = np.where(learned, psi0, 0.5)
+    tau = np.asarray(elapsed(p0, np.full_like(p0, psi_p), k, n))
+    t = objective.pref(np.where(learned, lam, 1.0), np.where(learned, rho, 1.0), L) * tau
     t = np.where(psi0 >= 1.0, np.inf, np.where(psi0 >= psi_p, 0.0, t))
-    warn_never_learned(objective, psi0)
+    t = np.where(learned, t, np.inf)
+    warn_never_learned(objective, p0)
     return t * L if units == "paper" else t
