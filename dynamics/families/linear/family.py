@@ -57,8 +57,8 @@ def _make_model(objective, *, batch_size, n_data, ema, snapshots):
         Wbar = encoder(params["W"])
         WU = Wbar @ U
         # modes: u_i^T Wbar u_i (the theory's per-feature strength); gains: ||Wbar u_i||, the encoder's gain
-        # on feature i whichever hidden units carry it (equal to modes for the aligned solution; it also
-        # sees a feature that a rotated or permuted set of units learned: theory/generalized.md sec. 4)
+        # on feature i whichever hidden units carry it -- equal to modes for the aligned solution; it also
+        # sees a feature that a rotated or permuted set of units learned (theory/generalized.md sec. 4)
         out = {"modes": jnp.sum(U * WU, axis=0), "gains": jnp.sqrt(jnp.sum(WU * WU, axis=0)),
                "loss": loss_and_grads(objective, params, aux, ctx["Sxx"], ctx["Syx"], ctx["Syy"])[0]}
         if objective.head:
