@@ -1,0 +1,22 @@
+"""
+JEPA and MAE on natural-image patches
+=====================================
+
+Adjacent 4x4 patches of scikit-learn's sample photographs (each patch's mean brightness removed) as
+context and target views. Their covariances do not commute, so the prediction is the generalised-mode
+approximation (theory/generalized.md): left, each generalised mode's rho and lam; right, the encoder's
+gain on the first modes each objective learns (exact flow in colour, gradient descent in black, the
+prediction's critical times dotted, the grey line at half the predicted fixed point). The printed
+table gives predicted, flow and gd critical times and the approximation's measured error on this data:
+MAE's order holds, JEPA's after the first mode does not, and the times are 20-40 % early.
+"""
+from dynamics.experiments import REGISTRY, parse_spec
+from dynamics.plot import gallery_save, gallery_settings
+
+small, _ = gallery_settings()
+spec = parse_spec({"experiment": "image_modes", "title": "Natural-image patches: generalised modes learned first",
+                   "problem": {"kind": "neighbor", "patch": 3 if small else 4, "n": 5000 if small else 20000,
+                               "depth": 2, "init_scale": 0.01},
+                   "run": {"objectives": ["jepa", "mae"], "top": 3 if small else 4, "lr": 0.02, "horizon": 1.3}})
+out = REGISTRY["image_modes"].run(spec, progress=False)
+gallery_save(out["figures"]["image_modes"], "image_modes")
