@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .distributed import agree, global_put, multiprocess, process_index, to_host
 from .validation import check_choice, check_int, check_positive
 
 __all__ = ["Model", "EngineOutput", "DivergenceError", "simulate", "record_schedule",
@@ -131,8 +132,10 @@ def batch_layout(state, consts, R, *, shard=None, ctx_batched=True):
     padded to a multiple of the device count by repeating the last run.
     Returns (state, consts, ndev, pad, shard).
     """
-    ndev = min(jax.device_count(), R)
-    shard = (ndev > 1) if shard is None else bool(shard)
+    multi = multiprocess()
+    # several processes: every global device takes part (each process runs its own devices' shards)
+    ndev = jax.device_count() if multi else min(jax.device_count(), R)
+    shard = True if multi else ((ndev > 1) if shard is None else bool(shard))
     pad = 0
     if shard and ndev > 1:
         pad = (-R) % ndev
@@ -145,8 +148,8 @@ def batch_layout(state, consts, R, *, shard=None, ctx_batched=True):
         mesh = batch_mesh(jax.devices()[:ndev])
         sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("runs"))
         replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-        state = jax.device_put(state, sharding)
-        consts = (jax.device_put(ctx, sharding if ctx_batched else replicated), jax.device_put(per, sharding))
+        state = global_put(state, sharding)
+        consts = (global_put(ctx, sharding if ctx_batched else replicated), global_put(per, sharding))
     return state, consts, ndev, pad, shard
 
 
@@ -244,6 +247,7 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
     total_steps = int(record_steps[-1])
     if progress is None:
         progress = sys.stderr.isatty() and total_steps * R >= 100_000
+    progress = progress and process_index() == 0      # one bar for several processes
     bar = progress_bar(total_steps, desc, progress)
 
     recs, done_records, status, message = [], 0, 0, "finished"
@@ -290,9 +294,9 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
         """Bring the oldest dispatched chunk's records to the host; returns its divergence flags."""
         nonlocal done_records, step0
         obs, bad_dev, keep, n_steps = queue[0]
-        bad_host = np.array(bad_dev)
+        bad_host = np.array(to_host(bad_dev))
         idx = np.nonzero(keep)[0]
-        host = jax.tree_util.tree_map(lambda x: np.asarray(x)[idx], obs)
+        host = jax.tree_util.tree_map(lambda x: to_host(x)[idx], obs)
         n_real = idx.size
         # a state that blew up on the last step before a record (the loss is checked before each
         # update only): the first record with a non-finite value marks the run as diverged there
@@ -308,8 +312,8 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
         done_records += n_real
         step0 += n_steps
         now = time.perf_counter()
-        if n_steps and now > last[0]:
-            budget[0] = int(min(max(256, n_steps / (now - last[0]) * dispatch_s), 2 ** 26))
+        if n_steps and now > last[0]:     # (process 0's measurement, with several processes)
+            budget[0] = agree(int(min(max(256, n_steps / (now - last[0]) * dispatch_s), 2 ** 26)))
         last[0] = now
         if bar is not None:
             bar.update(n_steps)
@@ -323,8 +327,7 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
             seg[:len(segs)] = segs        # padded with empty segments: same compiled shape
             keep = np.concatenate([keep, np.zeros(per - len(keep), bool)])
             t0 = time.perf_counter()
-            state, obs, bad_dev = chunk_jit(state, consts, jnp.asarray(seg),
-                                            jnp.asarray(dispatched_step, dtype=jnp.int64))
+            state, obs, bad_dev = chunk_jit(state, consts, seg, np.int64(dispatched_step))
             if c == 0:
                 compile_time = time.perf_counter() - t0  # tracing + compiling (the run is asynchronous)
                 last[0] = time.perf_counter()
@@ -361,8 +364,8 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
     records = {k: np.swapaxes(v, 0, 1)[:R] for k, v in records.items()}
     steps = record_steps[:done_records]
     try:
-        final_params = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], state[0])
-        final_aux = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], state[1])
+        final_params = jax.tree_util.tree_map(lambda x: to_host(x)[:R], state[0])
+        final_aux = jax.tree_util.tree_map(lambda x: to_host(x)[:R], state[1])
     except RuntimeError:    # interrupted while the state was being donated to the next chunk
         final_params = final_aux = None
         message += " (the final parameters were being handed to the next chunk: not kept)"

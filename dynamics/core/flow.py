@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .distributed import process_index, to_host
 from .engine import DivergenceError, EngineOutput, Model, progress_bar, batch_layout
 from .validation import check_choice, check_int, check_positive
 
@@ -215,6 +216,7 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: FlowSolver |
     n_chunks = len(bounds) - 1
     if progress is None:
         progress = sys.stderr.isatty() and R * T >= 20_000
+    progress = progress and process_index() == 0      # one bar for several processes
     bar = progress_bar(T, desc, progress, unit="record")
     recs, accepted, rejected = [], np.zeros(R + pad, np.int64), np.zeros(R + pad, np.int64)
     done, status, message, diverged_at, bad_runs = 0, 0, "finished", None, []
@@ -228,22 +230,22 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: FlowSolver |
             padded = np.concatenate([ts, np.full(per - ts.size, ts[-1])])   # repeated last time: no work
             tic = time.perf_counter()
             new, obs, acc, rej, ok, t_end = run(state, ctx, lr_d, key_d, rtol, atol_d,
-                                         jnp.asarray(t0, dtype=dtype), jnp.asarray(padded, dtype=dtype))
-            ok = np.asarray(ok)
+                                         np.asarray(t0, dtype=dtype), np.asarray(padded, dtype=dtype))
+            ok = to_host(ok)
             if c == 0:
                 compile_time = time.perf_counter() - tic
-            host = jax.tree_util.tree_map(lambda x: np.asarray(x)[:, :ts.size], obs)
+            host = jax.tree_util.tree_map(lambda x: to_host(x)[:, :ts.size], obs)
             finite_obs = np.ones((R + pad, ts.size), bool)
             for leaf in jax.tree_util.tree_leaves(host):
                 finite_obs &= np.isfinite(leaf.reshape(leaf.shape[0], ts.size, -1)).all(axis=-1)
-            accepted += np.asarray(acc)
-            rejected += np.asarray(rej)
+            accepted += to_host(acc)
+            rejected += to_host(rej)
             bad = (~ok[:R]) | (~finite_obs[:R].all(axis=1))
             if np.any(bad):
                 # keep the records before the first non-finite one of any failing run
                 # keep the records before the first non-finite one of any failing run, and (a solver
                 # failure) strictly before where its solver stopped
-                good = finite_obs[:R][bad].all(axis=0) & (ts[None, :] < np.asarray(t_end)[:R][bad][:, None]).all(axis=0)
+                good = finite_obs[:R][bad].all(axis=0) & (ts[None, :] < to_host(t_end)[:R][bad][:, None]).all(axis=0)
                 n_keep = int(np.argmin(good)) if not good.all() else ts.size - 1
                 recs.append(jax.tree_util.tree_map(lambda x: x[:, :n_keep], host))
                 done += n_keep
@@ -265,8 +267,8 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: FlowSolver |
     wall = time.perf_counter() - t_start
     records = ({k: np.concatenate([r[k] for r in recs], axis=1)[:R] for k in recs[0]} if recs else {})
     evals = SOLVERS[solver.solver] * (accepted + rejected)[:R] + 2 * n_chunks
-    final_params = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], state[0])
-    final_aux = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], state[1])
+    final_params = jax.tree_util.tree_map(lambda x: to_host(x)[:R], state[0])
+    final_aux = jax.tree_util.tree_map(lambda x: to_host(x)[:R], state[1])
     extra = {"devices": ndev if shard else 1, "runs": R, "times": times[:done],
              "accepted": accepted[:R], "rejected": rejected[:R], "evaluations": evals}
     if diverged_at is not None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .family import problem_from_state, problem_state
+from .distributed import barrier, process_index
 from .io import atomic_write, jsonable
 
 __all__ = ["Trajectory", "load", "FORMAT", "records_to_fields", "stack_runs"]
@@ -160,7 +161,9 @@ class Trajectory:
         return out
 
     def save(self, path):
-        """Write an ``.npz`` archive atomically; ``dynamics.load`` reads it back exactly, problem included."""
+        """Write an ``.npz`` archive atomically; ``dynamics.load`` reads it back exactly, problem included.
+        With several JAX processes only process 0 writes (the others wait for it: every process gets
+        the same path back)."""
         arrays = {"t": np.asarray(self.t)}
         for k, v in self.fields.items():
             arrays[f"field/{k}"] = np.asarray(v)
@@ -179,7 +182,12 @@ class Trajectory:
                 "problem_is_list": isinstance(self.problem, (list, tuple)),
                 "fields": list(self.fields), "runs": self.runs}
         arrays["__meta__"] = np.asarray(json.dumps(meta))
-        return atomic_write(path, lambda fh: np.savez(fh, **arrays))
+        # several JAX processes hold the same (gathered) result: process 0 writes it, the others wait
+        # until it is written (dynamics.core.distributed); the path is returned on every process
+        if process_index() == 0:
+            written = atomic_write(path, lambda fh: np.savez(fh, **arrays))
+        barrier(f"dynamics-save:{os.fspath(path)}")
+        return written if process_index() == 0 else os.path.realpath(os.fspath(path))
 
     def plot(self, ax=None, **kw):
         """The primary field's curves (matplotlib; imported only here)."""
