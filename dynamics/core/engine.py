@@ -207,7 +207,7 @@ def _compiled_chunk(model: Model, opt_factory, ctx_batched=True):
 
 def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer="sgd",
              progress=None, desc="simulate", n_chunks=None, on_divergence="raise", shard=None,
-             make_partial=None, ctx_batched=True, dispatch_s=0.5):
+             make_partial=None, ctx_batched=True, dispatch_s=0.5, bar=None):
     """Run R independent gradient-descent runs and record observations.
 
     params, aux, ctx : pytrees whose leaves have a leading batch axis R (ctx: per-run constants);
@@ -222,6 +222,7 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
         more than one device; see ``dynamics.cpu_devices`` for one CPU device per core).
     dispatch_s : about how long one dispatched chunk runs (its step budget follows the measured
         speed; long gaps between records are split), which bounds how long Ctrl-C waits.
+    bar : an open progress bar to update (the caller's, shared by several calls; not closed here).
     """
     check_choice("on_divergence", on_divergence, {"raise", "stop"})
     record_steps = np.asarray(record_steps, dtype=np.int64)
@@ -248,7 +249,8 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
     if progress is None:
         progress = sys.stderr.isatty() and total_steps * R >= 100_000
     progress = progress and process_index() == 0      # one bar for several processes
-    bar = progress_bar(total_steps, desc, progress)
+    own_bar = bar is None
+    bar = progress_bar(total_steps, desc, progress) if own_bar else bar
 
     recs, done_records, status, message = [], 0, 0, "finished"
     t_start = time.perf_counter()
@@ -350,7 +352,7 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
         status, message = 1, f"interrupted by the user after step {step0}; records up to there kept"
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     finally:
-        if bar is not None:
+        if bar is not None and own_bar:
             bar.close()
     wall = time.perf_counter() - t_start
     if np.any(bad[:R] >= 0):

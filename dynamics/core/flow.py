@@ -174,7 +174,7 @@ def _compiled_flow(model: Model, solver_name: str, max_steps: int, ctx_batched: 
 
 def integrate(model: Model, params, aux, ctx, lr, *, times, solver: FlowSolver | None = None, key=None,
               progress=None, desc="flow", on_divergence="raise", shard=None, make_partial=None,
-              ctx_batched=True, n_chunks=None) -> EngineOutput:
+              ctx_batched=True, n_chunks=None, bar=None) -> EngineOutput:
     """Integrate the gradient flow (F) of R runs and record observations at ``times``.
 
     params, aux, ctx, ctx_batched : as for :func:`dynamics.core.engine.simulate`.
@@ -183,6 +183,7 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: FlowSolver |
     times : (T,) increasing record times starting at 0 (see :func:`flow_times`).
     Returns an :class:`~dynamics.core.engine.EngineOutput` whose ``steps`` are the record indices and
     whose ``extra`` holds ``times`` and per-run ``accepted`` / ``rejected`` steps and ``evaluations``.
+    bar : an open progress bar to update (the caller's, shared by several calls; not closed here).
     """
     check_choice("on_divergence", on_divergence, {"raise", "stop"})
     solver = FlowSolver() if solver is None else solver
@@ -217,7 +218,8 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: FlowSolver |
     if progress is None:
         progress = sys.stderr.isatty() and R * T >= 20_000
     progress = progress and process_index() == 0      # one bar for several processes
-    bar = progress_bar(T, desc, progress, unit="record")
+    own_bar = bar is None
+    bar = progress_bar(T, desc, progress, unit="record") if own_bar else bar
     recs, accepted, rejected = [], np.zeros(R + pad, np.int64), np.zeros(R + pad, np.int64)
     done, status, message, diverged_at, bad_runs = 0, 0, "finished", None, []
     t_start = time.perf_counter()
@@ -262,7 +264,7 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: FlowSolver |
         status, message = 1, f"interrupted by the user at t = {t0:.6g}; records up to there kept"
         warnings.warn(message, RuntimeWarning, stacklevel=2)
     finally:
-        if bar is not None:
+        if bar is not None and own_bar:
             bar.close()
     wall = time.perf_counter() - t_start
     records = ({k: np.concatenate([r[k] for r in recs], axis=1)[:R] for k in recs[0]} if recs else {})

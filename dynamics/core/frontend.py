@@ -20,11 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import engine, flow
+import sys
+
+from . import distributed, engine, flow
 from .family import Family
 from .io import versions
 from .keys import init_key, key_count, key_data, run_keys, step_key
-from .resources import check_memory, nbytes_of
+from .resources import check_memory, device_budget, memory_budget, nbytes_of
 from .trajectory import Trajectory, stack_runs
 from .validation import check_array, check_choice, check_int, check_positive
 
@@ -89,19 +91,55 @@ def _to_device(trees, dtype, *, stack=True):
     return jax.tree_util.tree_map(conv, *trees)
 
 
-def _check_batch_memory(model, state, ctx, R, n_records, itemsize, shared):
-    """Refuse (``ResourceError``) a batch whose parameters or records would not fit the memory budget,
-    from one run's state and the shapes of one observation (``jax.eval_shape``: nothing is run)."""
+def _batch_group(model, state, ctx, R, n_records, itemsize, shared, *, budget=None):
+    """How many runs to lay out at once (``R``, or fewer: the batch then runs in sequential groups).
+
+    From one run's state and the shapes of one observation (``jax.eval_shape``: nothing is run):
+    the whole result (every run's records) must fit the memory budget on the host, else
+    ``ResourceError``; on the devices, each run in flight holds its parameters (several copies during a
+    step), its context and a chunk of records: when R runs do not fit, the largest group that does.
+    """
+    host = memory_budget() if budget is None else budget
+    budget = min(host, device_budget()) if budget is None else budget
     params, aux = state
     per_run = nbytes_of(params, itemsize) + nbytes_of(aux, itemsize)
-    check_memory(f"{R:,} runs' parameters ({per_run:,} bytes each, several copies during a step)",
-                 4 * R * per_run + (nbytes_of(ctx, itemsize) * (1 if shared else R)),
-                 hint="run fewer runs at once")
     tree = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.float64), (params, aux, ctx))
-    obs = jax.eval_shape(lambda p, a, c: model.observe(p, a, c), *tree)
-    check_memory(f"the records ({R:,} runs x {n_records:,} records x {nbytes_of(obs, itemsize):,} bytes)",
-                 2 * R * n_records * nbytes_of(obs, itemsize),
-                 hint="record less often (record_every, record_log, or a coarser times grid) or run fewer runs")
+    obs = nbytes_of(jax.eval_shape(lambda p, a, c: model.observe(p, a, c), *tree), itemsize)
+    check_memory(f"the records ({R:,} runs x {n_records:,} records x {obs:,} bytes)", 2 * R * n_records * obs,
+                 hint="record less often (record_every, record_log, or a coarser times grid) or run fewer runs",
+                 budget=host)
+    ctx_bytes = nbytes_of(ctx, itemsize)
+    chunk = min(n_records, 2 * max(1, -(-n_records // 50)))          # records a dispatched chunk holds
+    per_dev = 4 * per_run + (0 if shared else ctx_bytes) + 2 * chunk * obs
+    fixed = ctx_bytes if shared else 0
+    check_memory(f"one run's parameters and records in flight ({per_dev:,} bytes{' + the shared context' if shared else ''})",
+                 per_dev + fixed, hint="a smaller problem, or fewer records per chunk", budget=budget)
+    return int(max(1, min(R, (budget - fixed) // per_dev)))
+
+
+def _merge_outputs(outs, sizes):
+    """One EngineOutput from those of sequential groups of runs (records concatenated along the runs,
+    cut to the records every group has; the worst status; each group's message with its runs)."""
+    n = min(o.steps.size for o in outs)
+    records = {k: np.concatenate([o.records[k][:, :n] for o in outs], axis=0) for k in outs[0].records}
+    cat = lambda xs: None if any(x is None for x in xs) else jax.tree_util.tree_map(  # noqa: E731
+        lambda *a: np.concatenate(a, axis=0), *xs)
+    status = -1 if any(o.status == -1 for o in outs) else max(o.status for o in outs)
+    offsets = np.cumsum([0] + list(sizes))
+    msgs = [f"group of runs {offsets[i]}-{offsets[i + 1] - 1} (run indices below within the group): {o.message}"
+            for i, o in enumerate(outs) if o.status != 0]
+    extra = {"devices": outs[0].extra["devices"], "runs": int(sum(sizes)), "groups": len(outs),
+             "group_size": int(sizes[0])}
+    for k in ("accepted", "rejected", "evaluations"):
+        if k in outs[0].extra:
+            extra[k] = np.concatenate([o.extra[k] for o in outs])
+    if "times" in outs[0].extra:
+        extra["times"] = outs[0].extra["times"][:n]
+    return engine.EngineOutput(steps=outs[0].steps[:n], records=records, final_params=cat([o.final_params for o in outs]),
+                               final_aux=cat([o.final_aux for o in outs]), status=status,
+                               message="; ".join(msgs) if msgs else "finished",
+                               wall_time=sum(o.wall_time for o in outs), compile_time=outs[0].compile_time,
+                               extra=extra)
 
 
 def _step_schedule(steps, record_every, record_log):
@@ -182,7 +220,7 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
     first = family.initial_state(probs[0], init_key(keys[0]), base, run_options[0])
     ctx0 = family.context(probs[0], base, options)
     n_records = grid.size if ode else rec.size
-    _check_batch_memory(model, first, ctx0, R, n_records, np.dtype(dtype).itemsize, shared)
+    group = _batch_group(model, first, ctx0, R, n_records, np.dtype(dtype).itemsize, shared)
     states = [first] + [family.initial_state(p, init_key(k), base, o)
                         for p, k, o in zip(probs[1:], keys[1:], run_options[1:])]
     params = _to_device([s[0] for s in states], dtype)
@@ -200,17 +238,19 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
                 **{k: v.tolist() for k, v in per_run.items()}, **versions()}
 
     def to_traj(out: engine.EngineOutput) -> Trajectory:
+        n = int(out.extra.get("runs", R))       # fewer than R: a grouped batch interrupted early
+        probs_, lrs_, fixed_ = probs[:n], lrs[:n], fixed[:n]
         if ode:     # flow time x as (fractional) steps at each run's lr: the family's clock does the rest
             x = np.asarray(out.extra["times"], float)
             # on gd's grid the clock gets gd's integer steps (the same times, bit for bit)
-            per = [family.times([p], lrs[i:i + 1], x / lrs[i] if grid_steps is None else grid_steps[:x.size],
-                                base) for i, p in enumerate(probs)]
+            per = [family.times([p], lrs_[i:i + 1], x / lrs_[i] if grid_steps is None else grid_steps[:x.size],
+                                base) for i, p in enumerate(probs_)]
             t = np.concatenate([q[0] for q in per], axis=0)
             extra = {k: np.concatenate([q[1][k] for q in per], axis=0) for k in per[0][1]}
             stats = {k: out.extra[k].tolist() if batched else int(out.extra[k][0])
                      for k in ("accepted", "rejected", "evaluations")}
         else:
-            t, extra = family.times(probs, lrs, out.steps, base)
+            t, extra = family.times(probs_, lrs_, out.steps, base)
             stats = {}
         same_t = bool(np.all(t == t[:1])) if t.size else True
         fields = {**{k: v for k, v in out.records.items()}, **extra}
@@ -219,29 +259,58 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
             t = t[0]
         elif same_t:
             t = t[0]
-        fp = None if any(f is None for f in fixed) else np.stack([np.asarray(f, float) for f in fixed])
+        fp = None if any(f is None for f in fixed_) else np.stack([np.asarray(f, float) for f in fixed_])
         if fp is not None and not batched:
             fp = fp[0]
         return Trajectory(t=t, fields=fields, kind="simulation", model=family.name, method=method,
                           primary=family.primary,
-                          problem=probs if (batched and not shared) else probs[0],
+                          problem=probs_ if (batched and not shared) else probs[0],
                           settings={**settings, "wall_time_s": out.wall_time, "compile_time_s": out.compile_time,
                                     "devices": out.extra["devices"],
+                                    **({"groups": out.extra["groups"], "group_size": out.extra["group_size"]}
+                                       if "groups" in out.extra else {}),
                                     **({"solver_stats": stats} if ode else {"step_index": out.steps.tolist()})},
-                          fixed_point=fp, status=out.status, message=out.message, runs=R if batched else None)
+                          fixed_point=fp, status=out.status, message=out.message, runs=n if batched else None)
 
     run_keys_ = jnp.stack([step_key(k) for k in keys])
-    if ode:
-        out = flow.integrate(model, params, aux, ctx, jnp.asarray(lrs, dtype=dtype), times=grid,
-                             solver=solver_cfg, key=run_keys_, progress=progress,
-                             desc=desc or f"{family.name} {method}", on_divergence=on_divergence,
-                             make_partial=to_traj, ctx_batched=not shared)
-    else:
-        out = engine.simulate(model, params, aux, ctx, jnp.asarray(lrs, dtype=dtype), record_steps=rec,
-                              key=run_keys_, optimizer=optimizer,
-                              progress=progress, desc=desc or f"{family.name} {method}",
-                              on_divergence=on_divergence, make_partial=to_traj, ctx_batched=not shared)
-    return to_traj(out)
+    lr_dev = jnp.asarray(lrs, dtype=dtype)
+    desc = desc or f"{family.name} {method}"
+
+    def run(sl, *, bar=None, stop=False):
+        part = lambda tree: jax.tree_util.tree_map(lambda x: x[sl], tree)  # noqa: E731
+        c = ctx if shared else part(ctx)
+        kw = dict(progress=progress, desc=desc, on_divergence="stop" if stop else on_divergence,
+                  make_partial=to_traj, ctx_batched=not shared, bar=bar)
+        if ode:
+            return flow.integrate(model, part(params), part(aux), c, lr_dev[sl], times=grid, solver=solver_cfg,
+                                  key=run_keys_[sl], **kw)
+        return engine.simulate(model, part(params), part(aux), c, lr_dev[sl], record_steps=rec,
+                               key=run_keys_[sl], optimizer=optimizer, **kw)
+
+    if group >= R:
+        return to_traj(run(slice(0, R)))
+    # larger than the memory budget at once: sequential groups of runs, one progress bar.  A group that
+    # diverges stops there (the later groups still run, so that every run has its records up to the
+    # divergence, as in one batch); a Ctrl-C keeps the groups done so far (a result with fewer runs).
+    starts = list(range(0, R, group))
+    show = (sys.stderr.isatty() if progress is None else bool(progress)) and distributed.process_index() == 0
+    per_group = grid.size if ode else int(rec[-1])
+    bar = engine.progress_bar(per_group * len(starts), f"{desc} ({len(starts)} groups of <= {group} runs)",
+                              show, unit="record" if ode else "step")
+    outs = []
+    try:
+        for a in starts:
+            outs.append(run(slice(a, min(R, a + group)), bar=bar, stop=True))
+            if outs[-1].status == 1:       # interrupted: keep what ran
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    out = _merge_outputs(outs, [min(R, a + group) - a for a in starts[:len(outs)]])
+    traj = to_traj(out)
+    if out.status == -1 and on_divergence == "raise":
+        raise engine.DivergenceError(out.message, partial=traj, step=None)
+    return traj
 
 
 def solve(fn, problem, times, *, what="times"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["ResourceError", "memory_budget", "check_memory", "nbytes_of"]
+__all__ = ["ResourceError", "memory_budget", "device_budget", "check_memory", "nbytes_of"]
 
 
 class ResourceError(ValueError):
@@ -38,6 +38,22 @@ def memory_budget() -> int:
         return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")) // 2
     except (ValueError, OSError, AttributeError):     # pragma: no cover - non-POSIX
         return 8 * 2 ** 30
+
+
+def device_budget() -> int:
+    """Bytes a batch in flight may occupy on the devices: ``DYNAMICS_MEMORY_BUDGET`` if set, else half
+    of the local accelerators' memory (as XLA reports it), and never more than :func:`memory_budget`
+    (on a CPU the devices share the host's memory).  Above it a batch runs in sequential groups."""
+    host = memory_budget()
+    if os.environ.get("DYNAMICS_MEMORY_BUDGET"):
+        return host
+    try:
+        import jax
+        limits = [d.memory_stats().get("bytes_limit") for d in jax.local_devices() if d.platform != "cpu"]
+    except Exception:       # pragma: no cover - a backend without memory statistics
+        limits = []
+    limits = [x for x in limits if x]
+    return min(host, sum(limits) // 2) if limits else host
 
 
 def _fmt(n):
