@@ -142,6 +142,40 @@ def _merge_outputs(outs, sizes):
                                extra=extra)
 
 
+def _warn_float32_resolution(family, model, state, ctx, lr, key):
+    """For a family without its own check: warn when float32 cannot resolve the first steps, i.e. when
+    the relative update lr ||g|| / ||theta|| of some parameter block is below float32's resolution
+    (the update is then rounded away and that block never moves).  One float64 gradient, on the host."""
+    params, aux = state
+    try:
+        extra = (lr,) if model.uses_lr else ()
+        _, g = model.grad(params, aux, ctx, step_key(key), *extra)
+    except Exception:      # pragma: no cover - a model whose gradient needs the engine's batching
+        return
+    eps = float(np.finfo(np.float32).eps)
+    worst, name = np.inf, None
+    for path, p in jax.tree_util.tree_leaves_with_path(params):
+        gp = np.asarray(functools_get(g, path), float)
+        pn = float(np.linalg.norm(np.asarray(p, float)))
+        if pn > 0:
+            rel = lr * float(np.linalg.norm(gp)) / pn
+            if rel < worst:
+                worst, name = rel, jax.tree_util.keystr(path)
+    if worst < 2 * eps:
+        import warnings
+        warnings.warn(f"float32 cannot resolve this run: the first steps change the parameters {name} of "
+                      f"{family.name} by a relative {worst:.2g} per step, below float32's resolution {eps:.2g}; "
+                      "its updates are rounded away. Use dtype=float64 (the default) or a larger init scale.",
+                      RuntimeWarning, stacklevel=4)
+
+
+def functools_get(tree, path):
+    """The leaf of ``tree`` at a key path from ``tree_leaves_with_path``."""
+    for k in path:
+        tree = tree[getattr(k, "key", getattr(k, "idx", None))]
+    return tree
+
+
 def _step_schedule(steps, record_every, record_log):
     """(steps, record_every, record step indices) with the default of :data:`DEFAULT_RECORDS` records."""
     steps = check_int("steps", steps, minimum=1)
@@ -221,6 +255,8 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
     ctx0 = family.context(probs[0], base, options)
     n_records = grid.size if ode else rec.size
     group = _batch_group(model, first, ctx0, R, n_records, np.dtype(dtype).itemsize, shared)
+    if dtype == np.float32 and type(family).warn_float32 is Family.warn_float32 and not ode:
+        _warn_float32_resolution(family, model, first, ctx0, float(np.min(lrs)), keys[0])
     states = [first] + [family.initial_state(p, init_key(k), base, o)
                         for p, k, o in zip(probs[1:], keys[1:], run_options[1:])]
     params = _to_device([s[0] for s in states], dtype)
