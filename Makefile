@@ -29,6 +29,8 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_jepa.py
 	$(BIN)/python benchmarks/bench_rank_growth.py
 	$(BIN)/python benchmarks/bench_performance.py
+	$(BIN)/python benchmarks/bench_scaleout.py
+	$(BIN)/python benchmarks/bench_generalized.py
 
 clean:
 	rm -rf $(VENV) out

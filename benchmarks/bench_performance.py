@@ -462,10 +462,29 @@ def plots(thr, scal, acc):
     fig.savefig(os.path.join(OUT, "performance.png"), dpi=100)
 
 
+def blas_info():
+    """NumPy's BLAS as threadpoolctl sees it (library, kernel architecture, threads)."""
+    try:
+        from threadpoolctl import threadpool_info
+        return [{k: i.get(k) for k in ("internal_api", "architecture", "num_threads", "version")}
+                for i in threadpool_info() if i.get("user_api") == "blas"]
+    except ImportError:     # pragma: no cover
+        return []
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--keep-blas-env", action="store_true",
+                    help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (by default the suite re-runs itself without "
+                         "them, so that NumPy's OpenBLAS uses the kernel an expert would: this machine sets them to "
+                         "an older, slower kernel for safety)")
     args = ap.parse_args(argv)
+    forced = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ]
+    if forced and not args.keep_blas_env:
+        env = {k: v for k, v in os.environ.items() if k not in forced}
+        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:])],
+                  env)
     os.makedirs(OUT, exist_ok=True)
     t0 = time.perf_counter()
     base = check_baselines()
@@ -484,6 +503,7 @@ def main(argv=None):
     summ = run_spec(parse_spec(DEFAULT_SPEC), os.path.join("/tmp", "dynamics_bench_demo"), progress=False,
                     echo=lambda *a: None)
     res = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "jax_devices": jax.device_count(),
+                       "blas": blas_info(),
                        **dy.results.versions(),
                        "torch": None if torch is None else torch.__version__},
            "quick": args.quick, "peak_gflops": peak, "baseline_check": base, "throughput": thr, "theory": th,
@@ -499,7 +519,9 @@ def main(argv=None):
 def write_md(res, path):
     m = res["machine"]
     L = [f"# Performance ({m['cpus']} CPUs, {m['platform']}; jax {m['jax']}, torch {m['torch'] or 'not installed'})", ""]
-    L += [f"Machine float64 matmul peak (best of 1024^3 and 2048^3 GEMMs): {res['peak_gflops']:.0f} GFLOP/s.", "",
+    blas = ", ".join(f"{b['internal_api']} {b.get('version') or ''} kernel {b['architecture']}" for b in m.get("blas", []))
+    L += [f"Machine float64 matmul peak (best of 1024^3 and 2048^3 GEMMs): {res['peak_gflops']:.0f} GFLOP/s. "
+          f"NumPy's BLAS: {blas or 'unknown'} (the machine's OPENBLAS_CORETYPE override removed for the suite).", "",
           "## Simulator throughput (dense deep linear JEPA, float64, full batch)", "",
           "Ratios are run-steps/s of dynamics over the baseline's; 'loop' baselines loop over the runs as "
           "written for one run, 'stacked' ones batch the runs by hand. Every timing (simulator and baselines) is the "
@@ -569,6 +591,16 @@ def analysis(res):
         f"{row['speedup_vs_numpy']:.1f}x the NumPy loop (target 3x), {row['speedup_vs_torch']:.0f}x the PyTorch eager loop "
         f"(target 50x); {row['speedup_vs_numpy_stacked']:.1f}x and {row['speedup_vs_torch_stacked']:.1f}x their hand-stacked "
         "versions.",
+        f"* **Against NumPy stacked by hand at its best configuration** ({row['numpy_stacked_run_steps_per_s']:,.0f} "
+        f"run-steps/s, {row.get('threads', {}).get('numpy_stacked', '?')}, OpenBLAS's own kernel for this CPU): "
+        f"{row['speedup_vs_numpy_stacked']:.2f}x. That baseline already runs its products at "
+        f"{row['numpy_stacked_run_steps_per_s'] * flops / 1e9:.0f} GFLOP/s, "
+        f"{row['numpy_stacked_run_steps_per_s'] * flops / 1e9 / res['peak_gflops']:.0%} of the machine's large-GEMM peak; "
+        f"twice its speed would need {2 * row['numpy_stacked_run_steps_per_s'] * flops / 1e9:.0f} GFLOP/s"
+        + (", more than the peak: the 2x target is out of reach on this machine in float64 (with the machine's "
+           "default OPENBLAS_CORETYPE override, an older kernel, the same baseline is about half as fast and the "
+           "ratio about 3x)." if 2 * row["numpy_stacked_run_steps_per_s"] * flops / 1e9 > res["peak_gflops"] else
+           f", {2 * row['numpy_stacked_run_steps_per_s'] * flops / 1e9 / res['peak_gflops']:.0%} of the peak."),
         ("* The 50x over PyTorch is out of reach on this machine in float64: " if batched_ceiling < 50 * row["torch_run_steps_per_s"]
          else "* The 50x over PyTorch is within the batched-matmul rate in this run: ")
         + f"a step is {3 * 3 + 2} products of 32 x 32 "
