@@ -619,9 +619,8 @@ def analysis(res):
         f"needs {3 * row['numpy_run_steps_per_s'] / batched_ceiling:.0%} of that rate; this run reached "
         f"{row['fraction_of_matmul']:.0%}. What separates the simulator from 100 %: XLA:CPU's fixed cost per "
         "operation (~1-2 us for each of the 11 batched dots and the updates of a step, on 32-run halves), and the "
-        "variation of this shared machine: timed alone, again and again, the same sweep made 47,000-60,000 "
-        "run-steps/s, 2.8-3.4x the NumPy loop timed beside it (the two devices step in lockstep, so load on either "
-        "core holds up both).",
+        "variation of this shared machine (the two devices step in lockstep, so load on either core holds up both; "
+        "whole reruns differ by 10-20 %).",
         "* **Half the batched-matmul rate at d >= 64**: " + ", ".join(
             f"d = {r['d']}, L = {r['L']}: {r['fraction_of_matmul']:.0%}" for r in big) + "."
         " (A fraction above 100 % is possible: the products with the problem's matrices, shared by all runs, are one "
