@@ -16,11 +16,12 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import sys
 
 from . import distributed, engine, flow
 from .family import Family
@@ -155,21 +156,20 @@ def _warn_float32_resolution(family, model, state, ctx, lr, key):
     eps = float(np.finfo(np.float32).eps)
     worst, name = np.inf, None
     for path, p in jax.tree_util.tree_leaves_with_path(params):
-        gp = np.asarray(functools_get(g, path), float)
+        gp = np.asarray(_leaf_at(g, path), float)
         pn = float(np.linalg.norm(np.asarray(p, float)))
         if pn > 0:
             rel = lr * float(np.linalg.norm(gp)) / pn
             if rel < worst:
                 worst, name = rel, jax.tree_util.keystr(path)
     if worst < 2 * eps:
-        import warnings
         warnings.warn(f"float32 cannot resolve this run: the first steps change the parameters {name} of "
                       f"{family.name} by a relative {worst:.2g} per step, below float32's resolution {eps:.2g}; "
                       "its updates are rounded away. Use dtype=float64 (the default) or a larger init scale.",
                       RuntimeWarning, stacklevel=4)
 
 
-def functools_get(tree, path):
+def _leaf_at(tree, path):
     """The leaf of ``tree`` at a key path from ``tree_leaves_with_path``."""
     for k in path:
         tree = tree[getattr(k, "key", getattr(k, "idx", None))]
