@@ -173,3 +173,50 @@ def test_batched_solver_refuses_mixed_settings():
         dy.solve_byol_batch([aligned_byol(), aligned_byol(beta=None)], times=[0.0, 1.0])
     with pytest.raises(ValueError, match="trained predictor"):
         dy.solve_byol_batch([aligned_byol(predictor="none")], times=[0.0, 1.0])
+
+
+def _directpred_numpy(pb, lr, steps, rule):
+    """A NumPy port of linear BYOL with DirectPred, step by step as the engine runs it: W moves along
+    -grad at W_p(aux); then the EMA target and the running estimate F_hat move with the new W, and W_p is
+    set from F_hat's eigendecomposition by ``rule``. Returns the recorded p, s of every step."""
+    U = pb.basis
+    X, S = pb.X, pb.X + pb.X_aug
+    W = (U * pb.w0) @ U.T
+    Wa = (U * pb.wa0) @ U.T
+    Wp = (U * pb.p0) @ U.T
+    F = W @ S @ W.T
+    ps, ss = [], []
+    for _ in range(steps):
+        R = Wa @ X - Wp @ W @ S
+        W = W - lr * (-(Wp.T @ R) + pb.eta * W)
+        Wa = Wa + lr * pb.beta * (W - Wa)
+        F = pb.directpred_rho * F + (1 - pb.directpred_rho) * (W @ S @ W.T)
+        s, V = np.linalg.eigh(0.5 * (F + F.T))
+        s = np.clip(s, 0, None)
+        eps = pb.directpred_eps
+        p = np.sqrt(s) + eps * s.max() if rule == "paper" else np.sqrt(s / s.max()) + eps
+        Wp = (V * p) @ V.T
+        ps.append(np.sum(U * (Wp @ U), axis=0))
+        ss.append(np.sum(U * ((W @ W.T) @ U), axis=0))
+    return np.array(ps), np.array(ss)
+
+
+@pytest.mark.parametrize("rule", ["paper", "code"])
+def test_directpred_rules_match_a_numpy_port(rule):
+    """directpred_rule="paper" (p = sqrt(s) + eps max s, the default) and "code" (p = sqrt(s / max s) + eps)
+    each follow a NumPy port of the step to rounding (float64, 300 steps)."""
+    pb = aligned_byol(beta=0.5, eta=0.0).replace(predictor="directpred", directpred_eps=0.1, directpred_rule=rule)
+    sim = dy.simulate_byol(pb, lr=0.02, steps=300, record_every=1)
+    p, s = _directpred_numpy(pb, 0.02, 300, rule)
+    np.testing.assert_allclose(sim.p[1:], p, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sim.s[1:], s, rtol=1e-9, atol=1e-12)
+
+
+def test_directpred_rules_differ_and_the_paper_rule_is_the_default():
+    pb = aligned_byol(beta=0.5, eta=0.0).replace(predictor="directpred", directpred_eps=0.1)
+    assert pb.directpred_rule == "paper"
+    a = dy.simulate_byol(pb, lr=0.02, steps=2000, record_every=200)
+    b = dy.simulate_byol(pb.replace(directpred_rule="code"), lr=0.02, steps=2000, record_every=200)
+    assert np.abs(a.p[-1] - b.p[-1]).max() > 1e-2          # not the same rule at another eps
+    with pytest.raises(ValueError, match="directpred_rule must be one of"):
+        pb.replace(directpred_rule="luckmatters")

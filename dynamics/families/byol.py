@@ -45,6 +45,9 @@ __all__ = ["BYOLProblem", "simulate_byol", "solve_byol", "solve_byol_batch", "by
            "byol_collapse_threshold"]
 
 PREDICTORS = ("trained", "none", "directpred")
+#: DirectPred's predictor eigenvalues from the running estimate's eigenvalues s (theory/heads.md sec. 1):
+#: "paper" p_j = sqrt(s_j) + eps max s (Tian et al. 2021), "code" p_j = sqrt(s_j / max s) + eps (their code)
+DIRECTPRED_RULES = ("paper", "code")
 
 
 @register_problem
@@ -56,7 +59,8 @@ class BYOLProblem:
 
     Options for the simulator: predictor = "trained" | "none" (W_p = I fixed) | "directpred";
     stop_grad (False: gradients also flow through the target, SimSiam only); symmetric (symmetrise
-    the predictor's update); directpred_rho, directpred_eps.
+    the predictor's update); directpred_rho, directpred_eps, directpred_rule ("paper": p_j = sqrt(s_j) +
+    eps max s, the paper's rule, the default; "code": p_j = sqrt(s_j / max s) + eps, the authors' code).
     """
 
     X: np.ndarray
@@ -74,6 +78,7 @@ class BYOLProblem:
     directpred_rho: float = 0.3
     directpred_eps: float = 0.1
     source: dict = field(default_factory=dict)
+    directpred_rule: str = "paper"
 
     def __post_init__(self):
         X = check_symmetric_pd("X", self.X, semi=True)
@@ -110,6 +115,7 @@ class BYOLProblem:
         set_("wa0", self.w0.copy() if self.wa0 is None else check_array("wa0", self.wa0, shape=(n,)))
         set_("directpred_rho", check_positive("directpred_rho", self.directpred_rho, strict=False, upper=1.0))
         set_("directpred_eps", check_positive("directpred_eps", self.directpred_eps, strict=False))
+        check_choice("directpred_rule", self.directpred_rule, set(DIRECTPRED_RULES))
 
     @classmethod
     def isotropic(cls, n, sigma2, *, alpha_p=1.0, eta=0.0, beta=None, w0=0.1, p0=0.1, wa0=None, rotate=False,
@@ -156,7 +162,7 @@ class BYOLProblem:
 
 # ------------------------------------------------------------------------------------------ simulate
 @functools.lru_cache(maxsize=32)
-def _byol_model(predictor, stop_grad, symmetric, simsiam, alpha_p, eta, beta, rho, eps):
+def _byol_model(predictor, stop_grad, symmetric, simsiam, alpha_p, eta, beta, rho, eps, rule="paper"):
     def loss_fn(W, Wp, Wa, X, S):
         A = Wp @ W
         return 0.5 * jnp.sum((A @ S) * A) - jnp.sum((A @ X) * Wa) + 0.5 * jnp.sum((Wa @ S) * Wa)
@@ -193,7 +199,10 @@ def _byol_model(predictor, stop_grad, symmetric, simsiam, alpha_p, eta, beta, rh
             Fh = rho * aux["F"] + (1.0 - rho) * F
             s, U = jnp.linalg.eigh(0.5 * (Fh + Fh.T))
             s = jnp.clip(s, 0.0, None)
-            p = jnp.sqrt(s) + eps * jnp.max(s)
+            if rule == "paper":
+                p = jnp.sqrt(s) + eps * jnp.max(s)
+            else:       # the authors' code: normalised by the largest eigenvalue first
+                p = jnp.sqrt(s / jnp.maximum(jnp.max(s), jnp.finfo(s.dtype).tiny)) + eps
             new["F"] = Fh
             new["Wp"] = (U * p) @ U.T
         return new
@@ -233,7 +242,8 @@ class BYOLFamily(Family):
 
     def shape(self, problem):
         return (problem.n, problem.predictor, problem.stop_grad, problem.symmetric, problem.beta is None,
-                problem.alpha_p, problem.eta, problem.beta, problem.directpred_rho, problem.directpred_eps)
+                problem.alpha_p, problem.eta, problem.beta, problem.directpred_rho, problem.directpred_eps,
+                problem.directpred_rule)
 
     def check_options(self, problems, method, options):
         if method == "flow" and problems[0].predictor == "directpred":
@@ -244,7 +254,7 @@ class BYOLFamily(Family):
     def model(self, problem, method, options):
         return _byol_model(problem.predictor, problem.stop_grad, problem.symmetric, problem.beta is None,
                            problem.alpha_p, problem.eta, problem.beta, problem.directpred_rho,
-                           problem.directpred_eps)
+                           problem.directpred_eps, problem.directpred_rule)
 
     def initial_state(self, problem, key, method, options):
         U, n, init = problem.basis, problem.n, options["init"]
