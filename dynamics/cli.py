@@ -19,7 +19,12 @@ __all__ = ["main"]
 
 
 def _parser():
-    p = argparse.ArgumentParser(prog="dynamics", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="dynamics", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Theory and simulation of how deep linear models learn: run the default example, an "
+                    "experiment spec (TOML, see sims/), or its theory only.",
+        epilog="examples:\n  dynamics demo --out out/demo\n  dynamics run sims/jepa_vs_mae.toml\n"
+               "  dynamics solve sims/jepa_vs_mae.toml\n  dynamics list")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def common(sp):
@@ -32,13 +37,14 @@ def _parser():
 
     common(sub.add_parser("demo", help="run the built-in default example"))
     r = sub.add_parser("run", help="run an experiment spec (TOML)")
-    r.add_argument("spec")
+    r.add_argument("spec", help="path of an experiment spec, e.g. sims/jepa_vs_mae.toml ('dynamics list' shows them)")
     common(r)
     s = sub.add_parser("solve", help="theory only: critical times of a spec")
-    s.add_argument("spec")
-    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("spec", help="path of an experiment spec, e.g. sims/jepa_vs_mae.toml")
+    s.add_argument("--seed", type=int, default=None, help="override run.seed")
     ls = sub.add_parser("list", help="list the specs in a folder")
-    ls.add_argument("--dir", default=None, help="folder of specs (default: ./sims)")
+    ls.add_argument("--dir", default=None, help="folder of specs (default: ./sims if it exists, else the "
+                                                "sims/ folder beside the installed package's source)")
     return p
 
 

@@ -344,13 +344,13 @@ def gallery_settings():
 
 
 def gallery_save(fig, name):
-    """Save ``fig`` as DIR/name.png when DYNAMICS_GALLERY_OUT is set (a no-op otherwise)."""
+    """Save ``fig`` as DIR/name.png when DYNAMICS_GALLERY_OUT is set (a no-op otherwise).  Returns None:
+    a gallery script ends with this call, and sphinx-gallery would print a returned figure's repr."""
     import os
     _, out = gallery_settings()
     if out:
         os.makedirs(out, exist_ok=True)
         fig.savefig(os.path.join(out, f"{name}.png"), dpi=100)
-    return fig
 
 
 def plot_finite_samples(study, ax=None, *, title=None):

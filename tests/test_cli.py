@@ -183,3 +183,19 @@ def test_library_errors_from_a_spec_are_one_line_exit_2(tmp_path, capsys):
     assert main(["run", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("dynamics:") and "UTF-8" in err[0]
+
+
+def test_help_is_plain_text_and_names_the_spec_argument():
+    out = subprocess.run([sys.executable, "-m", "dynamics", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "``" not in out.stdout and "dynamics run sims/jepa_vs_mae.toml" in out.stdout
+    run = subprocess.run([sys.executable, "-m", "dynamics", "run", "--help"], capture_output=True, text=True)
+    assert "path of an experiment spec" in run.stdout
+
+
+def test_gallery_save_returns_nothing_for_sphinx_gallery_to_print(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    from dynamics.plot import gallery_save
+    monkeypatch.setenv("DYNAMICS_GALLERY_OUT", str(tmp_path))
+    fig = plt.figure()
+    assert gallery_save(fig, "x") is None and (tmp_path / "x.png").exists()
+    plt.close(fig)
