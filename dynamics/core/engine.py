@@ -318,8 +318,8 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
         done_records += n_real
         step0 += n_steps
         now = time.perf_counter()
-        if n_steps and now > last[0]:     # (process 0's measurement, with several processes)
-            budget[0] = agree(int(min(max(256, n_steps / (now - last[0]) * dispatch_s), 2 ** 26)))
+        if n_steps:     # process 0's measurement, with several processes (all of them call agree here)
+            budget[0] = agree(int(min(max(256, n_steps / max(now - last[0], 1e-9) * dispatch_s), 2 ** 26)))
         last[0] = now
         if bar is not None:
             bar.update(n_steps)
