@@ -55,12 +55,12 @@ def _run(out, n, families=(), devices=None, timeout=TIMEOUT, extra=()):
     _wait(_start(out, n, families, devices, extra), timeout)
 
 
-@pytest.mark.parametrize("n,families,extra", [(2, (), ()), (4, ("jepa", "dln"), ("--flow", "--theory"))],
+@pytest.mark.parametrize("n,families,extra", [(2, (), ()), (4, ("jepa",), ("--flow", "--theory"))],
                          ids=["2-every-family-gd", "4-flow-and-theory"])
 def test_sweeps_on_several_processes_equal_one_process(tmp_path, n, families, extra):
-    """Two processes: every registered family by gradient descent; four: JEPA and the diagonal network by
-    gradient descent and by the exact flow, and the JEPA theory on a large grid (the suite's time on
-    2 cores: compilation in every process dominates)."""
+    """Two processes: every registered family by gradient descent; four: JEPA by gradient descent and by
+    the exact flow, and its theory on a large grid (the suite's time on 2 cores: compilation in every
+    process dominates)."""
     multi, single = tmp_path / "multi", tmp_path / "single"
     multi.mkdir()
     single.mkdir()

@@ -15,8 +15,8 @@ from dynamics.plot import gallery_save, gallery_settings
 
 small, _ = gallery_settings()
 spec = parse_spec({"experiment": "image_modes", "title": "Natural-image patches: generalised modes learned first",
-                   "problem": {"kind": "neighbor", "patch": 3 if small else 4, "n": 5000 if small else 20000,
+                   "problem": {"kind": "neighbor", "patch": 3 if small else 4, "n": 3000 if small else 20000,
                                "depth": 2, "init_scale": 0.01},
-                   "run": {"objectives": ["jepa", "mae"], "top": 3 if small else 4, "lr": 0.02, "horizon": 1.3}})
+                   "run": {"objectives": ["jepa", "mae"], "top": 2 if small else 4, "lr": 0.02, "horizon": 1.3}})
 out = REGISTRY["image_modes"].run(spec, progress=False)
 gallery_save(out["figures"]["image_modes"], "image_modes")
