@@ -122,8 +122,7 @@ def finite_sample_study(problem, ns, *, resamples=8, objective="jepa", fraction=
             warnings.simplefilter("ignore", UserWarning)
             sim = frontend.simulate(family, probs if resamples > 1 else probs[0], method="flow", times=grid,
                                     rtol=rtol, key=0, progress=False,
-                                    options={"init": init, "batch_size": None, "data": None, "ema": None,
-                                             "snapshots": False})
+                                    options={"init": init})
         gains = np.asarray(sim.gains).reshape(resamples, grid.size, -1)
         for r in range(resamples):
             crit[a, r] = hitting_times(grid, gains[r], fp, fraction)

@@ -80,8 +80,7 @@ def measure(problems, *, objective="jepa", init="aligned", key=0, fraction=0.5, 
     grid = np.concatenate([[0.0], np.geomspace(1e-2 * fin.min(), horizon * fin.max(), records)])
     sim = frontend.simulate(family, list(problems) if len(problems) > 1 else problems[0], method="flow",
                             times=grid, rtol=rtol, key=key, progress=False,
-                            options={"init": init, "batch_size": None, "data": None, "ema": None,
-                                     "snapshots": False})
+                            options={"init": init})
     gains = np.asarray(sim.gains).reshape(len(problems), grid.size, -1)
     out = {k: [] for k in ("commutator", "first_match", "first_error", "order_match", "max_error")}
     for i, p in enumerate(problems):
