@@ -33,6 +33,7 @@ def _parser():
         prec = sp.add_mutually_exclusive_group()
         prec.add_argument("--x64", dest="x32", action="store_false", help="float64 simulation (default)")
         prec.add_argument("--x32", dest="x32", action="store_true", help="float32 simulation (faster)")
+        sp.set_defaults(x32=False)     # float64 unless --x32 (the store_false of --x64 would default to True)
         sp.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
     common(sub.add_parser("demo", help="run the built-in default example"))

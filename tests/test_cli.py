@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from dynamics.cli import main
+from dynamics.cli import _parser, main
 from dynamics.experiments import DEFAULT_SPEC, SpecError, parse_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,7 +40,12 @@ def test_run_writes_table_figure_json_npz(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "critical times" in printed and "simulation" in printed
     files = set(os.listdir(out))
-    assert {"jepa_vs_mae.png", "summary.json", "table.txt", "jepa_L1_sim.npz", "mae_L2_theory.npz"} <= files
+    # the figure is named after the spec file (two specs of one experiment never share a figure name)
+    assert {"tiny.png", "summary.json", "table.txt", "jepa_L1_sim.npz", "mae_L2_theory.npz"} <= files
+    # one verdict line per cross-check on the terminal and in table.txt
+    for text in (printed, (out / "table.txt").read_text()):
+        assert sum(line.startswith("crosscheck ") for line in text.splitlines()) == 2 * 2
+        assert "PASS" in text and "learning order jepa L=2" in text
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seed"] == 0 and len(summary["table"]) == 2 * 2 * 2
     # every row's simulated critical time agrees with the theory (lr = 0.05: Euler error < 3 %)
@@ -50,11 +55,16 @@ def test_run_writes_table_figure_json_npz(tmp_path, capsys):
 def test_seed_and_x32_flags(tmp_path):
     spec = tmp_path / "tiny.toml"
     spec.write_text(TINY)
+    # float64 unless --x32 (argparse's store_false for --x64 used to make float32 the default)
+    assert _parser().parse_args(["demo"]).x32 is False and _parser().parse_args(["run", "s"]).x32 is False
+    assert _parser().parse_args(["demo", "--x32"]).x32 is True
+    assert main(["run", str(spec), "--out", str(tmp_path / "o64"), "--no-progress"]) == 0
+    from dynamics import load
+    assert load(tmp_path / "o64" / "jepa_L1_sim.npz").settings["dtype"] == "float64"
     out = tmp_path / "o32"
     assert main(["run", str(spec), "--out", str(out), "--seed", "4", "--x32", "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["seed"] == 4
-    from dynamics import load
     assert load(out / "jepa_L1_sim.npz").settings["dtype"] == "float32"
 
 
@@ -121,7 +131,7 @@ def test_run_small_dln_staircase(tmp_path, capsys):
     assert "predicted jumps" in out
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert len(summary["stages"]["times"]) == 3                    # 0 and two jumps
-    assert (tmp_path / "o" / "dln_staircase.png").stat().st_size > 10_000
+    assert (tmp_path / "o" / "dln.png").stat().st_size > 10_000          # named after the spec file
     assert main(["solve", str(spec)]) == 0
     assert json.loads(capsys.readouterr().out)["converged"] is True
 

@@ -48,6 +48,9 @@ def parse_spec(spec: dict) -> dict:
         raise SpecError(f"experiment must be one of {list(EXPERIMENTS)}, got {name!r}")
     exp = REGISTRY[name]
     spec = check_table(spec, exp.schema, "")
+    fig = spec.get("figure") or ""
+    if any(c in fig for c in "/\\\0") or fig in (".", ".."):
+        raise SpecError(f"figure must be a file name without a folder, got {fig!r}")
     if exp.check is not None:
         exp.check(spec)
     return spec
@@ -60,9 +63,13 @@ def load_spec(path) -> dict:
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
     try:
-        return parse_spec(raw)
+        spec = parse_spec(raw)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
+    if not spec.get("figure"):
+        import os
+        spec["figure"] = os.path.splitext(os.path.basename(str(path)))[0]
+    return spec
 
 
 def solve_spec(spec, *, seed=None):
@@ -79,6 +86,9 @@ def run_spec(spec, out_dir, *, seed=None, dtype=None, progress=True, echo=print)
     exp = REGISTRY[spec["experiment"]]
     t0 = time.perf_counter()
     out = exp.run(spec, seed=seed, dtype=dtype, progress=progress, echo=echo)
+    figures = out.get("figures") or {}
+    if spec.get("figure") and len(figures) == 1:
+        out["figures"] = {spec["figure"]: next(iter(figures.values()))}
     summary = {"spec": spec, **out.get("summary", {}), "wall_time_s": time.perf_counter() - t0}
     write_outputs(out_dir, figures=out.get("figures"), summary=summary, results=out.get("results"),
                   texts=out.get("texts"))

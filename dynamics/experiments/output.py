@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
+
 from ..core.io import atomic_write, jsonable
 
-__all__ = ["write_outputs"]
+__all__ = ["write_outputs", "verdict_line"]
 
 
 def write_outputs(out_dir, *, figures=None, summary=None, results=None, texts=None):
@@ -26,3 +28,20 @@ def write_outputs(out_dir, *, figures=None, summary=None, results=None, texts=No
         paths.append(atomic_write(os.path.join(out_dir, "summary.json"),
                                   lambda fh: fh.write(json.dumps(jsonable(summary), indent=2).encode())))
     return paths
+
+
+def verdict_line(name, rep) -> str:
+    """One line per cross-check for the terminal and table.txt: the verdict (PASS / FAIL / INCONCLUSIVE),
+    what was compared with what, the largest errors against their tolerances, and the advice if any."""
+    from ..core.compare import result_label, verdict
+    a, b = getattr(rep, "a", None), getattr(rep, "b", None)
+    what = f" ({result_label(a)} vs {result_label(b)})" if a is not None and b is not None else ""
+    line = (f"crosscheck {name}{what}: {verdict(rep.outcome)} (max rel. error {rep.max_rel_error:.2e}, "
+            f"tolerance {rep.rtol:g}")
+    ce = getattr(rep, "critical_rel_error", None)
+    if ce is not None and np.size(ce) and np.any(np.isfinite(ce)):
+        line += f"; critical times {np.nanmax(ce):.2e}, tolerance {rep.ctol:g}"
+    line += ")"
+    if getattr(rep, "advice", ""):
+        line += f" -- {rep.advice}"
+    return line

@@ -66,6 +66,7 @@ def solve_stages(spec, *, seed=None):
 
 def run_staircase(spec, *, seed=None, dtype=None, progress=True, echo=print):
     from ..families.hadamard.api import simulate_hadamard
+    from ..core.compare import verdict
     from ..families.hadamard.stages import crosscheck_stages, stages
     from ..plot import plot_staircase
     run = spec["run"]
@@ -89,7 +90,7 @@ def run_staircase(spec, *, seed=None, dtype=None, progress=True, echo=print):
         checks[f"{a:.0e}"] = chk.to_dict()
         echo(f"alpha = {a:.0e}: simulated jumps {np.round(chk.jump_sim, 4).tolist()} "
              "(nan: the loss never crossed halfway to the next plateau within the run)")
-        echo(f"crosscheck alpha = {a:.0e} (dual flow vs stages): {chk.outcome.upper()} (tolerance {chk.rtol:g})")
+        echo(f"crosscheck alpha = {a:.0e} (dual flow vs stages): {verdict(chk.outcome)} (tolerance {chk.rtol:g})")
         sims.append((a, sim))
     echo(f"predicted jumps      {np.round(st.times[1:], 4).tolist()}")
     fig = plot_staircase(sims, st, title=spec["title"] or None)

@@ -19,7 +19,10 @@ class NoTheoryError(SpecError):
 
 NUM = (int, float)
 # key -> (accepted types, required, default)
-TOP = {"experiment": ((str,), True, None), "title": ((str,), False, "")}
+TOP = {"experiment": ((str,), True, None), "title": ((str,), False, ""),
+       # the figure's file name (without .png) when the experiment draws one figure; `dynamics run`
+       # defaults it to the spec file's name, so two specs of one experiment never share a figure name
+       "figure": ((str,), False, "")}
 
 
 @dataclass(frozen=True)
