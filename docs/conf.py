@@ -4,7 +4,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(".."))
+sys.path.insert(0, os.path.abspath("gallery"))        # the gallery scripts' shared helpers (_gallery.py)
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["DYNAMICS_GALLERY_SPHINX"] = "1"           # _gallery.finish: sphinx-gallery captures the figures
 
 project = "dynamics"
 author = "dynamics developers"
@@ -35,6 +37,7 @@ sphinx_gallery_conf = {
     "examples_dirs": "gallery",
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
+    "ignore_pattern": r"(__init__|_gallery)\.py",
     "download_all_examples": False,
     "remove_config_comments": True,
     "within_subsection_order": "FileNameSortKey",

@@ -39,7 +39,7 @@ from .core.family import Example, Family, families as registered_families, get_f
 from .core.linalg import random_rotation  # noqa: E402
 from .core.trajectory import Trajectory, load  # noqa: E402
 from .families import attention, byol, dln, identity_head, jepa, saxe, stepwise  # noqa: E402
-from .families.attention import AttentionProblem, simulate_attention, simulate_dense_attention  # noqa: E402
+from .families.attention import AttentionProblem, rotated_teacher, simulate_attention, simulate_dense_attention  # noqa: E402
 from .families.byol import (BYOLProblem, byol_collapse_threshold, byol_fixed_points,  # noqa: E402
                             byol_time_to_learn, simulate_byol, solve_byol, solve_byol_batch)
 from .families.dln import DLNProblem, simulate_dln  # noqa: E402
@@ -68,7 +68,7 @@ __all__ = [
     "simulate_saxe", "solve_saxe", "critical_times_saxe", "saxe",
     "Trajectory", "CrossCheck", "BatchCrossCheck", "crosscheck", "load", "DivergenceError", "record_schedule",
     "DLNProblem", "AttentionProblem", "stages", "Stages", "StageCheck", "crosscheck_stages",
-    "simulate_dln", "simulate_attention", "simulate_dense_attention",
+    "simulate_dln", "simulate_attention", "simulate_dense_attention", "rotated_teacher",
     "BYOLProblem", "simulate_byol", "solve_byol", "solve_byol_batch", "byol_fixed_points", "byol_time_to_learn",
     "byol_collapse_threshold", "HeadProblem", "simulate_head", "head_phases",
     "StepwiseProblem", "simulate_stepwise", "solve_stepwise", "step_times",

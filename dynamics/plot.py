@@ -15,7 +15,7 @@ from .core.compare import verdict
 GF_LABEL = "gradient-flow time t = lr x step"
 TAU_LABEL = "rescaled time $t / \\log(1/\\alpha)$"
 
-__all__ = ["plot_trajectory", "plot_pair", "plot_crosscheck", "plot_jepa_vs_mae", "feature_labels",
+__all__ = ["plot_trajectory", "plot_pair", "plot_crosscheck", "plot_jepa_vs_mae", "feature_labels", "marks_legend",
            "plot_finite_samples", "plot_image_modes"]
 
 
@@ -95,10 +95,26 @@ def plot_pair(sim, th, ax=None, *, fraction=0.5, normalise=True, legend=True):
     ax.set_ylabel(_ylabel(th, normalise).replace("modes", "encoder mode"))
     if legend:
         handles, lbls = ax.get_legend_handles_labels()
-        handles.append(plt.Line2D([], [], color="k", ls="--", lw=1))
-        lbls.append(f"{th.kind} (dashed)")
-        ax.legend(handles, lbls, fontsize=7, loc="lower right")
+        mh, ml = marks_legend(sim, th, fraction=fraction if fp is not None else None, normalised=normalise)
+        ax.legend(handles + mh, lbls + ml, fontsize=7, loc="best", framealpha=0.85)
     return fig
+
+
+def marks_legend(sim, th, *, fraction=None, normalised=False):
+    """Legend entries (handles, labels) that explain plot_pair's marks: solid = the simulation (its
+    method), dashed = the reference, dotted verticals = the reference's critical times, grey = the level
+    ``fraction`` of the fixed point."""
+    from .core.compare import result_label
+    h = [plt.Line2D([], [], color="0.3", lw=2.2, alpha=0.75), plt.Line2D([], [], color="k", ls="--", lw=1)]
+    lab = [f"solid: {result_label(sim)} simulation" if sim.kind == "simulation" else f"solid: {result_label(sim)}",
+           f"dashed: {result_label(th)}"]
+    if fraction is not None:
+        h.append(plt.Line2D([], [], color="0.3", ls=":", lw=1))
+        lab.append(f"dotted: critical times ({fraction:g} of the fixed point)")
+        if normalised:
+            h.append(plt.Line2D([], [], color="0.6", lw=0.8))
+            lab.append(f"grey: {fraction:g} of the fixed point")
+    return h, lab
 
 
 def plot_crosscheck(report, ax=None):
@@ -119,11 +135,16 @@ def plot_crosscheck(report, ax=None):
 
 
 def plot_jepa_vs_mae(pairs, *, fraction=0.5, title=None):
-    """Grid: rows = objectives, columns = depths. ``pairs[(objective, depth)] = (sim, theory)``."""
+    """Grid: rows = objectives, columns = depths. ``pairs[(objective, depth)] = (sim, theory)``.
+
+    One legend for the whole figure, below the panels (features and marks); each panel's title names the
+    feature learned first; a note says that every panel's time axis runs to 1.3x its own last critical
+    time (so the rows' scales differ: MAE learns much faster than JEPA)."""
     objectives = sorted({k[0] for k in pairs}, key=lambda o: ["jepa", "mae"].index(o) if o in ("jepa", "mae") else 9)
     depths = sorted({k[1] for k in pairs})
-    fig, axes = plt.subplots(len(objectives), len(depths), figsize=(3.6 * len(depths), 3.0 * len(objectives)),
+    fig, axes = plt.subplots(len(objectives), len(depths), figsize=(3.6 * len(depths), 3.0 * len(objectives) + 1.1),
                              squeeze=False, constrained_layout=True)
+    t_ends = {}
     for r, obj in enumerate(objectives):
         for c, L in enumerate(depths):
             ax = axes[r, c]
@@ -131,11 +152,23 @@ def plot_jepa_vs_mae(pairs, *, fraction=0.5, title=None):
                 ax.axis("off")
                 continue
             sim, th = pairs[(obj, L)]
-            plot_pair(sim, th, ax, fraction=fraction, legend=(r == 0 and c == 0))
-            ax.set_title(f"{obj.upper()}, depth L = {L}", fontsize=10)
+            plot_pair(sim, th, ax, fraction=fraction, legend=False)
+            tc = th.critical_times(fraction)
+            first = int(np.argmin(np.where(np.isfinite(tc), tc, np.inf))) if np.any(np.isfinite(tc)) else None
+            ax.set_title(f"{obj.upper()}, L = {L}" + (f": feature {first} first" if first is not None else ""),
+                         fontsize=10)
+            t_ends.setdefault(obj, []).append(float(np.max(sim.t)))
             if c:
                 ax.set_ylabel("")
-    return _suptitle(fig, title)
+    any_pair = next(iter(pairs.values()))
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    mh, ml = marks_legend(*any_pair, fraction=fraction, normalised=any_pair[1].fixed_point is not None)
+    fig.legend(handles + mh, labels + ml, loc="outside lower center", ncol=3, fontsize=7, frameon=False)
+    note = None
+    if len(t_ends) > 1:
+        spans = ", ".join(f"{o.upper()} to t = {min(v):.3g}-{max(v):.3g}" for o, v in t_ends.items())
+        note = f"each panel's time axis ends past its last critical time ({spans}): the scales differ"
+    return _suptitle(fig, title, note)
 
 
 def _label(ax, xlabel, ylabel, title=None, legend=8):
@@ -148,9 +181,11 @@ def _label(ax, xlabel, ylabel, title=None, legend=8):
         ax.set_title(title, fontsize=10)
 
 
-def _suptitle(fig, title):
-    if title:
-        fig.suptitle(title, fontsize=11)
+def _suptitle(fig, title, note=None):
+    """The figure's title, with ``note`` (what the reader must know to read it) on a second line."""
+    text = "\n".join(x for x in (title, note) if x)
+    if text:
+        fig.suptitle(text, fontsize=11 if not note else 9.5)
     return fig
 
 
@@ -216,20 +251,44 @@ def plot_staircase(sims, st, *, title=None):
     return _suptitle(fig, title)
 
 
-def plot_dense_rank(sim, *, title=None):
-    """Dense attention: loss and the stable rank of Delta W_K W_Q^T and Delta W_V W_O^T per init scale."""
-    scales = sim.settings.get("init_scales", sim.settings.get("init_scale"))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
+def plot_dense_rank(sims, *, teacher=None, top=None, title=None):
+    """Dense attention: for each optimizer (rows; ``sims`` = {optimizer: Trajectory} or one Trajectory),
+    (a) the loss, (b) the singular values of Delta W_K W_Q^T and (c) of Delta W_V W_O^T over time, one
+    colour per init scale (the ``top`` largest singular values; log time).  ``teacher`` = (kq, vo): the
+    teacher's singular values, drawn as dotted horizontal lines (what the perturbation should reach)."""
+    if not isinstance(sims, dict):
+        sims = {sims.settings.get("optimizer", "") or "": sims}
+    rows = len(sims)
+    fig, axes = plt.subplots(rows, 3, figsize=(15, 3.8 * rows + 0.4), squeeze=False, constrained_layout=True)
     cmap = plt.get_cmap("plasma")
-    for j, sc in enumerate(scales):
-        c = cmap(j / max(1, len(scales)))
-        axes[0].semilogy(sim.t, sim.loss[j], color=c, label=f"init scale {sc:g}")
-        axes[1].plot(sim.t, sim.stable_rank_kq[j].mean(axis=(-2, -1)), color=c, label=f"init scale {sc:g}")
-        axes[2].plot(sim.t, sim.stable_rank_vo[j].mean(axis=(-2, -1)), color=c, label=f"init scale {sc:g}")
-    for ax, lab in zip(axes, ["training loss", "stable rank of $\\Delta W_K W_Q^T$",
-                              "stable rank of $\\Delta W_V W_O^T$"]):
-        _label(ax, "lr x step", lab)
-    return _suptitle(fig, title)
+    for r, (opt, sim) in enumerate(sims.items()):
+        scales = np.atleast_1d(sim.settings.get("init_scales", sim.settings.get("init_scale")))
+        t = np.asarray(sim.t, float)
+        t_plot = np.where(t > 0, t, np.nan)           # log time: the t = 0 record is left out
+        k = sim.sv_kq.shape[-1] if top is None else min(top + 1, sim.sv_kq.shape[-1])
+        for j, sc in enumerate(scales):
+            c = cmap(j / max(1, len(scales)))
+            tj = t_plot[j] if t_plot.ndim == 2 else t_plot
+            axes[r, 0].loglog(tj, sim.loss[j], color=c, label=f"init scale {sc:g}")
+            for col, field in ((1, "sv_kq"), (2, "sv_vo")):
+                sv = np.asarray(sim.fields[field])[j][:, 0, 0, :k]
+                for i in range(k):
+                    axes[r, col].semilogx(tj, sv[:, i], color=c, lw=1.6 if i < k - 1 or top is None else 0.8,
+                                          ls="-" if i < k - 1 or top is None else "--",
+                                          label=f"init scale {sc:g}" if i == 0 else None)
+        if teacher is not None:
+            for col, vals in ((1, teacher[0]), (2, teacher[1])):
+                for v in vals:
+                    axes[r, col].axhline(v, color="k", ls=":", lw=0.9)
+        name = f"{opt.upper()}: " if opt else ""
+        lr = np.unique(np.atleast_1d(sim.settings.get("lr")))
+        lr = ", ".join(f"{x:g}" for x in lr) if lr.dtype.kind in "fi" else str(lr)
+        _label(axes[r, 0], "time t = lr x step (log)", "training loss", f"{name}loss (lr {lr})", legend=7)
+        extra = "" if top is None else f" (the {k - 1} largest; dashed: the next one)"
+        _label(axes[r, 1], "time t = lr x step (log)", "singular values", f"{name}$\\Delta W_K W_Q^T${extra}", legend=7)
+        _label(axes[r, 2], "time t = lr x step (log)", "singular values", f"{name}$\\Delta W_V W_O^T${extra}", legend=7)
+    note = "dotted: the teacher's singular values" if teacher is not None else None
+    return _suptitle(fig, title, note)
 
 
 def plot_byol_portrait(sim, th, prob, *, fixed_points=None, title=None):
@@ -334,23 +393,6 @@ def plot_stepwise(sim, th, prob, rnd=None, *, title=None):
     ax.semilogy(th.t, th.loss, "k--", lw=1, label="theory")
     _label(ax, GF_LABEL, "loss $\\|C - I\\|_F^2$", "(b) staircase loss")
     return _suptitle(fig, title)
-
-
-def gallery_settings():
-    """(small, out_dir) for the gallery scripts: DYNAMICS_GALLERY_SMALL=1 shrinks the runs (tests),
-    DYNAMICS_GALLERY_OUT=DIR also saves each figure there as PNG."""
-    import os
-    return os.environ.get("DYNAMICS_GALLERY_SMALL") == "1", os.environ.get("DYNAMICS_GALLERY_OUT")
-
-
-def gallery_save(fig, name):
-    """Save ``fig`` as DIR/name.png when DYNAMICS_GALLERY_OUT is set (a no-op otherwise).  Returns None:
-    a gallery script ends with this call, and sphinx-gallery would print a returned figure's repr."""
-    import os
-    _, out = gallery_settings()
-    if out:
-        os.makedirs(out, exist_ok=True)
-        fig.savefig(os.path.join(out, f"{name}.png"), dpi=100)
 
 
 def plot_finite_samples(study, ax=None, *, title=None):

@@ -201,11 +201,3 @@ def test_help_is_plain_text_and_names_the_spec_argument():
     run = subprocess.run([sys.executable, "-m", "dynamics", "run", "--help"], capture_output=True, text=True)
     assert "path of an experiment spec" in run.stdout
 
-
-def test_gallery_save_returns_nothing_for_sphinx_gallery_to_print(tmp_path, monkeypatch):
-    import matplotlib.pyplot as plt
-    from dynamics.plot import gallery_save
-    monkeypatch.setenv("DYNAMICS_GALLERY_OUT", str(tmp_path))
-    fig = plt.figure()
-    assert gallery_save(fig, "x") is None and (tmp_path / "x.png").exists()
-    plt.close(fig)

@@ -24,3 +24,23 @@ def test_gallery_script_writes_its_figure(script, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     pngs = list(tmp_path.glob("*.png"))
     assert len(pngs) == 1 and pngs[0].stat().st_size > 20_000      # a real, non-empty figure
+    # its one-line result (the claim with its numbers) is printed
+    lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
+    assert lines and any(ch.isdigit() for ch in lines[-1]), out.stdout[-2000:]
+
+
+def test_gallery_script_run_on_its_own_saves_its_figure_and_says_where(tmp_path):
+    """No DYNAMICS_GALLERY_OUT, a non-interactive backend: the figure is saved in the working directory."""
+    script = os.path.join(ROOT, "docs", "gallery", "plot_depth_greedy.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAMICS_GALLERY")}
+    env.update(DYNAMICS_GALLERY_SMALL="1", MPLBACKEND="Agg")
+    out = subprocess.run([sys.executable, script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "depth_greedy.png").stat().st_size > 20_000
+    assert f"saved {tmp_path / 'depth_greedy.png'}" in out.stdout and "JEPA L=1" in out.stdout
+
+
+def test_gallery_helpers_live_with_the_gallery():
+    import dynamics.plot
+    assert not hasattr(dynamics.plot, "gallery_save") and not hasattr(dynamics.plot, "gallery_settings")
+    assert os.path.exists(os.path.join(ROOT, "docs", "gallery", "_gallery.py"))

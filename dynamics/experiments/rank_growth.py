@@ -25,10 +25,17 @@ SCHEMAS = {
     "attention_staircase": {**TOP, "problem": _ATTN_PROBLEM,
                             "run": {"alphas": ((list,), True, None), "tau_max": (NUM, False, None),
                                     "records": ((int,), False, 1000)}},
-    "dense_attention_rank": {**TOP, "problem": _ATTN_PROBLEM,
-                             "run": {"init_scales": ((list,), True, None), "lr": (NUM, True, None),
-                                     "steps": ((int,), True, None), "optimizer": ((str,), False, "sgd"),
-                                     "records": ((int,), False, 200)}},
+    "dense_attention_rank": {**TOP, "problem": {
+        **_ATTN_PROBLEM,
+        # "diagonal": the toy of theory/attention.md; "rotated": one dense head whose products have the
+        # singular values kq, vo in random bases (dynamics.rotated_teacher)
+        "teacher": ((str,), False, "diagonal"), "kq": ((list,), False, [3.0, 2.0, 1.2]),
+        "vo": ((list,), False, [2.5, 1.5, 0.8])},
+        "run": {"init_scales": ((list,), True, None),
+                # one number for every optimizer, or a table {sgd = ..., adam = ...}
+                "lr": (NUM + (dict,), True, None), "steps": ((int, dict), True, None),
+                "optimizer": ((str,), False, "sgd"), "optimizers": ((list,), False, None),
+                "records": ((int,), False, 200), "fraction": (NUM, False, 0.5)}},
 }
 
 
@@ -40,6 +47,21 @@ def check_spec(spec):
                 raise SpecError(f"run.{name} entries must be numbers in (0, {'1' if name == 'alphas' else 'inf'}), got {v!r}")
     if spec["experiment"] == "dln_staircase" and pb["beta_star"] is not None and len(pb["beta_star"]) != pb["d"]:
         raise SpecError(f"problem.beta_star must have d = {pb['d']} entries, got {len(pb['beta_star'])}")
+    if spec["experiment"] == "dense_attention_rank":
+        if pb["teacher"] not in ("diagonal", "rotated"):
+            raise SpecError(f"problem.teacher must be 'diagonal' or 'rotated', got {pb['teacher']!r}")
+        for opt in _optimizers(run):
+            if opt not in ("sgd", "adam"):
+                raise SpecError(f"run.optimizers entries must be 'sgd' or 'adam', got {opt!r}")
+            for key, types in (("lr", (int, float)), ("steps", (int,))):
+                val = run[key].get(opt) if isinstance(run[key], dict) else run[key]
+                if isinstance(val, bool) or not isinstance(val, types) or not val > 0:
+                    raise SpecError(f"run.{key} must be a positive number, or a table with a positive entry for "
+                                    f"every optimizer; {opt!r} has {val!r}")
+
+
+def _optimizers(run):
+    return list(run["optimizers"]) if run.get("optimizers") else [run["optimizer"]]
 
 
 def _problem(spec, alpha):
@@ -51,6 +73,10 @@ def _problem(spec, alpha):
             return DLNProblem.random(pb["n"], pb["d"], beta_star=pb["beta_star"], sparsity=pb["sparsity"],
                                      noise=float(pb["noise"]), correlation=float(pb["correlation"]),
                                      init_scale=alpha, key=pb["seed"])
+        if pb.get("teacher", "diagonal") == "rotated":
+            from ..families.attention import rotated_teacher
+            return rotated_teacher(pb["n_samples"], pb["n_tokens"], pb["d"], kq=pb["kq"], vo=pb["vo"],
+                                   init_scale=alpha, key=pb["seed"])
         return AttentionProblem.teacher_student(pb["n_samples"], pb["n_tokens"], pb["d"], heads=pb["heads"],
                                                 layers=pb["layers"], init_scale=alpha, key=pb["seed"])
     except (ValueError, TypeError) as exc:
@@ -98,21 +124,58 @@ def run_staircase(spec, *, seed=None, dtype=None, progress=True, echo=print):
             "summary": {"stages": st.to_dict(), "crosschecks": checks, "tau_max": tau_max}}
 
 
+def singular_value_times(sim, run, field, fraction=0.5, top=None):
+    """(top,) the times at which each of the ``top`` largest singular values of a learned perturbation
+    (``field`` = "sv_kq" or "sv_vo", first head of the first layer) first reaches ``fraction`` of its
+    final value, for run ``run`` of a dense-attention trajectory (nan where it never does)."""
+    from ..core.metrics import hitting_times
+    sv = np.asarray(sim.fields[field])[run][:, 0, 0, :]
+    top = sv.shape[-1] if top is None else top
+    fin = sv[-1, :top]
+    return np.where(fin > 0, hitting_times(sim.t, sv[:, :top], np.where(fin > 0, fin, 1.0), fraction), np.nan)
+
+
+def numerical_rank(sv, rel=0.1):
+    """The number of singular values above ``rel`` x the largest."""
+    sv = np.asarray(sv, float)
+    return int(np.sum(sv > rel * sv.max())) if sv.size and sv.max() > 0 else 0
+
+
 def run_dense(spec, *, seed=None, dtype=None, progress=True, echo=print):
     from ..families.attention import simulate_dense_attention
     from ..plot import plot_dense_rank
-    run = spec["run"]
-    pb = _problem(spec, 1e-2)
-    sim = simulate_dense_attention(pb, init_scales=[float(s) for s in run["init_scales"]], lr=float(run["lr"]),
-                                   steps=run["steps"], optimizer=run["optimizer"],
-                                   record_every=max(1, run["steps"] // run["records"]), progress=progress)
-    for j, sc in enumerate(run["init_scales"]):
-        echo(f"init scale {sc:g}: final loss {sim.loss[j, -1]:.4g}, stable rank of Delta W_K W_Q^T "
-             f"{sim.stable_rank_kq[j, -1].mean():.3g}, of Delta W_V W_O^T {sim.stable_rank_vo[j, -1].mean():.3g}")
-    fig = plot_dense_rank(sim, title=spec["title"] or None)
-    return {"figures": {"dense_attention_rank": fig}, "results": {"dense_attention.npz": sim},
-            "summary": {"final_stable_rank_kq": sim.stable_rank_kq[:, -1],
-                        "final_stable_rank_vo": sim.stable_rank_vo[:, -1], "final_loss": sim.loss[:, -1]}}
+    run, pb = spec["run"], spec["problem"]
+    prob = _problem(spec, 1e-2)
+    scales = [float(s) for s in run["init_scales"]]
+    fraction = float(run["fraction"])
+    top = len(pb["vo"]) if pb["teacher"] == "rotated" else prob.d
+    sims, summary, results = {}, {"teacher": pb["teacher"], "runs": {}}, {}
+    for opt in _optimizers(run):
+        lr = float(run["lr"][opt] if isinstance(run["lr"], dict) else run["lr"])
+        steps = int(run["steps"][opt] if isinstance(run["steps"], dict) else run["steps"])
+        sim = simulate_dense_attention(prob, init_scales=scales, lr=lr, steps=steps, optimizer=opt,
+                                       record_log=run["records"], progress=progress, dtype=dtype)
+        sims[opt] = sim
+        results[f"dense_attention_{opt}.npz"] = sim
+        for j, sc in enumerate(scales):
+            t_vo = singular_value_times(sim, j, "sv_vo", fraction, top)
+            t_kq = singular_value_times(sim, j, "sv_kq", fraction, top)
+            ok = np.isfinite(t_vo)
+            gaps = np.diff(t_vo[ok]) / t_vo[ok][1:] if ok.sum() > 1 else np.zeros(0)
+            rk = (numerical_rank(sim.sv_kq[j, -1, 0, 0]), numerical_rank(sim.sv_vo[j, -1, 0, 0]))
+            row = {"optimizer": opt, "lr": lr, "init_scale": sc, "final_loss": sim.loss[j, -1],
+                   "vo_times": t_vo, "kq_times": t_kq, "vo_min_gap": float(gaps.min()) if gaps.size else float("nan"),
+                   "vo_in_order": bool(gaps.size and np.all(gaps > 0)), "final_rank": rk,
+                   "stable_rank": (float(sim.stable_rank_kq[j, -1].mean()), float(sim.stable_rank_vo[j, -1].mean()))}
+            summary["runs"][f"{opt}_{sc:g}"] = row
+            echo(f"{opt} (lr {lr:g}), init {sc:g}: loss {sim.loss[j, 0]:.3g} -> {row['final_loss']:.2g}; "
+                 f"singular values of dW_V W_O^T reach {fraction:g} of their final value at t = "
+                 f"{np.round(t_vo, 3).tolist()} ({'one at a time' if row['vo_in_order'] else 'NOT one at a time'}, "
+                 f"closest {row['vo_min_gap']:.0%} apart), of dW_K W_Q^T at {np.round(t_kq, 3).tolist()}; "
+                 f"final rank (KQ, VO) {rk} (singular values > 10 % of the largest)")
+    teacher = (pb["kq"], pb["vo"]) if pb["teacher"] == "rotated" else None
+    fig = plot_dense_rank(sims, teacher=teacher, top=top, title=spec["title"] or None)
+    return {"figures": {"dense_attention_rank": fig}, "results": results, "summary": summary}
 
 
 EXPERIMENTS = (

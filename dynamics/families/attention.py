@@ -29,7 +29,7 @@ from ..core.validation import check_array, check_int, check_positive
 from .hadamard.model import HadamardFamily, HadamardProblem, check_alpha, simulate_hadamard
 from .hadamard.stages import stages as _stages
 
-__all__ = ["AttentionProblem", "simulate_attention", "attention_stages", "simulate_dense_attention",
+__all__ = ["AttentionProblem", "simulate_attention", "attention_stages", "simulate_dense_attention", "rotated_teacher",
            "diagonal_forward"]
 
 
@@ -148,6 +148,45 @@ class AttentionProblem(HadamardProblem):
         seed = int(jax.random.randint(k3, (), 0, 2 ** 31 - 1))
         return cls(Z=Z, Y=Y, heads=heads, layers=layers, init_scale=init_scale, key=seed,
                    source={"q_star": q_star.tolist(), "o_star": o_star.tolist(), "noise": noise})
+
+
+def rotated_teacher(n_samples=200, n_tokens=6, d=6, *, kq=(3.0, 2.0, 1.2), vo=(2.5, 1.5, 0.8), noise=0.0,
+                    init_scale=1e-2, key=0):
+    """An AttentionProblem whose teacher is one *dense* head: W_K* W_Q*^T = U_1 diag(kq) U_2^T and
+    W_V* W_O*^T = U_3 diag(vo) U_4^T with random orthogonal U_i (d x d, from ``key``), so both products
+    have rank len(kq), len(vo) and no preferred basis (the diagonal toy of ``teacher_student`` is the
+    case U_i = I).  Y = the teacher's output (``dense_forward``, residual removed) + noise.
+
+    For the dense heads (``simulate_dense_attention``), whose learned perturbation's singular values can
+    be compared with kq and vo.  (The diagonal student's stage theory still describes a *diagonal*
+    student on these data, which cannot represent the teacher.)"""
+    n_samples = check_int("n_samples", n_samples, minimum=1)
+    n_tokens = check_int("n_tokens", n_tokens, minimum=1)
+    d = check_int("d", d, minimum=1)
+    kq = check_array("kq", kq, ndim=1)
+    vo = check_array("vo", vo, ndim=1)
+    for name, sv in (("kq", kq), ("vo", vo)):
+        if sv.size < 1 or sv.size > d or np.any(sv <= 0):
+            raise ValueError(f"{name} must hold 1 to d = {d} positive singular values, got {sv.tolist()}")
+    noise = check_positive("noise", noise, strict=False)
+    from ..core.linalg import random_rotation
+    keys = jax.random.split(as_key(key), 6)
+    U = [random_rotation(d, key=k) for k in keys[:4]]
+    r1, r2 = kq.size, vo.size
+    head = {"WK": U[0][:, :r1] * np.sqrt(kq), "WQ": U[1][:, :r1] * np.sqrt(kq),
+            "WV": U[2][:, :r2] * np.sqrt(vo), "WO": U[3][:, :r2] * np.sqrt(vo)}
+    Z = np.asarray(jax.random.normal(keys[4], (n_samples, n_tokens, d), dtype=jnp.float64))
+    Y = 0.0
+    # one head of each product's rank (a rank mismatch between the two products is fine: separate heads
+    # would not be; d_head = max rank, zero-padded)
+    r = max(r1, r2)
+    pad = {k: np.pad(v, ((0, 0), (0, r - v.shape[1])))[None, None] for k, v in head.items()}
+    Y = np.asarray(dense_forward({k: jnp.asarray(v) for k, v in pad.items()}, jnp.asarray(Z), 1, 1))
+    if noise:
+        Y = Y + noise * np.asarray(jax.random.normal(keys[5], Y.shape, dtype=jnp.float64))
+    seed = int(jax.random.randint(keys[5], (), 0, 2 ** 31 - 1))
+    return AttentionProblem(Z=Z, Y=Y, heads=1, layers=1, init_scale=init_scale, key=seed,
+                            source={"teacher": "rotated", "kq": kq.tolist(), "vo": vo.tolist(), "noise": noise})
 
 
 def attention_stages(problem: AttentionProblem, **kw):
