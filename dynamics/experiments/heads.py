@@ -90,17 +90,25 @@ def _alignment(spec, results, progress, echo):
     n = pb["n"]
     A = rng.normal(size=(n, n))
     init = {"W": 0.5 * rng.normal(size=(n, n)), "Wp": 0.15 * (A + A.T) + 0.5 * np.eye(n)}
+    from ..families.byol import byol_collapse_threshold
     steps = int(np.ceil(run["t_max"] / run["lr"]))
-    sims = []
+    eta_star = byol_collapse_threshold(1.0, pb["sigma2"])
+    sims, fates = [], {}
     for eta in pb["etas"]:
         prob = BYOLProblem.isotropic(n, pb["sigma2"], alpha_p=pb["alpha_p"], eta=float(eta), symmetric=True)
         sim = simulate_byol(prob, lr=run["lr"], steps=steps, record_every=max(1, steps // 300), init=init,
                             progress=progress)
         sims.append((float(eta), sim))
-        echo(f"eta = {eta}: ||[F, W_p]|| {sim.commutator[0]:.3g} -> {sim.commutator[-1]:.3g}, "
-             f"min K {sim.K_min.min():.3g}")
+        s_end = np.asarray(sim.s[-1], float)          # eigenvalues of W W^T at the end
+        fates[str(eta)] = "collapsed" if s_end.max() < 1e-3 else f"{int(np.sum(s_end > 1e-3))} of {s_end.size} modes learned"
+        echo(f"eta = {eta} ({float(eta) / eta_star:.2f} x the collapse threshold eta* = {eta_star:.3g}): "
+             f"||[F, W_p]|| {sim.commutator[0]:.3g} -> {sim.commutator[-1]:.3g} "
+             f"({sim.commutator[0] / max(sim.commutator[-1], 1e-300):.2g}x smaller), min K {sim.K_min.min():.3g}; "
+             f"{fates[str(eta)]}")
     return plot_alignment(sims, title=spec["title"] or None), {
+        "eta_star": eta_star, "fates": fates,
         "commutator_final": {str(e): s.commutator[-1] for e, s in sims},
+        "commutator_initial": {str(e): s.commutator[0] for e, s in sims},
         "K_min": {str(e): s.K_min.min() for e, s in sims}}
 
 
@@ -110,6 +118,10 @@ def _identity_head(spec, results, progress, echo):
     pb, run = spec["problem"], spec["run"]
     prob = HeadProblem(d=pb["d"], patches=pb["patches"], feature_patches=pb["feature_patches"],
                        alpha=tuple(pb["alpha"]), head_lr_ratio=pb["head_lr_ratio"], key=pb["seed"])
+    # the cost scales with steps x batch x d x patches; the default spec measured 45 s on 2 CPU cores
+    est = 45.0 * run["steps"] / 4000 * prob.batch / 512 * prob.d / 64 * prob.patches / 16
+    echo(f"identity_head: 3 runs of {run['steps']} SGD steps on fresh samples (d = {prob.d}, {prob.patches} patches, "
+         f"batch {prob.batch}); expect about {est:.0f} s on 2 CPU cores")
     runs = {}
     for name, kw in (("head", dict(head=True)), ("no head", dict(head=False)),
                      ("head, no BatchNorm", dict(head=True, batchnorm=False))):
