@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench docs clean
+.PHONY: demo test bench docs docs-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +38,11 @@ clean:
 docs: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[docs]"
 	$(BIN)/python -m sphinx -b html docs docs/_build/html
+
+# Build the docs (gallery at its small size) and render every page with math in headless Chromium
+# (Debian's package), offline: no raw TeX may remain (docs/check_rendered.py).
+docs-check: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	command -v chromium >/dev/null || (apt-get install -y chromium || (apt-get update && apt-get install -y chromium))
+	DYNAMICS_GALLERY_SMALL=1 $(BIN)/python -m sphinx -b html docs docs/_build/html-check
+	$(BIN)/python docs/check_rendered.py docs/_build/html-check

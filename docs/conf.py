@@ -19,6 +19,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",   # ships MathJax 3 into _static: the math renders offline (make docs-check)
     "sphinx.ext.napoleon",
     "myst_parser",
     "sphinx_gallery.gen_gallery",

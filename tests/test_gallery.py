@@ -44,3 +44,32 @@ def test_gallery_helpers_live_with_the_gallery():
     import dynamics.plot
     assert not hasattr(dynamics.plot, "gallery_save") and not hasattr(dynamics.plot, "gallery_settings")
     assert os.path.exists(os.path.join(ROOT, "docs", "gallery", "_gallery.py"))
+
+
+def _checker():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("check_rendered", os.path.join(ROOT, "docs", "check_rendered.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_docs_math_check_finds_raw_tex_and_accepts_rendered_math():
+    """docs/check_rendered.py (make docs-check renders the built pages in headless Chromium with it): raw
+    TeX in the visible text is caught, MathJax output and code blocks are not."""
+    c = _checker()
+    raw = "<p>the flow $\\dot v = \\lambda v$ and \\(x\\)</p><pre>$ make demo</pre>"
+    text, n = c.visible_text(raw)
+    found = {m.group(0) for m in c.TEX.finditer(text)}
+    assert n == 0 and "\\(" in found and "$\\dot v = \\lambda v$" in found
+    assert {m.group(0) for m in c.TEX.finditer("a \\frac{1}{2} b")} == {"\\frac"}
+    done = "<p>the flow <mjx-container><mjx-math>v</mjx-math></mjx-container> costs $5</p><code>$x$</code>"
+    text, n = c.visible_text(done)
+    assert n == 1 and not list(c.TEX.finditer(text))
+
+
+def test_docs_ship_mathjax_for_offline_reading():
+    conf = open(os.path.join(ROOT, "docs", "conf.py")).read()
+    assert '"sphinx-mathjax-offline"' in conf
+    assert "sphinx-mathjax-offline" in open(os.path.join(ROOT, "pyproject.toml")).read()
+    assert "docs-check:" in open(os.path.join(ROOT, "Makefile")).read()

@@ -5,7 +5,7 @@ Prediction head: substitution, then acceleration
 The identity-initialised head with trainable off-diagonals (Wen & Li 2022): without it both neurons
 align with the strong feature; with it the off-diagonals rise first (substitution), then the second
 neuron learns the weak feature (acceleration) and the head returns to the identity.
-Solid / dashed: |cos| of neuron 1 / 2 with the strong (blue) and weak (red) feature; dotted verticals:
+Solid / dashed: the absolute cosine of neuron 1 / 2 with the strong (blue) and weak (red) feature; dotted verticals:
 the measured phase times. The head learns 10x faster than the encoder here: at 1x or 3x the toy collapses
 (measured), whereas the paper's theory lets the head move more slowly -- this toy reproduces the
 mechanism, not the paper's rates; the cosines stay modest (~0.3) because each neuron also fits the noise

@@ -73,7 +73,9 @@ def _phase_portrait(spec, results, progress, echo):
         warnings.simplefilter("ignore", RuntimeWarning)
         pm, pp = byol_fixed_points(1.0, pb["eta"], pb["sigma2"])
     fate = ["learned" if s > 1e-3 else "collapsed" for s in th.s[-1]]
-    echo(f"p- = {pm:.4g}, p+ = {pp:.4g}; final p (sim) {np.round(sim.p[-1], 4).tolist()}: {fate}")
+    margin = float(np.min(np.abs(p0 - pm)) / pm) if np.isfinite(pm) and pm > 0 else float("nan")
+    echo(f"p- = {pm:.4g}, p+ = {pp:.4g}; final p (sim) {np.round(sim.p[-1], 4).tolist()}: {fate} "
+         f"(the start closest to the separatrix p- is {margin:.0%} of p- away from it)")
     rep = crosscheck(sim, th)                 # the library's tolerance policy for gd
     echo(verdict_line("p (simulation vs per-mode theory)", rep))
     return plot_byol_portrait(sim, th, prob, fixed_points=(pm, pp), title=spec["title"] or None), {
