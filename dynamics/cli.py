@@ -5,6 +5,8 @@
     dynamics solve SPEC.toml             theory only: print the critical times
     dynamics list [--dir sims]           the specs available
 Options: --seed N, --x32 (float32 simulation; the default is float64), --no-progress.
+Exit status: 0 done (every cross-check passed or was inconclusive, each printed with its verdict),
+1 a cross-check FAILED (the outputs are still written), 2 an error (bad spec, missing file, ...).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ def _parser():
         description="Theory and simulation of how deep linear models learn: run the default example, an "
                     "experiment spec (TOML, see sims/), or its theory only.",
         epilog="examples:\n  dynamics demo --out out/demo\n  dynamics run sims/jepa_vs_mae.toml\n"
-               "  dynamics solve sims/jepa_vs_mae.toml\n  dynamics list")
+               "  dynamics solve sims/jepa_vs_mae.toml\n  dynamics list\n\n"
+               "exit status: 0 done (every cross-check passed or inconclusive), 1 a cross-check FAILED\n"
+               "(outputs still written), 2 an error (bad spec, missing file, ...)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def common(sp):
@@ -64,6 +68,22 @@ def _one_line(exc, spec_error, no_theory):
     return f"{type(exc).__name__}: {exc}"
 
 
+def failed_checks(summary, path=""):
+    """The names of the cross-checks in a run's summary whose outcome is "failed" (searched recursively:
+    every report's ``to_dict()`` carries an ``outcome``)."""
+    out = []
+    if isinstance(summary, dict):
+        if summary.get("outcome") == "failed":
+            out.append(path or "crosscheck")
+        for k, v in summary.items():
+            if k != "spec":
+                out += failed_checks(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(summary, (list, tuple)):
+        for i, v in enumerate(summary):
+            out += failed_checks(v, f"{path}[{i}]")
+    return out
+
+
 def _specs_dir(given):
     if given:
         return given
@@ -97,8 +117,13 @@ def main(argv=None):
         name = "demo" if args.cmd == "demo" else os.path.splitext(os.path.basename(args.spec))[0]
         out = args.out or os.path.join("out", name)
         import numpy as np
-        run_spec(spec, out, seed=args.seed, dtype=np.float32 if args.x32 else None,
-                 progress=not args.no_progress)
+        summary = run_spec(spec, out, seed=args.seed, dtype=np.float32 if args.x32 else None,
+                           progress=not args.no_progress)
+        failed = failed_checks(summary)
+        if failed:
+            print(f"dynamics: {len(failed)} cross-check(s) FAILED ({', '.join(failed)}); outputs written to {out}",
+                  file=sys.stderr)
+            return 1
         return 0
     except (SpecError, NoTheoryError, OSError, ValueError, TypeError, ArithmeticError) as exc:
         # every error a run can end in, as one line (never a traceback): exit 2

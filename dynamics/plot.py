@@ -329,7 +329,8 @@ def plot_byol_portrait(sim, th, prob, *, fixed_points=None, title=None):
     if np.isfinite(pm):
         ax.axhline(pm, color="0.5", ls=":", lw=1)
         ax.axhline(pplus, color="0.5", ls=":", lw=1)
-    _label(ax, GF_LABEL, "predictor eigenvalue p", "(b) simulation (solid) vs per-mode theory (dashed)", legend=7)
+    _label(ax, GF_LABEL, "predictor eigenvalue p",
+           "(b) simulation (solid) vs per-mode theory (dashed); dotted: $p_-$, $p_+$", legend=7)
     return _suptitle(fig, title)
 
 
@@ -387,7 +388,8 @@ def plot_stepwise(sim, th, prob, rnd=None, *, title=None):
     if rnd is not None:
         for r in range(rnd.eigenvalues.shape[0]):
             ax.plot(rnd.t, rnd.eigenvalues[r], color="0.6", lw=0.8, alpha=0.6)
-    _label(ax, GF_LABEL, "eigenvalues of $C = W\\Gamma W^T$", "(a) one eigenmode at a time (grey: small random init)")
+    _label(ax, GF_LABEL, "eigenvalues of $C = W\\Gamma W^T$",
+           "(a) one mode at a time: simulation (solid), logistic theory (dashed),\nits step times (dotted), small random inits (grey)")
     ax = axes[1]
     ax.semilogy(sim.t, sim.loss, lw=2, label="simulation")
     ax.semilogy(th.t, th.loss, "k--", lw=1, label="theory")

@@ -201,3 +201,18 @@ def test_help_is_plain_text_and_names_the_spec_argument():
     run = subprocess.run([sys.executable, "-m", "dynamics", "run", "--help"], capture_output=True, text=True)
     assert "path of an experiment spec" in run.stdout
 
+
+
+def test_a_failed_crosscheck_exits_1_with_the_outputs_written(tmp_path, capsys):
+    """lr = 1.0 on the tiny spec: gradient descent's step error fails the cross-check -> exit 1 (not 0),
+    the outputs are still written, the verdict line says FAIL and advises a smaller lr."""
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY.replace("lr = 0.05", "lr = 1.0"))
+    out = tmp_path / "o"
+    assert main(["run", str(spec), "--out", str(out), "--no-progress"]) == 1
+    cap = capsys.readouterr()
+    assert "FAIL" in cap.out and "lr = " in cap.out and "cross-check(s) FAILED" in cap.err
+    assert (out / "summary.json").exists() and (out / "tiny.png").exists()
+    from dynamics.cli import failed_checks
+    assert failed_checks({"a": {"outcome": "passed"}, "b": [{"outcome": "failed"}]}) == ["b[0]"]
+    assert failed_checks({"c": {"x": {"outcome": "failed"}}, "spec": {"outcome": "failed"}}) == ["c.x"]
