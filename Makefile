@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench docs docs-check clean
+.PHONY: demo test bench docs docs-check fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,7 @@ docs-check: $(VENV)/.installed
 	command -v chromium >/dev/null || (apt-get install -y chromium || (apt-get update && apt-get install -y chromium))
 	DYNAMICS_GALLERY_SMALL=1 $(BIN)/python -m sphinx -b html docs docs/_build/html-check
 	$(BIN)/python docs/check_rendered.py docs/_build/html-check
+
+# The argument fuzzer at length (tests/test_fuzz.py): 3,000 hypothesis examples instead of the suite's 150.
+fuzz: $(VENV)/.installed-test
+	DYNAMICS_FUZZ_EXAMPLES=3000 $(BIN)/python -m pytest -q tests/test_fuzz.py

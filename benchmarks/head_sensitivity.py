@@ -50,7 +50,7 @@ def main():
     head = ("| setting | head | BN | weak feature learned | strong | substitution | weak | head back | "
             "peak off-diag | final cos (w1: v1/v2, w2: v1/v2) | wall |\n|---|---|---|---|---|---|---|---|---|---|---|")
     text = (f"# Identity-initialised head: sensitivity ({STEPS} SGD steps, lr = 0.02, one seed each)\n\n"
-            "Phase times in steps (nan: did not happen within the run; 'weak' uses cos >= 0.2).\n\n"
+            "Phase times in steps (inf: did not happen within the run; 'weak' uses cos >= 0.2).\n\n"
             + head + "\n" + "\n".join(rows) + "\n")
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     dy.results.atomic_write(os.path.join(HERE, "results", "head_sensitivity.md"), lambda fh: fh.write(text.encode()))

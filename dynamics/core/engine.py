@@ -34,6 +34,7 @@ import numpy as np
 import optax
 
 from .distributed import agree, global_put, multiprocess, process_index, to_host
+from .resources import check_memory
 from .validation import check_choice, check_int, check_positive
 
 __all__ = ["Model", "EngineOutput", "DivergenceError", "simulate", "record_schedule",
@@ -91,6 +92,9 @@ def record_schedule(steps, *, every=None, log=None):
         raise ValueError("give exactly one of record_every (int >= 1) and record_log (int >= 2)")
     if every is not None:
         every = check_int("record_every", every, minimum=1)
+        n = steps // every + 2
+        check_memory(f"the record schedule (steps = {steps:,} / record_every = {every:,}: {n:,} records)", 16 * n,
+                     hint="record less often")
         idx = np.arange(0, steps + 1, every)
     else:
         log = check_int("record_log", log, minimum=2)

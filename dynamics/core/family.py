@@ -189,10 +189,13 @@ def register(family: Family) -> Family:
 def get_family(name) -> Family:
     if isinstance(name, Family):
         return name
+    if not isinstance(name, str):
+        raise TypeError(f"family name must be a str, one of {sorted(_FAMILIES)} (or a Family), got "
+                        f"{type(name).__name__}: {name!r:.60}")
     try:
         return _FAMILIES[name]
     except KeyError:
-        raise ValueError(f"unknown family {name!r}; registered: {sorted(_FAMILIES)}") from None
+        raise ValueError(f"unknown family name {name!r}; registered: {sorted(_FAMILIES)}") from None
 
 
 def families() -> dict:

@@ -49,6 +49,7 @@ import numpy as np
 
 from .distributed import process_index, to_host
 from .engine import DivergenceError, EngineOutput, Model, progress_bar, batch_layout
+from .resources import check_memory
 from .validation import check_choice, check_int, check_positive
 
 __all__ = ["FlowSolver", "integrate", "flow_times", "SOLVERS", "DEFAULT_RTOL"]
@@ -109,8 +110,16 @@ def flow_times(*, times=None, t_max=None, record_every=None, record_log=None, re
         raise ValueError("give at most one of record_every (a time step) and record_log (a count)")
     if record_log is not None:
         n = check_int("record_log", record_log, minimum=2)
+        check_memory(f"the record grid (record_log = {n:,} times)", 8 * n, hint="fewer records")
         return np.concatenate([[0.0], np.geomspace(t_max * 1e-6, t_max, n)])
-    every = t_max / records if record_every is None else check_positive("record_every", record_every)
+    if record_every is None:
+        records = check_int("records", records, minimum=1)
+        every = t_max / records
+    else:
+        every = check_positive("record_every", record_every)
+    n = t_max / every
+    check_memory(f"the record grid (t_max / record_every = {n:.3g} records)", 8 * (n + 2),
+                 hint="record less often (a larger record_every, or records)")
     t = np.arange(0.0, t_max * (1 + 1e-12), every)
     if t[-1] < t_max * (1 - 1e-12):
         t = np.append(t, t_max)

@@ -27,7 +27,7 @@ from . import distributed, engine, flow
 from .family import Family
 from .io import versions
 from .keys import init_key, key_count, key_data, run_keys, step_key
-from .resources import check_memory, device_budget, memory_budget, nbytes_of
+from .resources import check_memory, check_steps, device_budget, memory_budget, nbytes_of
 from .trajectory import Trajectory, stack_runs
 from .validation import check_array, check_choice, check_int, check_positive
 
@@ -237,6 +237,7 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
     else:
         if steps is None:
             raise ValueError(f"method={method!r} needs steps (an int >= 1)")
+        check_steps(check_int("steps", steps, minimum=1), R)
         steps, record_every, rec = _step_schedule(steps, record_every, record_log)
     base = family.base_method(method)
     dtype = check_dtype(dtype, np.float64 if ode else family.default_dtype)
@@ -358,6 +359,10 @@ def solve(fn, problem, times, *, what="times"):
     """
     t = check_array(what, times)
     probs = list(problem) if isinstance(problem, (list, tuple)) else None
+    if probs is not None and not probs:
+        raise ValueError("problem must be a problem or a non-empty list of problems (one per run), got []")
+    check_memory(f"the theory's output ({t.size:,} {what})", 64 * t.size * (len(probs) if probs else 1),
+                 hint=f"fewer {what}")
     if t.ndim not in (1, 2) or (t.ndim == 2 and t.shape[0] < 2):
         raise ValueError(f"{what} must have 1 dimension (one grid) or be the (R, T) times of a batch of "
                          f"R >= 2 runs, got shape {t.shape}")

@@ -23,6 +23,8 @@ from . import frontend
 from .compare import crosscheck
 from .family import get_family
 from .io import jsonable
+from .engine import DivergenceError
+from .resources import ResourceError, step_budget
 from .validation import check_choice, check_int, check_positive
 
 __all__ = ["gd_error", "lr_for", "StepSizeAdvice"]
@@ -77,10 +79,14 @@ def gd_error(family, problem, lr, *, t_max, options=None, records=100, measure="
     Returns (error, crosscheck report, flow result)."""
     fam = get_family(family)
     check_choice("measure", measure, {"field", "critical", "both"})
-    lr = check_positive("lr", lr)
     t_max = check_positive("t_max", t_max)
+    lr = check_positive("lr", lr, upper=t_max, upper_strict=False)       # at least one step within t_max
     records = check_int("records", records, minimum=2)
-    steps = int(math.ceil(t_max / lr))
+    n = t_max / lr
+    if not math.isfinite(n) or n > step_budget():
+        raise ResourceError(f"t_max / lr = {t_max:g} / {lr:g} = {n:.3g} gradient-descent steps, more than the step "
+                            f"budget of {step_budget():.3g} (a shorter t_max or a larger lr; DYNAMICS_STEP_BUDGET)")
+    steps = int(math.ceil(n))
     every = max(1, steps // records)
     kw = dict(lr=lr, steps=steps, record_every=every, options=options, key=key)
     gd = frontend.simulate(fam, problem, method="gd", dtype=np.float64, **kw)
@@ -109,12 +115,14 @@ def lr_for(family, problem, tol, *, t_max=None, lr=None, options=None, measure="
     t_max = check_positive("t_max", t_max)
     lr = t_max / 200 if lr is None else check_positive("lr", lr)
     lrs, errs = [], []
+    lr0, diverged = lr, 0
     for _ in range(max_halvings + 1):
         try:
             e1, _, fl = gd_error(fam, problem, lr, t_max=t_max, options=options, records=records,
                                  measure=measure, key=key)
-        except FloatingPointError:      # unstable at this lr: halve
+        except (FloatingPointError, DivergenceError):      # unstable at this lr: halve
             lr /= 2
+            diverged += 1
             continue
         e2, _, _ = gd_error(fam, problem, lr / 2, t_max=t_max, options=options, records=records,
                             measure=measure, key=key, flow=fl)
@@ -125,6 +133,9 @@ def lr_for(family, problem, tol, *, t_max=None, lr=None, options=None, measure="
             break
         lr /= 2
     else:
+        if not errs:
+            raise ValueError(f"lr_for: gradient descent diverged at every lr from {lr0:g} down to {2 * lr:g} over "
+                             f"t_max = {t_max:g}: give a smaller starting lr (or a shorter t_max)")
         raise RuntimeError(f"lr_for: no pair of learning rates down to {lr:g} showed first-order convergence "
                            f"to the flow (errors {errs}); the run may be chaotic or dominated by rounding")
     C = errs[-1] / lrs[-1]

@@ -211,7 +211,11 @@ def stack_runs(trajs, *, problem=None) -> Trajectory:
 
 def load(path) -> Trajectory:
     """Read a file written by ``Trajectory.save``. Refuses truncated or foreign files clearly."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"path must be a file name (str or os.PathLike), got {type(path).__name__}: {path!r:.60}")
     path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"path {path!r}: no such file")
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):

@@ -30,6 +30,27 @@ def check_array(name, value, *, ndim=None, shape=None, finite=True, dtype=float)
     return arr
 
 
+def check_instance(name, value, types, what=None):
+    """``value`` must be an instance of ``types`` (a class or a tuple of classes): a TypeError naming the
+    argument, what was expected and what was received otherwise."""
+    if not isinstance(value, types):
+        names = what or " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise TypeError(f"{name} must be {names}, got {type(value).__name__}: {value!r:.80}")
+    return value
+
+
+def check_per_mode(name, value, n, *, positive=False, strict=False):
+    """A scalar (broadcast) or n values, one per mode: finite (and >= 0 / > 0 when ``positive``)."""
+    arr = check_array(name, value)
+    if arr.ndim == 0:
+        arr = np.full(n, float(arr))
+    elif arr.shape != (n,):
+        raise ValueError(f"{name} must be a scalar or hold one value per mode (n = {n}), got shape {arr.shape}")
+    if positive and (np.any(arr <= 0) if strict else np.any(arr < 0)):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} 0, got {arr}")
+    return arr.copy()
+
+
 def check_positive(name, value, *, strict=True, upper=None, upper_strict=True):
     """A finite real scalar > 0 (or >= 0 with strict=False), optionally below ``upper``."""
     if isinstance(value, (bool, np.bool_)):

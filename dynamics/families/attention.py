@@ -25,6 +25,7 @@ import numpy as np
 from ..core import engine, frontend
 from ..core.family import Example, Family, register, register_problem
 from ..core.keys import as_key
+from ..core.resources import check_memory
 from ..core.validation import check_array, check_int, check_positive
 from .hadamard.model import HadamardFamily, HadamardProblem, check_alpha, simulate_hadamard
 from .hadamard.stages import stages as _stages
@@ -75,6 +76,7 @@ class AttentionProblem(HadamardProblem):
             raise ValueError(f"Y must have the shape of Z {Z.shape}, got {Y.shape}")
         heads = check_int("heads", self.heads, minimum=1)
         layers = check_int("layers", self.layers, minimum=1)
+        _check_sizes(1, 1, Z.shape[-1], heads, layers)
         p = 2 * Z.shape[-1] * heads * layers
         k1, k2 = jax.random.split(as_key(self.key))
         u0 = np.asarray(jax.random.normal(k1, (p,), dtype=jnp.float64)) if self.u0 is None else \
@@ -129,6 +131,7 @@ class AttentionProblem(HadamardProblem):
         heads = check_int("heads", heads, minimum=1)
         layers = check_int("layers", layers, minimum=1)
         noise = check_positive("noise", noise, strict=False)
+        _check_sizes(n_samples, n_tokens, d, heads, layers)
 
         def default(vals):
             v = np.zeros(d)
@@ -150,6 +153,14 @@ class AttentionProblem(HadamardProblem):
                    source={"q_star": q_star.tolist(), "o_star": o_star.tolist(), "noise": noise})
 
 
+def _check_sizes(n_samples, n_tokens, d, heads, layers):
+    """Refuse, before allocating, data or parameters beyond the memory budget (naming the arguments)."""
+    check_memory(f"the tokens and targets (n_samples x n_tokens x d = {n_samples:,} x {n_tokens:,} x {d:,})",
+                 4 * 8 * n_samples * n_tokens * d, hint="fewer samples, tokens or a smaller d")
+    check_memory(f"the parameters (2 x d x heads x layers = 2 x {d:,} x {heads:,} x {layers:,}, and their "
+                 "d x d products)", 16 * 8 * d * d * heads * layers, hint="fewer heads or layers, or a smaller d")
+
+
 def rotated_teacher(n_samples=200, n_tokens=6, d=6, *, kq=(3.0, 2.0, 1.2), vo=(2.5, 1.5, 0.8), noise=0.0,
                     init_scale=1e-2, key=0):
     """An AttentionProblem whose teacher is one *dense* head: W_K* W_Q*^T = U_1 diag(kq) U_2^T and
@@ -169,6 +180,7 @@ def rotated_teacher(n_samples=200, n_tokens=6, d=6, *, kq=(3.0, 2.0, 1.2), vo=(2
         if sv.size < 1 or sv.size > d or np.any(sv <= 0):
             raise ValueError(f"{name} must hold 1 to d = {d} positive singular values, got {sv.tolist()}")
     noise = check_positive("noise", noise, strict=False)
+    _check_sizes(n_samples, n_tokens, d, 1, 1)
     from ..core.linalg import random_rotation
     keys = jax.random.split(as_key(key), 6)
     U = [random_rotation(d, key=k) for k in keys[:4]]
@@ -330,6 +342,8 @@ def simulate_dense_attention(problem: AttentionProblem, *, init_scales=(1.0,), d
     """
     optimizer = ("adam" if method == "gd" else "sgd") if optimizer is None else optimizer
     scales = check_array("init_scales", init_scales, ndim=1)
+    if scales.size < 1:
+        raise ValueError("init_scales must hold at least one init scale, got an empty list")
     if np.any(scales <= 0):
         raise ValueError(f"init_scales must be > 0, got {scales}")
     return frontend.simulate(DENSE_ATTENTION, problem, lr=lr, steps=steps, record_every=record_every,

@@ -39,7 +39,7 @@ from ..core.family import Example, Family, register, register_problem
 from ..core.io import versions
 from ..core.linalg import diag_in_basis, random_rotation
 from ..core.trajectory import Trajectory
-from ..core.validation import check_array, check_choice, check_int, check_positive, check_symmetric_pd
+from ..core.validation import check_array, check_choice, check_int, check_positive, check_symmetric_pd, check_per_mode, check_instance
 
 __all__ = ["BYOLProblem", "simulate_byol", "solve_byol", "solve_byol_batch", "byol_fixed_points", "byol_time_to_learn",
            "byol_collapse_threshold"]
@@ -122,12 +122,11 @@ class BYOLProblem:
                   key=0, **kw):
         """X = I, X' = sigma2 I (Tian et al.'s assumption A2); scalar or per-mode inits."""
         n = check_int("n", n, minimum=1)
-        sigma2 = check_positive("sigma2", sigma2, strict=False)
+        sigma2 = check_positive("sigma2", sigma2, strict=False, upper=1e100)
         U = random_rotation(n, key=key) if rotate else np.eye(n)
         return cls(X=np.eye(n), X_aug=sigma2 * np.eye(n), alpha_p=alpha_p, eta=eta, beta=beta,
-                   w0=np.broadcast_to(np.asarray(w0, float), (n,)).copy(),
-                   p0=np.broadcast_to(np.asarray(p0, float), (n,)).copy(),
-                   wa0=None if wa0 is None else np.broadcast_to(np.asarray(wa0, float), (n,)).copy(),
+                   w0=check_per_mode("w0", w0, n), p0=check_per_mode("p0", p0, n),
+                   wa0=None if wa0 is None else check_per_mode("wa0", wa0, n),
                    basis=U, source={"builder": "isotropic", "sigma2": sigma2}, **kw)
 
     @classmethod
@@ -141,9 +140,8 @@ class BYOLProblem:
         n = x.size
         U = random_rotation(n, key=key) if rotate else np.eye(n)
         return cls(X=(U * x) @ U.T, X_aug=(U * xa) @ U.T, alpha_p=alpha_p, eta=eta, beta=beta,
-                   w0=np.broadcast_to(np.asarray(w0, float), (n,)).copy(),
-                   p0=np.broadcast_to(np.asarray(p0, float), (n,)).copy(),
-                   wa0=None if wa0 is None else np.broadcast_to(np.asarray(wa0, float), (n,)).copy(),
+                   w0=check_per_mode("w0", w0, n), p0=check_per_mode("p0", p0, n),
+                   wa0=None if wa0 is None else check_per_mode("wa0", wa0, n),
                    basis=U, source={"builder": "aligned"}, **kw)
 
     @property
@@ -420,7 +418,10 @@ def solve_byol_batch(problems, *, times, rtol=1e-10, atol=1e-12, max_steps=1_000
     """
     import diffrax
 
+    check_instance("problems", problems, (list, tuple), "a list of BYOLProblems")
     problems = list(problems)
+    for i, pb in enumerate(problems):
+        check_instance(f"problems[{i}]", pb, BYOLProblem)
     if not problems:
         raise ValueError("problems must hold at least one BYOLProblem")
     inputs = [_byol_theory_inputs(p, "solve_byol_batch") for p in problems]
@@ -442,8 +443,9 @@ def solve_byol_batch(problems, *, times, rtol=1e-10, atol=1e-12, max_steps=1_000
         jnp.asarray(padded), x, lam_s, scalars, y0)
     ok = np.asarray(ok)
     if not np.all(ok):
-        raise RuntimeError(f"solve_byol_batch: the ODE solver failed for problem(s) "
-                           f"{np.nonzero(~ok)[0][:10].tolist()} (max_steps={max_steps}; stiff or diverging?)")
+        raise ValueError(f"solve_byol_batch: the ODE solver did not reach the last of the times (t = {times[-1]:.6g}) "
+                         f"for problem(s) {np.nonzero(~ok)[0][:10].tolist()} within max_steps = {max_steps:,} "
+                         "(a long horizon, or a stiff or diverging flow): shorten times or raise max_steps")
     Y = np.asarray(ys)[:, :T]
     fields = _byol_fields(Y, np.asarray(x)[:, None, :], np.asarray(lam_s)[:, None, :], n, simsiam)
     return Trajectory(t=times, fields=fields, kind="theory", model="byol", runs=len(problems), problem=problems,
@@ -506,8 +508,11 @@ def byol_time_to_learn(p0, p, tau, sigma2, eta=0.0):
     (fixed tau; SimSiam has tau = 1):  eta = 0:  t = 1/(tau p0) - 1/(tau p) + (k/tau^2) ln[p (tau - k p0) /
     (p0 (tau - k p))];  eta > 0:  t = -(1/k) [G(p) - G(p0)], G(q) = ln q / (a b) + ln|q - a| / (a (a - b))
     + ln|q - b| / (b (b - a)), a = p_minus, b = p_plus.  inf if p is not reached."""
+    p0, p = check_positive("p0", p0), check_positive("p", p)
+    tau = check_positive("tau", tau, upper=1e100)
+    sigma2 = check_positive("sigma2", sigma2, strict=False, upper=1e100)
+    eta = check_positive("eta", eta, strict=False, upper=1e100)
     k = 1.0 + sigma2
-    p0, p = float(p0), float(p)
     if eta == 0:
         if not (0 < p0 < tau / k and p0 <= p < tau / k):
             return np.inf

@@ -76,6 +76,9 @@ class DLNProblem(HadamardProblem):
         n = check_int("n", n, minimum=1)
         d = check_int("d", d, minimum=1)
         noise = check_positive("noise", noise, strict=False)
+        from ..core.resources import check_memory
+        check_memory(f"the data X (n x d = {n:,} x {d:,}) and its d x d Gram matrix", 8 * (3 * n * d + 4 * d * d),
+                     hint="a smaller n or d")
         k1, k2, k3, k4 = jax.random.split(as_key(key), 4)
         X = np.array(jax.random.normal(k1, (n, d), dtype=jnp.float64))
         if d >= 2 and correlation:

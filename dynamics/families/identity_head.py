@@ -75,6 +75,10 @@ class HeadProblem:
                      ("noise_bank", check_int("noise_bank", self.noise_bank, minimum=0)),
                      ("head_lr_ratio", check_positive("head_lr_ratio", self.head_lr_ratio))):
             object.__setattr__(self, k, v)
+        from ..core.resources import check_memory
+        check_memory(f"the noise bank and batches (noise_bank x d = {self.noise_bank:,} x {d:,}; (batch + eval_batch) x "
+                     f"patches x d = ({self.batch:,} + {self.eval_batch:,}) x {P:,} x {d:,})",
+                     4 * (self.noise_bank * d + 4 * (self.batch + self.eval_batch) * P * d), hint="smaller sizes")
 
     @property
     def neurons(self):
@@ -241,14 +245,21 @@ def simulate_head(problem, *, head=True, batchnorm=True, lr=0.02, steps=8000, fu
 
 
 def head_phases(traj, *, threshold=0.2, back_fraction=0.1):
-    """Phase times of one run (nan where a phase did not happen):
+    """Phase times of one run (inf where a phase did not happen within the run, like a critical time
+    that is never reached):
 
     strong: first time some neuron has cos(w, v_1) >= threshold;
-    substitution: first time max |head off-diagonal| reaches half its peak (nan without a head);
+    substitution: first time max |head off-diagonal| reaches half its peak (inf without a head);
     weak: first time some neuron has cos(w, v_2) >= threshold;
     back: first time after the peak that max |off-diagonal| <= back_fraction * peak.
     Also: weak_learned (bool), the neuron that learned v_2, and the peak off-diagonal value."""
     check_fraction("threshold", threshold)
+    check_fraction("back_fraction", back_fraction)
+    from ..core.trajectory import Trajectory
+    from ..core.validation import check_instance
+    check_instance("traj", traj, Trajectory, "a Trajectory from simulate_head")
+    if "overlaps" not in traj.fields:
+        raise ValueError(f"traj must be a simulate_head result (with overlaps), got a {traj.model} trajectory")
     t = np.asarray(traj.t)
     ov = np.abs(np.asarray(traj.overlaps))                  # (T, k, 2)
     if ov.ndim != 3:
@@ -256,18 +267,18 @@ def head_phases(traj, *, threshold=0.2, back_fraction=0.1):
 
     def first(mask):
         idx = np.nonzero(mask)[0]
-        return float(t[idx[0]]) if idx.size else float("nan")
+        return float(t[idx[0]]) if idx.size else float("inf")
 
     out = {"strong": first(ov[:, :, 0].max(axis=1) >= threshold),
            "weak": first(ov[:, :, 1].max(axis=1) >= threshold),
            "weak_learned": bool(ov[-1, :, 1].max() >= threshold),
            "weak_neuron": int(np.argmax(ov[-1, :, 1])),
-           "substitution": float("nan"), "back": float("nan"), "peak_offdiag": 0.0}
+           "substitution": float("inf"), "back": float("inf"), "peak_offdiag": 0.0}
     if "head_offdiag" in traj.fields:
         e = np.abs(np.asarray(traj.head_offdiag)).max(axis=1)
         ipk = int(np.argmax(e))
         out["peak_offdiag"] = float(e[ipk])
-        out["substitution"] = first(e >= 0.5 * e[ipk]) if e[ipk] > 0 else float("nan")
+        out["substitution"] = first(e >= 0.5 * e[ipk]) if e[ipk] > 0 else float("inf")
         after = np.nonzero((np.arange(t.size) > ipk) & (e <= back_fraction * e[ipk]))[0]
-        out["back"] = float(t[after[0]]) if after.size else float("nan")
+        out["back"] = float(t[after[0]]) if after.size else float("inf")
     return out

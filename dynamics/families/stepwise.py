@@ -28,7 +28,7 @@ from ..core.family import Example, Family, register, register_problem
 from ..core.io import versions
 from ..core.linalg import random_rotation
 from ..core.trajectory import Trajectory
-from ..core.validation import check_array, check_choice, check_fraction, check_int, check_positive, check_symmetric_pd
+from ..core.validation import check_array, check_choice, check_fraction, check_int, check_positive, check_symmetric_pd, check_instance
 
 __all__ = ["StepwiseProblem", "simulate_stepwise", "solve_stepwise", "step_times"]
 
@@ -65,6 +65,8 @@ class StepwiseProblem:
     @classmethod
     def from_spectrum(cls, gammas, init_scale, *, rotate=True, key=0, d=None):
         g = check_array("gammas", gammas, ndim=1)
+        if g.size < 1:
+            raise ValueError("gammas must hold at least one eigenvalue, got an empty array")
         if np.any(g <= 0):
             raise ValueError(f"gammas must be > 0, got {g}")
         V = random_rotation(g.size, key=key) if rotate else np.eye(g.size)
@@ -189,6 +191,8 @@ def step_times(problem, *, approximate=False, fraction=0.5):
     (1/fraction - 1)] / (8 gamma_j) (the half times ln(1/lambda_j(0) - 1) / (8 gamma_j) by default),
     lambda_j(0) = gamma_j s0^2 (0 if already past); ``approximate=True``: the paper's
     -ln(s0^2 gamma_j)/(8 gamma_j)."""
+    check_instance("problem", problem, StepwiseProblem)
+    fraction = check_fraction("fraction", fraction)
     g = problem.gammas
     lam0 = g * problem.init_scale ** 2
     if approximate:

@@ -20,7 +20,7 @@ from scipy.integrate import solve_ivp
 from ...core.compare import BatchCrossCheck, verdict
 from ...core.io import jsonable
 from ...core.trajectory import Trajectory
-from ...core.validation import check_array, check_int, check_positive
+from ...core.validation import check_array, check_int, check_positive, check_instance
 from .model import HadamardProblem
 
 __all__ = ["Stages", "StageCheck", "stages", "crosscheck_stages", "fast_flow"]
@@ -282,6 +282,8 @@ def crosscheck_stages(sim: Trajectory, st: Stages, *, rtol=0.05):
     """Compare a simulated run (``sim.tau``, ``sim.beta``, ``sim.loss``) with the stage prediction;
     for a batch, one :class:`StageCheck` per run (a ``BatchCrossCheck``)."""
     rtol = check_positive("rtol", rtol)
+    check_instance("sim", sim, Trajectory, "a Trajectory (a u*v simulation)")
+    check_instance("st", st, Stages, "a Stages (from dy.stages)")
     if getattr(sim, "batched", False):
         return BatchCrossCheck(checks=tuple(crosscheck_stages(sim.run(i), st, rtol=rtol) for i in range(sim.n_runs)),
                                rtol=rtol, ctol=rtol)

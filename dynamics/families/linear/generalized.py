@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from ...core.validation import check_choice
+from ...core.validation import check_choice, check_instance
 
 __all__ = ["GeneralizedModes", "generalized_eig", "generalized_modes", "normalized_commutator", "commutator",
            "generalized_fixed_points", "GeneralizedFixedPoints", "check_approx", "approximation_info",
@@ -96,9 +96,15 @@ def normalized_commutator(Sxx, Syx) -> float:
     return float(np.linalg.norm(Sxx @ S - S @ Sxx) / den)
 
 
+def _check_problem(problem):
+    from .problems import LinearProblem
+    return check_instance("problem", problem, LinearProblem, "an SSLProblem or a RegressionProblem")
+
+
 def commutator(problem) -> float:
     """The normalised commutator (3) of a problem: exactly 0 for one built diagonalisable (from a
     spectrum, or from commuting covariances), without forming its dense matrices."""
+    _check_problem(problem)
     if problem.diagonalisable:
         return 0.0
     return normalized_commutator(problem.Sxx, problem.Syx)
@@ -127,6 +133,7 @@ def generalized_modes(problem) -> GeneralizedModes:
     generalised theory then *is* the exact theory.  Otherwise they are computed from the dense
     covariances (and are what a problem built with ``from_covariances(..., strict=False)`` or
     ``from_samples`` uses as its basis, so that its simulations record the same modes)."""
+    _check_problem(problem)
     if problem.diagonalisable:
         return GeneralizedModes(directions=problem.basis, lam=np.asarray(problem.lam, float),
                                 rho=np.asarray(problem.rho, float), sigma2=np.asarray(problem.sigma2, float),
@@ -156,6 +163,7 @@ class GeneralizedFixedPoints:
 
 def generalized_fixed_points(problem, objective="jepa") -> GeneralizedFixedPoints:
     """Exact fixed-point statements for any (also non-commuting) covariances; needs no ``approx``."""
+    _check_problem(problem)
     check_choice("objective", objective, {"jepa", "mae"})
     Sxx, Syx = np.asarray(problem.Sxx, float), np.asarray(problem.Syx, float)
     M = np.linalg.solve(Sxx, Syx)               # Sxx^-1 Syx, similar to Syx Sxx^-1

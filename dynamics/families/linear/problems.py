@@ -210,7 +210,12 @@ class LinearProblem:
         """
         check_choice("model", model, {"static", "temporal"})
         signal = check_array("signal", signal, ndim=1)
-        noise = check_array("noise", noise, shape=signal.shape)
+        if signal.size < 1:
+            raise ValueError("signal must hold at least one feature's variance, got an empty array")
+        noise = check_array("noise", noise, ndim=1)
+        if noise.shape != signal.shape:
+            raise ValueError(f"signal and noise must hold one value per feature: signal has {signal.size}, "
+                             f"noise {noise.size}")
         if np.any(signal <= 0):
             raise ValueError(f"signal must be > 0 for every feature, got {signal}")
         if np.any(noise < 0):

@@ -1,0 +1,338 @@
+"""The argument fuzzer's catalogue: one valid, cheap call of every public callable, and the mutations
+applied to one argument at a time (tests/test_fuzz.py, ``make fuzz``, docs/arguments.md).
+
+A mutated call must end in one of two ways:
+
+* ``clear``: a ``ValueError`` / ``TypeError`` (or a subclass: ``ResourceError``, ``SpecError``), or a
+  ``DivergenceError`` (a learning rate too large for the run) or a ``FileNotFoundError``, whose message
+  names the mutated argument;
+* ``ok``: a result with no NaN in it (inf is allowed: "never learned" is a legitimate answer), or a NaN
+  that a warning explains (a documented "there is no such value", e.g. no fixed point).
+
+Anything else is a finding: ``unclear`` (another exception, or an error that does not name the
+argument), ``nan`` (a NaN in the result: a silently wrong number) or ``hang`` (over the time limit).
+
+``CALLS`` maps each public name (as ``dynamics.<name>`` or ``dynamics.<Class>.<classmethod>``) to a
+function returning ``(callable, args, kwargs)``; ``NOT_CALLED`` names the public objects that are not
+called directly and why.  ``test_fuzz.test_every_public_callable_is_catalogued`` fails when a public
+name is in neither, so a new public function is fuzzed as soon as it has a valid call here.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import signal
+import tempfile
+import warnings
+
+import numpy as np
+
+import dynamics as dy
+
+# ------------------------------------------------------------------------------------------ fixtures
+_CACHE: dict = {}
+
+
+def _once(name, make):
+    if name not in _CACHE:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _CACHE[name] = make()
+    return _CACHE[name]
+
+
+def P():
+    return _once("P", lambda: dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05))
+
+
+def R():
+    return _once("R", lambda: dy.RegressionProblem.from_spectrum([1.0, 0.5], [1.2, 0.8], 2, 0.05))
+
+
+def DLN():
+    return _once("DLN", lambda: dy.DLNProblem.random(12, 3, beta_star=[1.0, -0.5, 0.0], init_scale=1e-3, key=0))
+
+
+def ATT():
+    return _once("ATT", lambda: dy.AttentionProblem.teacher_student(8, 3, 2, init_scale=1e-2, key=0))
+
+
+def BYOL():
+    return _once("BYOL", lambda: dy.BYOLProblem.isotropic(3, 0.5, eta=0.02, w0=0.3, p0=0.3))
+
+
+def HEAD():
+    return _once("HEAD", lambda: dy.HeadProblem(d=8, patches=4, feature_patches=1, batch=16, eval_batch=16,
+                                                noise_bank=64))
+
+
+def STEP():
+    return _once("STEP", lambda: dy.StepwiseProblem.from_spectrum([1.0, 0.5], 1e-2, key=0))
+
+
+def SIM():
+    return _once("SIM", lambda: dy.simulate_jepa(P(), lr=0.05, steps=40, record_every=10, progress=False))
+
+
+def TH():
+    return _once("TH", lambda: dy.solve_jepa(P(), times=SIM().t))
+
+
+def STAGES():
+    return _once("STAGES", lambda: dy.stages(DLN()))
+
+
+def DUAL():
+    return _once("DUAL", lambda: dy.simulate_dln(DLN(), method="dual", tau_max=2.0, progress=False))
+
+
+def HEADSIM():
+    return _once("HEADSIM", lambda: dy.simulate_head(HEAD(), steps=20, record_every=5, progress=False))
+
+
+def SAVED():
+    def make():
+        path = tempfile.mkdtemp(prefix="dynamics-fuzz-") + "/run.npz"
+        SIM().save(path)
+        return path
+    return _once("SAVED", make)
+
+
+_Q = dict(progress=False)
+CALLS = {
+    "SSLProblem.from_spectrum": lambda: (dy.SSLProblem.from_spectrum, ([1.0, 0.5], [0.8, 1.0], 2, 0.05), {}),
+    "SSLProblem.from_covariances": lambda: (dy.SSLProblem.from_covariances,
+                                            (np.diag([1.0, 0.5]), np.diag([0.8, 0.5]), 2, 0.05), {}),
+    "SSLProblem.from_generative": lambda: (dy.SSLProblem.from_generative, ("static", [1.0, 0.6], [1.5, 0.0], 2, 0.05),
+                                           {}),
+    "SSLProblem.from_samples": lambda: (dy.SSLProblem.from_samples,
+                                        (np.random.default_rng(0).normal(size=(40, 2)),
+                                         np.random.default_rng(1).normal(size=(40, 2)), 2, 0.05), {}),
+    "RegressionProblem.from_spectrum": lambda: (dy.RegressionProblem.from_spectrum, ([1.0, 0.5], [1.2, 0.8], 2, 0.05),
+                                                {}),
+    "random_rotation": lambda: (dy.random_rotation, (3,), {"key": 0}),
+    "simulate_jepa": lambda: (dy.simulate_jepa, (P(),), dict(lr=0.05, steps=20, record_every=5, **_Q)),
+    "simulate_mae": lambda: (dy.simulate_mae, (P(),), dict(lr=0.05, steps=20, record_every=5, **_Q)),
+    "solve_jepa": lambda: (dy.solve_jepa, (P(),), {"times": [0.0, 1.0, 10.0]}),
+    "solve_mae": lambda: (dy.solve_mae, (P(),), {"times": [0.0, 1.0, 10.0]}),
+    "critical_times": lambda: (dy.critical_times, (P(), "jepa", 0.5), {}),
+    "critical_times_asymptotic": lambda: (dy.critical_times_asymptotic, (P(), "jepa"), {}),
+    "fixed_points": lambda: (dy.fixed_points, (P(), "jepa"), {}),
+    "generalized_modes": lambda: (dy.generalized_modes, (P(),), {}),
+    "generalized_fixed_points": lambda: (dy.generalized_fixed_points, (P(), "jepa"), {}),
+    "commutator": lambda: (dy.commutator, (P(),), {}),
+    "finite_sample_study": lambda: (dy.finite_sample_study, (P(), [60]), dict(resamples=2, records=60)),
+    "datasets.image_views": lambda: (dy.datasets.image_views, ("neighbor",), dict(patch=2, n=50, key=0)),
+    "simulate_saxe": lambda: (dy.simulate_saxe, (R(),), dict(lr=0.05, steps=20, record_every=5, **_Q)),
+    "solve_saxe": lambda: (dy.solve_saxe, (R(),), {"times": [0.0, 1.0, 10.0]}),
+    "critical_times_saxe": lambda: (dy.critical_times_saxe, (R(), 0.5), {}),
+    "crosscheck": lambda: (dy.crosscheck, (SIM(), TH()), dict(fraction=0.5, rtol=0.05, ctol=0.05)),
+    "load": lambda: (dy.load, (SAVED(),), {}),
+    "record_schedule": lambda: (dy.record_schedule, (100,), {"every": 10}),
+    "DLNProblem.random": lambda: (dy.DLNProblem.random, (12, 3), dict(beta_star=[1.0, -0.5, 0.0], init_scale=1e-3,
+                                                                      key=0)),
+    "DLNProblem": lambda: (dy.DLNProblem, (DLN().X, DLN().y, 1e-3), {}),
+    "AttentionProblem.teacher_student": lambda: (dy.AttentionProblem.teacher_student, (8, 3, 2),
+                                                 dict(init_scale=1e-2, key=0)),
+    "stages": lambda: (dy.stages, (DLN(),), {}),
+    "crosscheck_stages": lambda: (dy.crosscheck_stages, (DUAL(), STAGES()), {"rtol": 0.05}),
+    "simulate_dln": lambda: (dy.simulate_dln, (DLN(),), dict(method="gd", lr=0.05, steps=20, **_Q)),
+    "simulate_attention": lambda: (dy.simulate_attention, (ATT(),), dict(method="gd", lr=0.05, steps=20, **_Q)),
+    "simulate_dense_attention": lambda: (dy.simulate_dense_attention, (ATT(),),
+                                         dict(init_scales=[1.0], lr=0.01, steps=10, **_Q)),
+    "rotated_teacher": lambda: (dy.rotated_teacher, (8, 3, 3), dict(kq=[1.0, 0.5], vo=[1.0], key=0)),
+    "BYOLProblem.isotropic": lambda: (dy.BYOLProblem.isotropic, (3, 0.5), dict(eta=0.02, w0=0.3, p0=0.3)),
+    "simulate_byol": lambda: (dy.simulate_byol, (BYOL(),), dict(lr=0.05, steps=20, record_every=5, **_Q)),
+    "solve_byol": lambda: (dy.solve_byol, (BYOL(),), {"times": [0.0, 1.0, 5.0]}),
+    "solve_byol_batch": lambda: (dy.solve_byol_batch, ([BYOL()],), {"times": [0.0, 1.0, 5.0]}),
+    "byol_fixed_points": lambda: (dy.byol_fixed_points, (1.0, 0.05, 0.5), {}),
+    "byol_time_to_learn": lambda: (dy.byol_time_to_learn, (0.3, 0.5, 1.0, 0.5), {"eta": 0.02}),
+    "byol_collapse_threshold": lambda: (dy.byol_collapse_threshold, (1.0, 0.5), {}),
+    "HeadProblem": lambda: (dy.HeadProblem, (), dict(d=8, patches=4, feature_patches=1, batch=16, eval_batch=16,
+                                                    noise_bank=64)),
+    "simulate_head": lambda: (dy.simulate_head, (HEAD(),), dict(steps=20, record_every=5, **_Q)),
+    "head_phases": lambda: (dy.head_phases, (HEADSIM(),), {"threshold": 0.2}),
+    "StepwiseProblem.from_spectrum": lambda: (dy.StepwiseProblem.from_spectrum, ([1.0, 0.5], 1e-2), {"key": 0}),
+    "simulate_stepwise": lambda: (dy.simulate_stepwise, (STEP(),), dict(lr=0.05, steps=20, record_every=5, **_Q)),
+    "solve_stepwise": lambda: (dy.solve_stepwise, (STEP(),), {"times": [0.0, 1.0, 5.0]}),
+    "step_times": lambda: (dy.step_times, (STEP(),), {"fraction": 0.5}),
+    "get_family": lambda: (dy.get_family, ("jepa",), {}),
+    "FlowSolver": lambda: (dy.FlowSolver, (), dict(rtol=1e-8, max_steps=1000)),
+    "flow_times": lambda: (dy.flow_times, (), dict(t_max=1.0, records=5)),
+    "gd_error": lambda: (dy.gd_error, ("jepa", P(), 0.05), dict(t_max=2.0, records=10)),
+    "lr_for": lambda: (dy.lr_for, ("jepa", P(), 0.05), dict(t_max=2.0, records=10)),
+}
+
+# public objects that are not called with user arguments, and why
+NOT_CALLED = {
+    "SSLProblem": "built through its from_* constructors (fuzzed)",
+    "RegressionProblem": "built through from_spectrum (fuzzed)",
+    "GeneralizedModes": "a result (returned by generalized_modes)",
+    "ApproximationWarning": "a warning class",
+    "FiniteSampleStudy": "a result (returned by finite_sample_study)",
+    "Trajectory": "a result (returned by simulate_* / solve_*; load() is fuzzed)",
+    "CrossCheck": "a result (returned by crosscheck)",
+    "BatchCrossCheck": "a result (returned by crosscheck)",
+    "DivergenceError": "an exception class",
+    "AttentionProblem": "built through teacher_student / rotated_teacher (fuzzed)",
+    "Stages": "a result (returned by stages)",
+    "StageCheck": "a result (returned by crosscheck_stages)",
+    "BYOLProblem": "built through isotropic (fuzzed)",
+    "StepwiseProblem": "built through from_spectrum (fuzzed)",
+    "Family": "the base class of a family (the contract tests cover it)",
+    "Example": "a family's example (the contract tests cover it)",
+    "registered_families": "takes no arguments",
+    "StepSizeAdvice": "a result (returned by lr_for)",
+    "ResourceError": "an exception class",
+}
+
+# ------------------------------------------------------------------------------------------ mutations
+MUTATIONS = {
+    "nan": math.nan, "inf": math.inf, "-inf": -math.inf, "negative": -1.0, "zero": 0, "huge": 1e308,
+    "giant_int": 10 ** 12, "str": "x", "none": None, "empty_list": [], "bool": True,
+    "matrix": np.ones((2, 2, 2)), "long_list": [1.0, 2.0, 3.0, 4.0, 5.0], "nan_array": np.array([math.nan, 1.0]),
+    "float32_array": np.array([0.5, 1.0], dtype=np.float32), "dict": {"a": 1}, "complex": 1 + 2j,
+}
+
+
+def argument_names(fn, args, kwargs):
+    """[(name, position or None)] of the arguments of a catalogued call, positional ones first."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    names = []
+    for i in range(len(args)):
+        names.append((params[i].name if i < len(params) else f"arg{i}", i))
+    names += [(k, None) for k in kwargs if k != "progress"]
+    return names
+
+
+def mutated(fn, args, kwargs, name, pos, value):
+    args, kwargs = list(args), dict(kwargs)
+    if pos is not None:
+        args[pos] = value
+    else:
+        kwargs[name] = value
+    return args, kwargs
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Timeout()
+
+
+def _has_nan(x, depth=0):
+    if depth > 4:
+        return False
+    if isinstance(x, float):
+        return math.isnan(x)
+    if isinstance(x, np.ndarray) and x.dtype.kind in "fc":
+        return bool(np.isnan(x).any())
+    if hasattr(x, "fields") and isinstance(getattr(x, "fields"), dict):        # Trajectory
+        return _has_nan(x.fields, depth + 1) or _has_nan(np.asarray(x.t, float), depth + 1)
+    if isinstance(x, dict):
+        return any(_has_nan(v, depth + 1) for v in x.values())
+    if isinstance(x, (list, tuple)):
+        return any(_has_nan(v, depth + 1) for v in x[:1000])
+    return False
+
+
+def classify(fn, args, kwargs, name, timeout=30.0):
+    """(outcome, detail) of one call: "clear", "ok", "unclear", "nan" or "hang"."""
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = fn(*args, **kwargs)
+    except _Timeout:
+        return "hang", f"over {timeout:g} s"
+    except (ValueError, TypeError, dy.DivergenceError, FileNotFoundError) as exc:
+        msg = str(exc)
+        return ("clear" if name in msg else "unclear"), f"{type(exc).__name__}: {msg[:300]}"
+    except Exception as exc:  # noqa: BLE001 -- every other exception is a finding
+        return "unclear", f"{type(exc).__name__}: {str(exc)[:300]}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    if _has_nan(out):
+        named = [w for w in caught if issubclass(w.category, (RuntimeWarning, UserWarning))]
+        if named:     # a documented "no such value" (e.g. no fixed point), said in a warning
+            return "ok", f"NaN with a warning: {str(named[0].message)[:200]}"
+        return "nan", "a NaN in the result, without a warning"
+    return "ok", type(out).__name__
+
+
+def cases(names=None):
+    """Every (callable name, argument name, position, mutation name) of the catalogue."""
+    out = []
+    for key in sorted(CALLS if names is None else names):
+        fn, args, kwargs = CALLS[key]()
+        for name, pos in argument_names(fn, args, kwargs):
+            for m in MUTATIONS:
+                out.append((key, name, pos, m))
+    return out
+
+
+def run_case(key, name, pos, m, timeout=30.0):
+    fn, args, kwargs = CALLS[key]()
+    a, k = mutated(fn, args, kwargs, name, pos, MUTATIONS[m])
+    return classify(fn, a, k, name, timeout)
+
+
+def run_all(names=None, timeout=30.0):
+    """Every fixed mutation of every catalogued call: [(callable, argument, mutation, outcome, detail)]."""
+    return [(key, name, m, *run_case(key, name, pos, m, timeout)) for key, name, pos, m in cases(names)]
+
+
+def table(results) -> str:
+    """The argument table of docs/arguments.md, generated from a run of every fixed mutation: for each
+    public callable and argument, the hostile values it accepts and those it refuses, with one of its
+    error messages (a resource-budget message only where there is no other)."""
+    rows = {}
+    for key, name, m, outcome, detail in results:
+        r = rows.setdefault((key, name), {"ok": [], "refused": [], "msg": None, "budget": None})
+        if outcome == "ok":
+            r["ok"].append(m)
+        else:
+            r["refused"].append(m)
+            msg = detail.split(": ", 1)[-1].split(" (the budget is")[0]
+            msg = msg if len(msg) <= 110 else msg[:107] + "..."
+            if "budget" in detail:
+                r["budget"] = r["budget"] or msg
+            elif r["msg"] is None:
+                r["msg"] = msg
+    lines = ["# Every public argument and its check", "",
+             "Generated by `python tests/fuzz_catalogue.py --table docs/arguments.md` from a run of the fuzzer's",
+             "fixed mutations (`tests/fuzz_catalogue.py`): each argument of a valid call of every public callable",
+             f"is replaced, one at a time, by each of {len(MUTATIONS)} hostile values ({', '.join(MUTATIONS)}).",
+             "*Accepted* values gave a result without a NaN (e.g. a batch of learning rates, or an integer",
+             "where a float is expected); *refused* ones a `ValueError` / `TypeError` naming the argument (or a",
+             "`DivergenceError` naming the learning rate). `tests/test_fuzz.py` regenerates this table and",
+             "fails if it differs, so it cannot drift from the code.", "",
+             "| callable | argument | accepted | refused | e.g. |", "|---|---|---|---|---|"]
+    for (key, name), r in sorted(rows.items()):
+        msg = (r["msg"] or r["budget"] or "").replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| `{key}` | `{name}` | {', '.join(r['ok']) or '-'} | {', '.join(r['refused']) or '-'} | "
+                     f"{msg} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":     # python tests/fuzz_catalogue.py [--table docs/arguments.md]
+    import sys
+    res = run_all()
+    bad = [r for r in res if r[3] not in ("clear", "ok")]
+    for r in bad:
+        print(f"{r[3]:8} {r[0]}({r[1]}={r[2]}) :: {r[4][:200]}")
+    print(f"{len(res)} calls: {len(bad)} finding(s)")
+    if "--table" in sys.argv:
+        path = sys.argv[sys.argv.index("--table") + 1]
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(table(res))
+        print(f"wrote {path}")
+    sys.exit(1 if bad else 0)
