@@ -386,8 +386,10 @@ def plot_stepwise(sim, th, prob, rnd=None, *, title=None):
         ax.plot(th.t, th.eigenvalues[:, j], "--", color="k", lw=0.9)
         ax.axvline(ts[j], color=c, ls=":", lw=1)
     if rnd is not None:
-        for r in range(rnd.eigenvalues.shape[0]):
-            ax.plot(rnd.t, rnd.eigenvalues[r], color="0.6", lw=0.8, alpha=0.6)
+        ev = np.asarray(rnd.eigenvalues)
+        ev = ev[None] if ev.ndim == 2 else ev          # one random run is not a batch
+        for r in range(ev.shape[0]):
+            ax.plot(rnd.t, ev[r], color="0.6", lw=0.8, alpha=0.6)
     _label(ax, GF_LABEL, "eigenvalues of $C = W\\Gamma W^T$",
            "(a) one mode at a time: simulation (solid), logistic theory (dashed),\nits step times (dotted), small random inits (grey)")
     ax = axes[1]

@@ -85,7 +85,15 @@ def test_solve_and_list(tmp_path, capsys):
     (TINY.replace("lr = 0.05", ""), "missing required key run.lr"),
     (TINY.replace("init_scale = 0.1", "init_scale = true"), "problem.init_scale must be"),
     (TINY.replace('experiment = "jepa_vs_mae"', 'experiment = "byol"'), "experiment must be one of"),
-    (TINY.replace("depths = [1, 2]", "depths = [0]"), "run.depths entries"),
+    (TINY.replace("depths = [1, 2]", "depths = [0]"), r"run.depths (entries|must be integers)"),
+    # values checked at parse time, before anything runs (each of these used to crash, hang or pass)
+    (TINY.replace("records = 50", "records = -5"), r"run.records must be an integer >= 2, got -5"),
+    (TINY.replace("records = 50", "records = 0"), r"run.records must be an integer >= 2"),
+    (TINY.replace("lr = 0.05", "lr = 0.05\nhorizon = -1.0"), r"run.horizon must be a finite number > 0"),
+    (TINY.replace("lr = 0.05", "lr = 0"), r"run.lr must be a finite number > 0, got 0"),
+    (TINY.replace("lr = 0.05", "lr = 1e-12"), r"run.lr = 1e-12 at depth 1 \(jepa\): steps = .* step budget"),
+    (TINY.replace("depths = [1, 2]", "depths = [100000]"), r"run.depths must be integers in \[1, 64\]"),
+    (TINY.replace("lr = 0.05", "lr = 0.05\nfraction = 1.5"), r"run.fraction must be a number in \(0, 1\)"),
     (TINY.replace("[run]", "[runs]"), "unknown key 'runs'"),
     (TINY.replace("rho = [1.0, 0.8]", "rho = [1.0]"), r"\[problem\]: lam and rho must have the same shape"),
     ("experiment = [", "not valid TOML"),
@@ -216,3 +224,17 @@ def test_a_failed_crosscheck_exits_1_with_the_outputs_written(tmp_path, capsys):
     from dynamics.cli import failed_checks
     assert failed_checks({"a": {"outcome": "passed"}, "b": [{"outcome": "failed"}]}) == ["b[0]"]
     assert failed_checks({"c": {"x": {"outcome": "failed"}}, "spec": {"outcome": "failed"}}) == ["c.x"]
+
+
+def test_byol_spec_lengths_and_stepwise_single_random_run(tmp_path, capsys):
+    """BYOL p0 / s0 of different lengths is refused at parse time; stepwise with random_runs = 1 (one run,
+    not a batch) runs and draws (it used to crash after the run)."""
+    spec = tmp_path / "b.toml"
+    spec.write_text('experiment = "byol_phase_portrait"\n[problem]\nsigma2 = 0.5\neta = 0.05\np0 = [0.1, 0.2]\n'
+                    's0 = [0.1]\n[run]\n')
+    assert main(["run", str(spec), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "p0 and problem.s0 must have one entry per mode each" in capsys.readouterr().err
+    spec = tmp_path / "s.toml"
+    spec.write_text('experiment = "stepwise_staircase"\n[problem]\ngammas = [1.0, 0.6]\n[run]\nrandom_runs = 1\n')
+    assert main(["run", str(spec), "--out", str(tmp_path / "s"), "--no-progress"]) == 0
+    assert (tmp_path / "s" / "s.png").stat().st_size > 10_000

@@ -14,7 +14,7 @@ import tomllib
 
 from . import generalized, heads, jepa_vs_mae, rank_growth
 from .output import write_outputs
-from .spec import Experiment, NoTheoryError, SpecError, check_table
+from .spec import Experiment, NoTheoryError, SpecError, check_table, check_values
 
 __all__ = ["SpecError", "NoTheoryError", "Experiment", "REGISTRY", "EXPERIMENTS", "DEFAULT_SPEC", "SCHEMAS", "parse_spec",
            "load_spec", "run_spec", "solve_spec", "register_experiment"]
@@ -51,6 +51,7 @@ def parse_spec(spec: dict) -> dict:
     fig = spec.get("figure") or ""
     if any(c in fig for c in "/\\\0") or fig in (".", ".."):
         raise SpecError(f"figure must be a file name without a folder, got {fig!r}")
+    check_values(spec)
     if exp.check is not None:
         exp.check(spec)
     return spec

@@ -10,7 +10,7 @@ import numpy as np
 from .spec import NUM as _NUM
 from .spec import TOP as _TOP
 from .output import verdict_line
-from .spec import Experiment
+from .spec import Experiment, SpecError
 
 __all__ = ["SCHEMAS", "EXPERIMENTS"]
 SCHEMAS = {
@@ -157,11 +157,34 @@ def _stepwise(spec, results, progress, echo):
         "step_times": step_times(prob), "max_abs_error": float(np.abs(sim.eigenvalues - th.eigenvalues).max())}
 
 
+def _check(spec):
+    """Parse-time checks beyond the value rules: per-mode lists of one length, and the number of steps."""
+    from ..core.resources import ResourceError, check_steps
+    pb, run = spec["problem"], spec["run"]
+    if spec["experiment"] == "byol_phase_portrait" and len(pb["p0"]) != len(pb["s0"]):
+        raise SpecError(f"problem.p0 and problem.s0 must have one entry per mode each: {len(pb['p0'])} vs "
+                        f"{len(pb['s0'])}")
+    try:
+        if "t_max" in run:
+            check_steps(int(np.ceil(run["t_max"] / run["lr"])))
+        elif "steps" in run:
+            check_steps(run["steps"])
+        elif spec["experiment"] == "stepwise_staircase":
+            from ..families.stepwise import StepwiseProblem, step_times
+            T = run["horizon"] * step_times(StepwiseProblem.from_spectrum(pb["gammas"], pb["init_scale"],
+                                                                          key=pb["seed"])).max()
+            check_steps(int(np.ceil(T / run["lr"])), 1 + run["random_runs"])
+    except ResourceError as exc:
+        raise SpecError(f"run.lr / run.t_max / run.steps: {exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise SpecError(f"[problem]: {exc}") from None
+
+
 EXPERIMENTS = (
     Experiment("byol_phase_portrait", SCHEMAS["byol_phase_portrait"], _runner(_phase_portrait, "byol_phase_portrait"),
-               solve=_solve_portrait),
-    Experiment("byol_alignment", SCHEMAS["byol_alignment"], _runner(_alignment, "byol_alignment")),
-    Experiment("identity_head", SCHEMAS["identity_head"], _runner(_identity_head, "identity_head")),
+               check=_check, solve=_solve_portrait),
+    Experiment("byol_alignment", SCHEMAS["byol_alignment"], _runner(_alignment, "byol_alignment"), check=_check),
+    Experiment("identity_head", SCHEMAS["identity_head"], _runner(_identity_head, "identity_head"), check=_check),
     Experiment("stepwise_staircase", SCHEMAS["stepwise_staircase"], _runner(_stepwise, "stepwise_staircase"),
-               solve=_solve_stepwise),
+               check=_check, solve=_solve_stepwise),
 )

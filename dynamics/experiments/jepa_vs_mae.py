@@ -57,6 +57,21 @@ def check(spec):
     for L in spec["run"]["depths"]:
         if isinstance(L, bool) or not isinstance(L, int) or L < 1:
             raise SpecError(f"run.depths entries must be integers >= 1, got {L!r}")
+    # parse time: the number of steps each run will take (the theory's last critical time x horizon / lr)
+    from ..core.resources import ResourceError, check_steps
+    from ..families.jepa import critical_times
+    for L in spec["run"]["depths"]:
+        prob = _problem(spec, L, spec["run"]["seed"])
+        for obj in spec["run"]["objectives"]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tc = critical_times(prob, obj, spec["run"]["fraction"])
+            finite = tc[np.isfinite(tc)]
+            steps = int(np.ceil(spec["run"]["horizon"] * (finite.max() if finite.size else 1.0) / spec["run"]["lr"]))
+            try:
+                check_steps(steps)
+            except ResourceError as exc:
+                raise SpecError(f"run.lr = {spec['run']['lr']:g} at depth {L} ({obj}): {exc}") from None
 
 
 def _problem(spec, depth, seed):
