@@ -63,9 +63,17 @@ def theory_inputs(objective, problem, what, approx=None, spectrum=None):
     return lam, rho, L, eps, scale, psi0
 
 
+#: on the shrinking branch (psi0 > 1) the closed-form clock loses tau increments below ~1e-16 of its
+#: O(1) terms, while the time scale there is 1 / (psi0^k (psi0^n - 1)): beyond this stiffness the
+#: per-mode ODE is integrated numerically instead (theory/jepa.md sec. 3)
+SHRINKING_CLOCK_LIMIT = 1e6
+
+
 def _decaying_modes(objective, lam, sigma2, x0, L, t):
-    """Per-layer modes of features with lam <= 0 (generalised modes only): dx/dt = lam x^k - sigma2 x^(k+n)
-    decreases from x0 (the per-mode ODE of theory/jepa.md sec. 3 before rescaling), solved numerically."""
+    """Per-layer modes solved numerically: dx/dt = lam x^k - sigma2 x^(k+n) from x0 (the per-mode ODE of
+    theory/jepa.md sec. 3 before rescaling).  For features with lam <= 0 (generalised modes only: they
+    decay) and for features far above their fixed point at depth, where the closed form's clock is
+    ill-conditioned (:data:`SHRINKING_CLOCK_LIMIT`)."""
     from scipy.integrate import solve_ivp
     k, n = objective.k(L), objective.n(L)
     order = np.argsort(t, kind="stable")
@@ -73,9 +81,9 @@ def _decaying_modes(objective, lam, sigma2, x0, L, t):
     out = np.empty((t.size, lam.size))
     for j in range(lam.size):
         sol = solve_ivp(lambda _, x: lam[j] * x ** k - sigma2[j] * x ** (k + n), (0.0, float(ts[-1]) if ts.size else 0.0),
-                        [x0], t_eval=ts, method="LSODA", rtol=1e-10, atol=1e-14 * x0)
+                        [x0], t_eval=ts, method="LSODA", rtol=1e-12, atol=1e-15 * x0)
         if not sol.success:
-            raise RuntimeError(f"the decaying mode {j} could not be integrated: {sol.message}")
+            raise RuntimeError(f"the per-mode ODE of feature {j} could not be integrated: {sol.message}")
         out[order, j] = sol.y[0]
     return out
 
@@ -131,6 +139,13 @@ def solve_linear(objective, problem, *, times, units="gf", approx=None):
                                     lam[fast], sigma2[fast], syy[fast], head=True, L=L,
                                     self_target=sig["self_target"])[2]
         slow = learned & ~fast
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            stiff = slow & (psi0 > 1) & (k * np.log(np.where(psi0 > 1, psi0, 2.0))
+                                          + np.log(np.abs(np.where(psi0 > 1, psi0, 2.0) ** n - 1))
+                                          > np.log(SHRINKING_CLOCK_LIMIT))
+        if stiff.any():
+            x[:, stiff] = _decaying_modes(objective, lam[stiff], sigma2[stiff], eps ** (1.0 / L), L, t_gf)
+            slow = slow & ~stiff
         tau = t_gf[:, None] / pref[None, slow]
         if not slow.any():
             pass
