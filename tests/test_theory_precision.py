@@ -48,3 +48,15 @@ def test_theory_matches_a_40_digit_reference(obj, lam, rho, L, eps, times):
     for t, vt in zip(times, v):
         back = _t_of_v(lam, sigma2, k, n, v0, vt)
         assert abs(back - t) <= 1e-8 * t, (obj, L, eps, t, vt, back)
+
+
+def test_a_critical_time_beyond_float64_is_flagged_not_called_never():
+    prob = dy.SSLProblem.from_spectrum([1.0], [1.0], 10, 1e-300)
+    with pytest.warns(RuntimeWarning, match="exceeds the float64 range"):
+        assert np.isinf(dy.critical_times(prob, "jepa")[0])
+
+
+def test_a_simulation_whose_layer_products_underflow_warns():
+    prob = dy.SSLProblem.from_spectrum([1.0, 0.5], [1.0, 0.8], 1, 1e-300)
+    with pytest.warns(RuntimeWarning, match=r"1e-600\) fall below float64's normal range"):
+        dy.simulate_mae(prob, lr=0.1, steps=5, progress=False)

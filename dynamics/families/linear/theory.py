@@ -254,4 +254,10 @@ def critical_times_linear(objective, problem, *, fraction=0.5, units="gf", appro
     t = np.where(psi0 >= 1.0, np.inf, np.where(psi0 >= psi_p, 0.0, t))
     t = np.where(learned, t, np.inf)
     warn_never_learned(objective, p0)
-    return t * L if units == "paper" else t
+    t = t * L if units == "paper" else t
+    overflow = learned & (psi0 < psi_p) & ~np.isfinite(t)
+    if np.any(overflow):      # learned eventually, but later than float64 can say: not "never"
+        warnings.warn(f"the critical time of feature(s) {np.flatnonzero(overflow).tolist()} exceeds the float64 "
+                      "range (> 1.8e308): returned as inf although the feature is learned eventually (a larger "
+                      "init_scale brings it into range)", RuntimeWarning, stacklevel=3)
+    return t
