@@ -80,7 +80,7 @@ def test_from_covariances_degenerate_spectrum():
     (dict(model="dynamic"), "model must be one of"),
     (dict(noise=[-1.0, 0.0]), "noise must be >= 0"),
     (dict(signal=[0.0, 1.0]), "signal must be > 0"),
-    (dict(noise=[1.0]), "noise must have shape"),
+    (dict(noise=[1.0]), "signal and noise must hold one value per feature"),
     (dict(model="temporal"), "gamma is required"),
     (dict(model="temporal", gamma=[1.2, 0.5]), r"gamma must be in \(0, 1\)"),
     (dict(gamma=[0.5, 0.5]), "gamma is only used"),

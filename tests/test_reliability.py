@@ -116,8 +116,11 @@ def test_a_batch_that_cannot_fit_is_refused_before_it_allocates(P, monkeypatch):
     import time
     from dynamics.core.resources import ResourceError
     tic = time.perf_counter()
-    with pytest.raises(ResourceError, match=r"the records \(2,000 runs x 10,000,001 records.*record less often"):
-        dy.simulate_jepa(P, lr=0.01, steps=10 ** 7, record_every=1, runs=2000)
+    with pytest.raises(ResourceError, match=r"the records \(2,000 runs x 1,000,001 records.*record less often"):
+        dy.simulate_jepa(P, lr=0.01, steps=10 ** 6, record_every=1, runs=2000)
+    # more run-steps than the step budget (10^10 by default): refused before anything runs
+    with pytest.raises(ResourceError, match=r"steps = 10,000,000 x 2,000 run\(s\) = 2e\+10 run-steps, more than the step"):
+        dy.simulate_jepa(P, lr=0.01, steps=10 ** 7, record_every=10 ** 6, runs=2000)
     with pytest.raises(ResourceError, match="rotation would need"):
         dy.random_rotation(10 ** 7, key=0)
     assert time.perf_counter() - tic < 30
