@@ -219,7 +219,7 @@ def mutated(fn, args, kwargs, name, pos, value):
 
 
 class _Timeout(Exception):
-    pass
+    """A call ran past its time limit (raised by the SIGALRM handler)."""
 
 
 def _alarm(signum, frame):

@@ -32,8 +32,9 @@ def test_readme_ten_lines_show_the_rho_bias_with_its_stated_margin(tmp_path, mon
     prob, sim, report = ns["prob"], ns["sim"], ns["report"]
     assert report.passed and "tolerances: gradient descent" in report.summary()
     tj, tm = dy.critical_times(prob, "jepa"), dy.critical_times(prob, "mae")
-    assert 1 - tj[1] / tj[0] >= 0.15 and 1 - tm[0] / tm[1] >= 0.20
-    assert abs((1 - tj[1] / tj[0]) - 0.21) < 0.01 and abs((1 - tm[0] / tm[1]) - 0.27) < 0.01   # as stated
+    jepa_margin, mae_margin = 1 - tj[1] / tj[0], 1 - tm[0] / tm[1]
+    assert jepa_margin >= 0.15 and mae_margin >= 0.20
+    assert abs(jepa_margin - 0.21) < 0.01 and abs(mae_margin - 0.27) < 0.01          # as the README states
     assert np.argmin(report.critical_a) == 1                   # the simulation learns feature 1 first too
     assert (tmp_path / "jepa.png").exists() and (tmp_path / "out" / "run.npz").exists()
     assert "critical times, JEPA:" in capsys.readouterr().out
@@ -80,7 +81,8 @@ def test_noisy_feature_specs_hold_with_their_margin(name, margin):
     spec = load_spec(os.path.join(ROOT, "sims", f"{name}.toml"))
     assert spec["figure"] == name                          # two specs, two figure names
     tj3, tm3, tj1 = _tc(spec, 3, "jepa"), _tc(spec, 3, "mae"), _tc(spec, 1, "jepa")
-    assert 1 - tj3[1] / tj3[0] >= margin and 1 - tm3[0] / tm3[1] >= 0.25 and tj1[0] < tj1[1]
+    jepa_margin, mae_margin = 1 - tj3[1] / tj3[0], 1 - tm3[0] / tm3[1]
+    assert jepa_margin >= margin and mae_margin >= 0.25 and tj1[0] < tj1[1]
 
 
 def test_order_margin():
