@@ -30,7 +30,7 @@ from .family import get_family
 from .io import jsonable
 from .metrics import hitting_times
 from .trajectory import Trajectory
-from .validation import check_fraction, check_positive
+from .validation import check_fraction, check_instance, check_positive
 
 __all__ = ["CrossCheck", "BatchCrossCheck", "crosscheck", "OUTCOMES", "verdict", "default_tolerances",
            "tolerance_policy", "result_label", "flow_rtol", "FLOW_ERROR_FACTOR", "GD_TOLERANCES"]
@@ -273,8 +273,7 @@ def crosscheck(a, b, *, fraction=0.5, rtol=None, ctol=None, interpolate=False):
     if not isinstance(b, Trajectory) and callable(getattr(b, "crosscheck", None)):
         return b.crosscheck(a, rtol=rtol)
     for name, x in (("a", a), ("b", b)):
-        if not isinstance(x, Trajectory):
-            raise TypeError(f"crosscheck: {name} must be a Trajectory, got {type(x).__name__}")
+        check_instance(name, x, Trajectory)
     rtol_d, ctol_d, why = tolerance_policy(a, b)
     policy = why if rtol is None and ctol is None else (
         "given" if rtol is not None and ctol is not None else f"partly given; default: {why}")

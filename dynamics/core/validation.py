@@ -34,7 +34,8 @@ def check_instance(name, value, types, what=None):
     """``value`` must be an instance of ``types`` (a class or a tuple of classes): a TypeError naming the
     argument, what was expected and what was received otherwise."""
     if not isinstance(value, types):
-        names = what or " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        names = what or " or ".join(("an " if t.__name__[0] in "AEIOU" else "a ") + t.__name__
+                                    for t in (types if isinstance(types, tuple) else (types,)))
         raise TypeError(f"{name} must be {names}, got {type(value).__name__}: {value!r:.80}")
     return value
 

@@ -26,7 +26,7 @@ from ..core import engine, frontend
 from ..core.family import Example, Family, register, register_problem
 from ..core.keys import as_key
 from ..core.resources import check_memory
-from ..core.validation import check_array, check_int, check_positive
+from ..core.validation import check_array, check_int, check_positive, check_instance
 from .hadamard.model import HadamardFamily, HadamardProblem, check_alpha, simulate_hadamard
 from .hadamard.stages import stages as _stages
 
@@ -204,8 +204,7 @@ def rotated_teacher(n_samples=200, n_tokens=6, d=6, *, kq=(3.0, 2.0, 1.2), vo=(2
 def attention_stages(problem: AttentionProblem, **kw):
     """Stage algorithm for diagonal attention (fast flow integrated numerically); the result's
     ``ranks`` (K+1, 2) holds (rank Delta W_K W_Q^T, rank Delta W_V W_O^T) on each plateau."""
-    if not isinstance(problem, AttentionProblem):
-        raise TypeError(f"problem must be an AttentionProblem, got {type(problem).__name__}")
+    check_instance("problem", problem, AttentionProblem)
     return _stages(problem, **kw)
 
 

@@ -331,8 +331,7 @@ def simulate_byol(problem, *, lr=None, steps=None, method="gd", times=None, t_ma
 # ------------------------------------------------------------------------------------------ theory
 def _byol_theory_inputs(problem, what="solve_byol"):
     """Checked per-mode inputs of the aligned theory: (x, lam_s, alpha_p, eta, beta, n, simsiam, y0)."""
-    if not isinstance(problem, BYOLProblem):
-        raise TypeError(f"problem must be a BYOLProblem, got {type(problem).__name__}")
+    check_instance("problem", problem, BYOLProblem)
     if problem.predictor != "trained" or not problem.stop_grad:
         raise ValueError(f"{what} covers the trained predictor with stop-gradient; simulate the "
                          "ablations (predictor='none'/'directpred', stop_grad=False) instead")

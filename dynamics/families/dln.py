@@ -21,7 +21,7 @@ from scipy.optimize import nnls
 
 from ..core.family import Example, register, register_problem
 from ..core.keys import as_key
-from ..core.validation import check_array, check_int, check_positive
+from ..core.validation import check_array, check_int, check_positive, check_instance
 from .hadamard.model import HadamardFamily, HadamardProblem, check_alpha, simulate_hadamard
 from .hadamard.stages import crosscheck_stages
 from .hadamard.stages import stages as _stages
@@ -112,8 +112,7 @@ def nnls_jump(problem: DLNProblem, beta, s, entering, *, boundary_tol=1e-12):
 
 def dln_stages(problem: DLNProblem, **kw):
     """Stage algorithm with the closed-form NNLS jump (Pesme & Flammarion's Algorithm 1)."""
-    if not isinstance(problem, DLNProblem):
-        raise TypeError(f"problem must be a DLNProblem, got {type(problem).__name__}")
+    check_instance("problem", problem, DLNProblem)
     return _stages(problem, **kw)
 
 

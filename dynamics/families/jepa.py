@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core import frontend
 from ..core.family import register
-from ..core.validation import check_choice
+from ..core.validation import check_choice, check_instance
 from .linear.family import LinearFamily
 from .linear.network import Objective
 from .linear.finite_samples import FiniteSampleStudy, finite_sample_study  # noqa: F401  (public through jepa)
@@ -181,7 +181,6 @@ def generalized_fixed_points(problem, objective="jepa"):
     """Exact fixed-point statements for any covariances (theory/generalized.md sec. 2): JEPA's predictor
     eigenvalues (those of Sxx^-1 Syx) and MAE's end-to-end map Syx Sxx^-1. See ``GeneralizedFixedPoints``."""
     _objective(objective)
-    if not isinstance(problem, SSLProblem):
-        raise TypeError(f"problem must be an SSLProblem, got {type(problem).__name__}")
+    check_instance("problem", problem, SSLProblem)
     return _generalized_fixed_points(problem, objective)
 

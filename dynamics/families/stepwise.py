@@ -169,8 +169,7 @@ def solve_stepwise(problem, *, times):
 
 
 def _solve_one(problem, times):
-    if not isinstance(problem, StepwiseProblem):
-        raise TypeError(f"problem must be a StepwiseProblem, got {type(problem).__name__}")
+    check_instance("problem", problem, StepwiseProblem)
     t = check_array("times", times, ndim=1)
     if np.any(t < 0):
         raise ValueError("times must be >= 0")

@@ -25,7 +25,7 @@ import numpy as np
 
 from ...core import engine, frontend
 from ...core.family import Example, Family
-from ...core.validation import check_positive
+from ...core.validation import check_positive, check_instance
 
 __all__ = ["HadamardProblem", "HadamardFamily", "beta_from_dual", "beta_from_wz", "simulate_hadamard", "check_alpha",
            "default_tau_max"]
@@ -220,8 +220,7 @@ def simulate_hadamard(family, problem, *, method="gd", lr=None, steps=None, tau_
     check_choice("method", method, set(family.methods) | set(family.ode_methods))
     probs = list(problem) if isinstance(problem, (list, tuple)) else [problem]
     for i, pb in enumerate(probs):
-        if not isinstance(pb, HadamardProblem):
-            raise TypeError(f"problem[{i}] must be a DLNProblem or AttentionProblem, got {type(pb).__name__}")
+        check_instance(f"problem[{i}]", pb, HadamardProblem, "a DLNProblem or AttentionProblem")
     lams = np.array([pb.log_inv_alpha for pb in probs])
     if method == "dual" and dtau is not None:
         method = "dual_rk4"

@@ -165,8 +165,7 @@ def stages(problem, *, jump=None, max_stages=200, tol=1e-9, tie_tol=1e-7):
     check_int("max_stages", max_stages, minimum=1)
     tol = check_positive("tol", tol, upper=0.1)
     tie_tol = check_positive("tie_tol", tie_tol, strict=False, upper=0.1)
-    if not isinstance(problem, HadamardProblem):
-        raise TypeError(f"problem must be a DLNProblem or AttentionProblem, got {type(problem).__name__}")
+    check_instance("problem", problem, HadamardProblem, "a DLNProblem or AttentionProblem")
     if jump is None:
         jump = getattr(problem, "jump", None)
     p = problem.p

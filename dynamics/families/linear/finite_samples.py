@@ -23,7 +23,7 @@ from ...core.family import get_family
 from ...core.io import jsonable
 from ...core.keys import as_key
 from ...core.metrics import hitting_times
-from ...core.validation import check_array, check_choice, check_fraction, check_int, check_positive
+from ...core.validation import check_array, check_choice, check_fraction, check_int, check_positive, check_instance
 from .problems import LinearProblem
 from .theory import critical_times_linear
 
@@ -87,8 +87,7 @@ def finite_sample_study(problem, ns, *, resamples=8, objective="jepa", fraction=
     """Critical times and learning order over ``resamples`` Gaussian data sets of each size in ``ns``
     drawn from ``problem`` (a diagonalisable SSLProblem: the population), against its exact theory.
     The flow for one n runs every data set at once (a batch of problems).  See the module docstring."""
-    if not isinstance(problem, LinearProblem):
-        raise TypeError(f"problem must be an SSLProblem, got {type(problem).__name__}")
+    check_instance("problem", problem, LinearProblem, "an SSLProblem")
     problem.require_diagonalisable("finite_sample_study (the population problem)")
     check_choice("objective", objective, {"jepa", "mae"})
     ns = check_array("ns", ns, ndim=1)

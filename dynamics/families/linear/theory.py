@@ -19,7 +19,7 @@ from ...core.engine import batch_mesh
 from ...core.io import versions
 from ...core.trajectory import Trajectory
 from ...core.linalg import diag_in_basis
-from ...core.validation import check_array, check_choice, check_fraction
+from ...core.validation import check_array, check_choice, check_fraction, check_instance
 from ...exact.mode_integrals import elapsed, psi_at_grid_jax, z_from_psi
 from ...exact.mode_tables import clock, clock_table, ln_psi_of_clock
 from .generalized import approximation_info, check_approx, generalized_modes
@@ -34,8 +34,7 @@ def theory_spectrum(problem, what, approx=None):
     A diagonalisable problem: its own features, exactly (``approximation`` None).  Otherwise the exact
     theory refuses (naming the commutator); with ``approx="generalized"`` its generalised modes
     (theory/generalized.md) and the settings entry naming the approximation and its estimated error."""
-    if not isinstance(problem, LinearProblem):
-        raise TypeError(f"problem must be a problem object, got {type(problem).__name__}")
+    check_instance("problem", problem, LinearProblem, "a problem object (an SSLProblem or a RegressionProblem)")
     check_approx(approx)
     if problem.diagonalisable or approx is None:
         problem.require_diagonalisable(what)
