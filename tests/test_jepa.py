@@ -8,6 +8,7 @@ import pytest
 
 import dynamics as dy
 from dynamics.jepa import JEPA, MAE
+from dynamics.saxe import SAXE
 from dynamics.linear_net import encoder, loss_and_grads, sample_loss
 
 # A rotated (dense) d = 4 problem.  The Euler error of gradient descent against gradient flow is
@@ -68,21 +69,35 @@ def test_loss_of_theory_and_simulation_agree(pairs, obj):
     assert np.abs(sim.loss - th.loss).max() < 5e-3 * scale
 
 
-@pytest.mark.parametrize("objective,ema", [(JEPA, False), (JEPA, True), (MAE, False)])
-def test_closed_form_gradients_equal_autodiff(objective, ema):
+@pytest.mark.parametrize("objective,ema,L", [(JEPA, False, 3), (JEPA, True, 3), (MAE, False, 3), (JEPA, False, 1),
+                                            (JEPA, False, 2), (MAE, False, 5), (SAXE, False, 2), (SAXE, False, 4)])
+def test_closed_form_gradients_equal_autodiff(objective, ema, L):
     """The closed-form gradients (2) equal jax.grad of the sample loss with stop_gradient, evaluated
-    on the sample's own second moments (exact identity, up to rounding). EMA targets: JEPA only."""
+    on the sample's own second moments (exact identity, up to rounding), for every depth the transposed
+    layer recursion of ``layer_grads`` handles (L = 1 has no recursion), with and without a head, also
+    batched and compiled as the engine runs them (vmap + jit). EMA targets: JEPA only."""
     prob = rotated(3)
     x, y = prob.sample(64, key=0)
     k = jax.random.split(jax.random.key(1), 3)
-    params = {"W": 0.4 * jax.random.normal(k[0], (3, 4, 4)), "V": 0.4 * jax.random.normal(k[1], (4, 4))}
-    aux = {"W": 0.4 * jax.random.normal(k[2], (3, 4, 4))} if ema else {}
+    params = {"W": 0.4 * jax.random.normal(k[0], (L, 4, 4))}
+    if objective.head:
+        params["V"] = 0.4 * jax.random.normal(k[1], (4, 4))
+    aux = {"W": 0.4 * jax.random.normal(k[2], (L, 4, 4))} if ema else {}
     n = x.shape[0]
-    loss_c, g_c = loss_and_grads(objective, params, aux, x.T @ x / n, y.T @ x / n, y.T @ y / n)
+    moments = (x.T @ x / n, y.T @ x / n, y.T @ y / n)
+    loss_c, g_c = loss_and_grads(objective, params, aux, *moments)
     loss_a, g_a = jax.value_and_grad(lambda p: sample_loss(objective, p, aux, x, y))(params)
     assert float(loss_c) == pytest.approx(float(loss_a), rel=1e-12)
-    for name in ("W", "V"):
+    assert set(g_c) == set(params)
+    for name in params:
         np.testing.assert_allclose(g_c[name], g_a[name], rtol=1e-10, atol=1e-12)
+    # two runs at once, compiled: the same gradients run by run
+    two = jax.tree_util.tree_map(lambda a: jax.numpy.stack([a, 2 * a]), params)
+    _, g_b = jax.jit(jax.vmap(lambda p: loss_and_grads(objective, p, aux, *moments, full_loss=False)))(two)
+    for name in params:
+        np.testing.assert_allclose(g_b[name][0], g_c[name], rtol=1e-12, atol=1e-14)
+        single = loss_and_grads(objective, jax.tree_util.tree_map(lambda a: a[1], two), aux, *moments)[1]
+        np.testing.assert_allclose(g_b[name][1], single[name], rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("obj", ["jepa", "mae"])
