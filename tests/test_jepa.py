@@ -10,6 +10,7 @@ import dynamics as dy
 from dynamics.jepa import JEPA, MAE
 from dynamics.saxe import SAXE
 from dynamics.linear_net import encoder, loss_and_grads, sample_loss
+from dynamics.families.linear.network import layer_grads
 
 # A rotated (dense) d = 4 problem.  The Euler error of gradient descent against gradient flow is
 # first order: |sim - theory| / theory ~ C lr lam_max, measured C ~ 0.5-1.1 for this spectrum at
@@ -91,6 +92,11 @@ def test_closed_form_gradients_equal_autodiff(objective, ema, L):
     assert set(g_c) == set(params)
     for name in params:
         np.testing.assert_allclose(g_c[name], g_a[name], rtol=1e-10, atol=1e-12)
+    # layer_grads alone (G = dloss/dWbar given untransposed, prefixes recomputed) gives the same W gradient
+    if not ema and objective is JEPA:
+        Wbar = encoder(params["W"])
+        R = params["V"] @ Wbar @ moments[0] - Wbar @ moments[1]
+        np.testing.assert_allclose(layer_grads(params["W"], params["V"].T @ R), g_a["W"], rtol=1e-10, atol=1e-12)
     # two runs at once, compiled: the same gradients run by run
     two = jax.tree_util.tree_map(lambda a: jax.numpy.stack([a, 2 * a]), params)
     _, g_b = jax.jit(jax.vmap(lambda p: loss_and_grads(objective, p, aux, *moments, full_loss=False)))(two)

@@ -71,6 +71,9 @@ def prefixes(W):
     return out
 
 
+_prefix_products = prefixes      # for layer_grads, whose argument of that name shadows the function
+
+
 def encoder(W):
     """Wbar = W_L ... W_1 for W of shape (L, d, d)."""
     return prefixes(W)[-1]
@@ -99,11 +102,11 @@ def layer_grads(W, G, prefixes=None, *, GT=None):
     2L - 1 products as before.  The final transposes are left to whoever reads the gradients (the
     optimizer's element-wise update folds them in); barriers keep XLA from folding them back into the
     products.  Pass ``prefixes`` from the forward pass, and ``GT`` = G^T when the caller has it.
-    Measured: 1.3-1.75x the steps per second of the direct form (d = 16-64, 32 runs per core;
-    benchmarks/results/performance.md).
+    Measured in the simulator: 1.19-1.50x the run-steps per second of the direct form (64 runs,
+    d = 16-128; benchmarks/results/performance.md, "What made the step fast").
     """
     L = W.shape[0]
-    prefixes = prefixes(W) if prefixes is None else prefixes
+    prefixes = _prefix_products(W) if prefixes is None else prefixes
     T = _written_T(G) if GT is None else GT
     grads_T = [None] * L
     for a in range(L - 1, 0, -1):
