@@ -127,7 +127,7 @@ def main(argv=None):
     rs = R * steps
     rows = [
         ("dynamics.simulate_jepa (jit, vmap)", jax_time, rs / jax_time),
-        ("NumPy batched matmul loop", np_batched, rs / np_batched),
+        ("NumPy stacked by hand (expert: numpy_steps_batched)", np_batched, rs / np_batched),
         ("NumPy per-run Python loop (extrapolated from 8 runs x steps/10)", np_loop, rs / np_loop),
     ]
     result = {
