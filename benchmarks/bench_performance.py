@@ -644,10 +644,11 @@ def analysis(res):
         "into a preallocated buffer, updates in place: `bench_jepa.numpy_steps_batched`): "
         f"**{row['speedup_vs_numpy_stacked']:.2f}x** (target 2x: "
         + ("met" if row["speedup_vs_numpy_stacked"] >= 2 else "not met") + " in this run). That baseline runs its products at "
-        f"{row['numpy_stacked_run_steps_per_s'] * flops / 1e9:.0f} GFLOP/s on one core "
+        f"{row['numpy_stacked_run_steps_per_s'] * flops / 1e9:.0f} GFLOP/s "
         f"({row['numpy_stacked_run_steps_per_s'] * flops / 1e9 / res['peak_gflops']:.0%} of the machine's two-core "
-        "large-GEMM peak); a second BLAS thread does not speed up 32 x 32 products, so twice its speed means the "
-        "simulator's two devices (one per core) each run at about that baseline's single-core rate.",
+        "large-GEMM peak); a second BLAS thread hardly speeds up 32 x 32 products (1 and 2 threads trade places "
+        "from run to run), so twice its speed means the simulator's two devices (one per core) each run at about "
+        "the baseline's single-core rate, all element-wise work included.",
         "* **What made the step fast** (measured in this process family, 64 runs, float64): XLA:CPU runs a plain "
         "batched product (32 runs of 32 x 32) at ~100 GFLOP/s per core, one with a transposed *right* operand "
         "at ~80 %, but one with a transposed *left* operand (W^T G, V^T R) at less than half; and every "
@@ -658,7 +659,7 @@ def analysis(res):
         "back into a slow product), dV is one a b^T product, and Wbar Sxx, Wbar Syx are two shared GEMMs instead "
         "of one wider product that had to be sliced: 1.19-1.50x the previous step for 64 runs at d = 16-128 "
         "(1.04-1.07x for one run), results equal to 1e-15.",
-        "* **Tried this time and not kept** (paired timings in one process): XLA:CPU compiler options "
+        "* **Tried for the step and not kept** (paired timings in one process): XLA:CPU compiler options "
         "(`xla_cpu_multi_thread_eigen` off: +20 % for the previous step, which XLA then ran through the YNN kernels "
         "instead of Eigen, but no gain once the step had only plain products, and -5 % with one device; the YNN "
         "fusion types, AVX-512 loops: none better than the defaults); the layers carried as (L, R, d, d) or as "
