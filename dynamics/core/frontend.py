@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 
@@ -143,16 +144,25 @@ def _merge_outputs(outs, sizes):
                                extra=extra)
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled_grad(model):
+    """``model.grad`` compiled (cached per model, like the engine's programs)."""
+    return jax.jit(model.grad)
+
+
 def _warn_float32_resolution(family, model, state, ctx, lr, key):
     """For a family without its own check: warn when float32 cannot resolve the first steps, i.e. when
     the relative update lr ||g|| / ||theta|| of some parameter block is below float32's resolution
     (the update is then rounded away and that block never moves).  One float64 gradient, on the host."""
     params, aux = state
-    try:
-        extra = (lr,) if model.uses_lr else ()
-        _, g = model.grad(params, aux, ctx, step_key(key), *extra)
-    except Exception:      # pragma: no cover - a model whose gradient needs the engine's batching
-        return
+    extra = (lr,) if model.uses_lr else ()
+    try:    # compiled as one program: run op by op, a model's gradient compiles dozens of small programs
+        _, g = _compiled_grad(model)(params, aux, ctx, step_key(key), *extra)
+    except Exception:      # pragma: no cover - a gradient that cannot be traced as a whole: op by op
+        try:
+            _, g = model.grad(params, aux, ctx, step_key(key), *extra)
+        except Exception:  # a model whose gradient needs the engine's batching
+            return
     eps = float(np.finfo(np.float32).eps)
     worst, name = np.inf, None
     for path, p in jax.tree_util.tree_leaves_with_path(params):
