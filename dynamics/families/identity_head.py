@@ -114,6 +114,12 @@ def _sample(key, B, prob):
     return X * mask, X * (~mask)
 
 
+@functools.partial(jax.jit, static_argnames=("B", "d", "P", "fp", "noise"))
+def _eval_views(key, alpha, *, B, d, P, fp, noise):
+    """_sample compiled as one program (op by op, each random draw compiles its own)."""
+    return _sample(key, B, {"d": d, "P": P, "fp": fp, "noise": noise, "alpha": alpha})
+
+
 def _features(W, X):
     return jnp.sum((X @ W) ** 3, axis=1)                                     # (B, k)
 
@@ -196,9 +202,9 @@ class HeadFamily(Family):
 
     def context(self, problem, method, options):
         base = as_key(problem.key)
-        consts = {"d": problem.d, "P": problem.patches, "fp": problem.feature_patches,
-                  "alpha": jnp.asarray(problem.alpha, dtype=jnp.float32), "noise": problem.noise_std}
-        X1, X2 = _sample(jax.random.fold_in(base, 10_000), problem.eval_batch, consts)
+        X1, X2 = _eval_views(jax.random.fold_in(base, 10_000), jnp.asarray(problem.alpha, dtype=jnp.float32),
+                             B=problem.eval_batch, d=problem.d, P=problem.patches, fp=problem.feature_patches,
+                             noise=problem.noise_std)
         ctx = {"alpha": np.asarray(problem.alpha), "X1": np.asarray(X1), "X2": np.asarray(X2)}
         if problem.noise_bank:
             ctx["bank"] = problem.noise_std * np.asarray(jax.random.normal(
