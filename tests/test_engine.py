@@ -250,3 +250,33 @@ def test_interrupt_while_the_state_is_donated_keeps_the_records(monkeypatch):
     assert out.status == 1 and out.steps.size > 0
     np.testing.assert_allclose(out.records["x"][0, :, 0], 0.99 ** out.steps, rtol=1e-12)
     assert out.final_params is None and "not kept" in out.message
+
+
+@pytest.mark.parametrize("key", [0, 7, "key", "rbg", [1, 2, 3], "mixed"])
+def test_run_keys_derived_at_once_equal_one_by_one(key):
+    """derive_run_keys (one compiled program for the whole batch) gives every run exactly the keys the
+    module's one-by-one derivation defines: run key, init key, step key, for int seeds, keys, another
+    PRNG implementation and sequences of seeds (a different fold would change every seeded result)."""
+    from dynamics.core.keys import derive_run_keys, init_key, key_data, run_keys, step_key
+    key = {"key": jax.random.key(3), "rbg": jax.random.key(4, impl="rbg"),
+           "mixed": [jax.random.key(5), 9]}.get(key, key) if isinstance(key, str) else key
+    R = len(key) if isinstance(key, list) else 4
+    rk, ks = derive_run_keys(key, R), run_keys(key, R)
+    assert rk.run_data() == key_data(ks)
+    for i, k in enumerate(ks):
+        assert np.array_equal(jax.random.key_data(rk.init_key(i)), jax.random.key_data(init_key(k)))
+        assert np.array_equal(jax.random.key_data(rk.step_keys()[i]), jax.random.key_data(step_key(k)))
+    assert len({tuple(np.ravel(x)) for x in rk.init}) == R                      # distinct per run
+    with pytest.raises(ValueError, match="key: got 2 seeds"):
+        derive_run_keys([1, 2], 3)
+
+
+def test_gaussian_init_drawn_as_one_program_equals_op_by_op():
+    """The "gaussian" init's draws, compiled as one program per run, are the draws op by op, bit for bit."""
+    from dynamics.families.linear.network import _gaussian_draws
+    for L, d, seed in ((1, 3, 0), (3, 32, 1), (5, 7, 2)):
+        key = jax.random.key(seed)
+        keys = jax.random.split(key, L + 2)
+        W, V = _gaussian_draws(key, L, d)
+        assert np.array_equal(W, jax.random.normal(keys[0], (L, d, d), dtype=np.float64))
+        assert np.array_equal(V, jax.random.normal(keys[L], (d, d), dtype=np.float64))

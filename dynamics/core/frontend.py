@@ -27,7 +27,7 @@ import numpy as np
 from . import distributed, engine, flow
 from .family import Family
 from .io import versions
-from .keys import init_key, key_count, key_data, run_keys, step_key
+from .keys import derive_run_keys, key_count
 from .resources import check_memory, check_steps, device_budget, memory_budget, nbytes_of
 from .trajectory import Trajectory, stack_runs
 from .validation import check_array, check_choice, check_int, check_positive
@@ -150,17 +150,17 @@ def _compiled_grad(model):
     return jax.jit(model.grad)
 
 
-def _warn_float32_resolution(family, model, state, ctx, lr, key):
+def _warn_float32_resolution(family, model, state, ctx, lr, step_key):
     """For a family without its own check: warn when float32 cannot resolve the first steps, i.e. when
     the relative update lr ||g|| / ||theta|| of some parameter block is below float32's resolution
     (the update is then rounded away and that block never moves).  One float64 gradient, on the host."""
     params, aux = state
     extra = (lr,) if model.uses_lr else ()
     try:    # compiled as one program: run op by op, a model's gradient compiles dozens of small programs
-        _, g = _compiled_grad(model)(params, aux, ctx, step_key(key), *extra)
+        _, g = _compiled_grad(model)(params, aux, ctx, step_key, *extra)
     except Exception:      # pragma: no cover - a gradient that cannot be traced as a whole: op by op
         try:
-            _, g = model.grad(params, aux, ctx, step_key(key), *extra)
+            _, g = model.grad(params, aux, ctx, step_key, *extra)
         except Exception:  # a model whose gradient needs the engine's batching
             return
     eps = float(np.finfo(np.float32).eps)
@@ -259,17 +259,17 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
     if dtype == np.float32:
         family.warn_float32(probs, lrs, options)
 
-    keys = run_keys(key, R)
+    keys = derive_run_keys(key, R)
     shared = len({id(p) for p in probs}) == 1       # one problem for every run: share its matrices
     model = family.model(probs[0], base, options)
-    first = family.initial_state(probs[0], init_key(keys[0]), base, run_options[0])
+    first = family.initial_state(probs[0], keys.init_key(0), base, run_options[0])
     ctx0 = family.context(probs[0], base, options)
     n_records = grid.size if ode else rec.size
     group = _batch_group(model, first, ctx0, R, n_records, np.dtype(dtype).itemsize, shared)
     if dtype == np.float32 and type(family).warn_float32 is Family.warn_float32 and not ode:
-        _warn_float32_resolution(family, model, first, ctx0, float(np.min(lrs)), keys[0])
-    states = [first] + [family.initial_state(p, init_key(k), base, o)
-                        for p, k, o in zip(probs[1:], keys[1:], run_options[1:])]
+        _warn_float32_resolution(family, model, first, ctx0, float(np.min(lrs)), keys.step_keys()[0])
+    states = [first] + [family.initial_state(p, keys.init_key(i), base, o)
+                        for i, p, o in zip(range(1, R), probs[1:], run_options[1:])]
     params = _to_device([s[0] for s in states], dtype)
     aux = _to_device([s[1] for s in states], dtype)
     ctxs = [ctx0] + ([] if shared else [family.context(p, base, options) for p in probs[1:]])
@@ -280,7 +280,7 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
                 "runs": R,
                 **({"flow": {**solver_cfg.to_dict(), "rtol_requested": rtol_requested}} if ode else {}),
                 "optimizer": optimizer if isinstance(optimizer, str) else "custom", "dtype": str(dtype),
-                "units": family.time_units, "key": key_data(keys),
+                "units": family.time_units, "key": keys.run_data(),
                 **family.settings(probs[0], method, options),
                 **{k: v.tolist() for k, v in per_run.items()}, **versions()}
 
@@ -319,7 +319,7 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
                                     **({"solver_stats": stats} if ode else {"step_index": out.steps.tolist()})},
                           fixed_point=fp, status=out.status, message=out.message, runs=n if batched else None)
 
-    run_keys_ = jnp.stack([step_key(k) for k in keys])
+    run_keys_ = keys.step_keys()
     lr_dev = jnp.asarray(lrs, dtype=dtype)
     desc = desc or f"{family.name} {method}"
 
