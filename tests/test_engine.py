@@ -280,3 +280,21 @@ def test_gaussian_init_drawn_as_one_program_equals_op_by_op():
         W, V = _gaussian_draws(key, L, d)
         assert np.array_equal(W, jax.random.normal(keys[0], (L, d, d), dtype=np.float64))
         assert np.array_equal(V, jax.random.normal(keys[L], (d, d), dtype=np.float64))
+
+
+def test_linear_batch_init_drawn_at_once_equals_per_run():
+    """A batch of "gaussian" inits is drawn by one vmapped program (LinearFamily.initial_states); each
+    run's state equals the one initial_state draws for that run alone, bit for bit (and an aligned
+    batch, which takes the per-run default, too)."""
+    from dynamics.core.keys import derive_run_keys
+    fam = dy.get_family("jepa")
+    prob = dy.SSLProblem.from_spectrum([1.0, 0.5, 0.7], [1.0, 0.8, 0.9], 3, 0.05, rotate=True, key=0)
+    keys = derive_run_keys(4, 5)
+    for init in ("gaussian", "aligned_gauge"):
+        opts = [fam.check_options([prob], "gd", {"init": init})] * 5
+        batch = fam.initial_states([prob] * 5, keys.init_keys(), "gd", opts)
+        for i in range(5):
+            one = fam.initial_state(prob, keys.init_key(i), "gd", opts[i])
+            for k in ("W", "V"):
+                np.testing.assert_array_equal(batch[i][0][k], one[0][k])
+        assert not np.array_equal(batch[0][0]["W"], batch[1][0]["W"])

@@ -129,6 +129,12 @@ class Family(abc.ABC):
         """Per-problem constants of the step (arrays), shared by the runs of one problem."""
 
     # ------------------------------------------------------------------ optional
+    def initial_states(self, problems, keys, method: str, options) -> list:
+        """[(params, aux)] of a batch: ``problems``, ``keys`` (a JAX key array, one init key per run) and
+        ``options`` (one dict per run) aligned.  The default calls :meth:`initial_state` per run; a
+        family may draw the whole batch at once (it must give the same states, bit for bit)."""
+        return [self.initial_state(p, k, method, o) for p, k, o in zip(problems, list(keys), options)]
+
     def check_options(self, problems, method: str, options: dict) -> dict:
         """Validate the family's own options (return them, normalised)."""
         return options

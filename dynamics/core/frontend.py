@@ -93,6 +93,14 @@ def _to_device(trees, dtype, *, stack=True):
     return jax.tree_util.tree_map(conv, *trees)
 
 
+@functools.lru_cache(maxsize=64)
+def _observation_shape(model, treedef, shapes):
+    """The shapes of one run's observation (``jax.eval_shape`` of ``model.observe``: nothing is run),
+    cached per model and input shapes (tracing observe again costs ~5 ms a call)."""
+    tree = jax.tree_util.tree_unflatten(treedef, [jax.ShapeDtypeStruct(sh, np.float64) for sh in shapes])
+    return jax.eval_shape(lambda p, a, c: model.observe(p, a, c), *tree)
+
+
 def _batch_group(model, state, ctx, R, n_records, itemsize, shared, *, budget=None):
     """How many runs to lay out at once (``R``, or fewer: the batch then runs in sequential groups).
 
@@ -105,8 +113,8 @@ def _batch_group(model, state, ctx, R, n_records, itemsize, shared, *, budget=No
     budget = min(host, device_budget()) if budget is None else budget
     params, aux = state
     per_run = nbytes_of(params, itemsize) + nbytes_of(aux, itemsize)
-    tree = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.float64), (params, aux, ctx))
-    obs = nbytes_of(jax.eval_shape(lambda p, a, c: model.observe(p, a, c), *tree), itemsize)
+    leaves, treedef = jax.tree_util.tree_flatten((params, aux, ctx))
+    obs = nbytes_of(_observation_shape(model, treedef, tuple(np.shape(x) for x in leaves)), itemsize)
     check_memory(f"the records ({R:,} runs x {n_records:,} records x {obs:,} bytes)", 2 * R * n_records * obs,
                  hint="record less often (record_every, record_log, or a coarser times grid) or run fewer runs",
                  budget=host)
@@ -262,14 +270,13 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
     keys = derive_run_keys(key, R)
     shared = len({id(p) for p in probs}) == 1       # one problem for every run: share its matrices
     model = family.model(probs[0], base, options)
-    first = family.initial_state(probs[0], keys.init_key(0), base, run_options[0])
+    first = family.initial_states(probs[:1], keys.init_keys(slice(0, 1)), base, run_options[:1])[0]
     ctx0 = family.context(probs[0], base, options)
     n_records = grid.size if ode else rec.size
     group = _batch_group(model, first, ctx0, R, n_records, np.dtype(dtype).itemsize, shared)
     if dtype == np.float32 and type(family).warn_float32 is Family.warn_float32 and not ode:
         _warn_float32_resolution(family, model, first, ctx0, float(np.min(lrs)), keys.step_keys()[0])
-    states = [first] + [family.initial_state(p, keys.init_key(i), base, o)
-                        for i, p, o in zip(range(1, R), probs[1:], run_options[1:])]
+    states = [first] + family.initial_states(probs[1:], keys.init_keys(slice(1, R)), base, run_options[1:])
     params = _to_device([s[0] for s in states], dtype)
     aux = _to_device([s[1] for s in states], dtype)
     ctxs = [ctx0] + ([] if shared else [family.context(p, base, options) for p in probs[1:]])

@@ -100,6 +100,10 @@ class RunKeys:
         """Run i's init key (``init_key(run_keys(...)[i])``)."""
         return jax.random.wrap_key_data(self.init[i], impl=self.impl)
 
+    def init_keys(self, sl=slice(None)):
+        """The init keys of runs ``sl`` as one key array."""
+        return jax.random.wrap_key_data(self.init[sl], impl=self.impl)
+
     def step_keys(self, sl=slice(None)):
         """The step keys of runs ``sl`` as one key array (``step_key`` of each)."""
         return jax.random.wrap_key_data(self.step[sl], impl=self.impl)

@@ -20,7 +20,8 @@ from ...core import engine, frontend
 from ...core.family import Example, Family, families
 from ...core.keys import run_keys as run_keys_for
 from ...core.validation import check_array, check_int, check_positive
-from .network import INITS, Objective, encoder, init_params, loss_and_grads, sample_loss  # noqa: F401
+from .network import (INITS, Objective, encoder, gaussian_draws, init_params, loss_and_grads,  # noqa: F401
+                      sample_loss)
 from .problems import LinearProblem
 from .theory import critical_times_linear, solve_linear
 
@@ -137,10 +138,21 @@ class LinearFamily(Family):
         return _make_model(self.objective, batch_size=options["batch_size"], n_data=n_data,
                            ema=options["ema"], snapshots=options["snapshots"])
 
-    def initial_state(self, problem, key, method, options):
-        params = init_params(problem, self.objective, options["init"], key=key)
+    def initial_state(self, problem, key, method, options, draws=None):
+        params = init_params(problem, self.objective, options["init"], key=key, draws=draws)
         aux = {"W": np.array(params["W"], copy=True)} if options["ema"] is not None else {}
         return params, aux
+
+    def initial_states(self, problems, keys, method, options):
+        """As :meth:`initial_state` per run; a batch of "gaussian" inits draws its normals at once."""
+        shapes = {(p.depth, p.d) for p in problems}
+        if len(problems) > 1 and len(shapes) == 1 and all(isinstance(o["init"], str) and o["init"] == "gaussian"
+                                                          for o in options):
+            (L, d), = shapes
+            Ws, Vs = (np.asarray(x) for x in gaussian_draws(keys, L, d))
+            return [self.initial_state(p, None, method, o, draws=(Ws[i], Vs[i]))
+                    for i, (p, o) in enumerate(zip(problems, options))]
+        return super().initial_states(problems, keys, method, options)
 
     def context(self, problem, method, options):
         ctx = {"Sxx": problem.Sxx, "Syx": problem.Syx, "Syy": problem.Syy, "basis": problem.basis}

@@ -36,7 +36,7 @@ from ...core.validation import check_array, check_choice
 from .problems import LinearProblem
 
 __all__ = ["Objective", "prefixes", "encoder", "layer_grads", "loss_and_grads", "sample_loss", "init_params",
-           "INITS"]
+           "gaussian_draws", "INITS"]
 
 INITS = ("aligned", "aligned_gauge", "orthogonal", "gaussian")
 
@@ -183,16 +183,20 @@ def sample_loss(objective, params, aux, x, y):
 
 
 # ------------------------------------------------------------------------------------------ init
-@partial(jax.jit, static_argnums=(1, 2))
-def _gaussian_draws(key, L, d):
-    """The "gaussian" init's standard normal draws, (L, d, d) and (d, d), from split(key, L + 2)[0] and
-    [L]: one compiled program per run (drawn op by op, each run's init dispatched ~6 small programs)."""
+def _normal_draws(key, L, d):
     keys = jax.random.split(key, L + 2)
     return (jax.random.normal(keys[0], (L, d, d), dtype=jnp.float64),
             jax.random.normal(keys[L], (d, d), dtype=jnp.float64))
 
 
-def init_params(problem: LinearProblem, objective: Objective, init="aligned", *, key):
+#: The "gaussian" init's standard normal draws, (L, d, d) and (d, d), from split(key, L + 2)[0] and [L]:
+#: one compiled program per run (op by op, each run's init dispatched ~6 small programs), and
+#: ``gaussian_draws`` the same for a whole batch of keys at once (equal bit for bit; tested).
+_gaussian_draws = partial(jax.jit, static_argnums=(1, 2))(_normal_draws)
+gaussian_draws = partial(jax.jit, static_argnums=(1, 2))(jax.vmap(_normal_draws, in_axes=(0, None, None)))
+
+
+def init_params(problem: LinearProblem, objective: Objective, init="aligned", *, key, draws=None):
     """Initial parameters for one run (numpy, float64).
 
     "aligned": W_a = V = eps^(1/L) I (aligned with any basis, balanced: the theory's init).
@@ -201,6 +205,8 @@ def init_params(problem: LinearProblem, objective: Objective, init="aligned", *,
     "orthogonal": W_a, V = eps^(1/L) x independent random orthogonal matrices (balanced, unaligned).
     "gaussian": i.i.d. N(0, eps^(2/L) / d) entries (neither balanced nor aligned).
     A dict {"W": (L, d, d)[, "V": (d, d)]} is taken as given.
+    ``draws``: the "gaussian" init's standard normals (W, V) when already drawn from ``key`` by
+    :func:`gaussian_draws` for a batch (``key`` is then not used again).
     """
     L, d, eps = problem.depth, problem.d, problem.init_scale
     if isinstance(init, dict):
@@ -211,12 +217,12 @@ def init_params(problem: LinearProblem, objective: Objective, init="aligned", *,
         return out
     check_choice("init", init, set(INITS))
     s = eps ** (1.0 / L)
-    key = as_key(key)
+    key = as_key(key) if draws is None else key
     if init == "aligned":
         W = np.stack([s * np.eye(d)] * L)
         V = s * np.eye(d)
     elif init == "gaussian":
-        W, V = (np.asarray(x) for x in _gaussian_draws(key, L, d))
+        W, V = (np.asarray(x) for x in (_gaussian_draws(key, L, d) if draws is None else draws))
         W, V = s / np.sqrt(d) * W, s / np.sqrt(d) * V
     elif init == "aligned_gauge":
         keys = list(jax.random.split(key, L + 2))     # unstacked once: indexing a key array costs ~0.1 ms
