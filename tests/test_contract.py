@@ -70,6 +70,24 @@ def test_batch_equals_single(fam, base):
     np.testing.assert_array_equal(again.fields[family.primary], base.fields[family.primary])
 
 
+def test_batch_initial_states_equal_per_run(fam):
+    """Family.initial_states (which a family may override to draw a batch at once) gives each run the
+    state initial_state draws for it alone, bit for bit, for the "gaussian"-style random inits too."""
+    from dynamics.core.keys import derive_run_keys
+    family, ex = fam
+    base = family.base_method(ex.method)
+    options = family.check_options([ex.problem], base, dict(ex.options or {}))
+    keys = derive_run_keys(7, 3)
+    batch = family.initial_states([ex.problem] * 3, keys.init_keys(), base, [options] * 3)
+    assert len(batch) == 3
+    for i in range(3):
+        one = family.initial_state(ex.problem, keys.init_key(i), base, options)
+        a, b = jax.tree_util.tree_leaves(batch[i]), jax.tree_util.tree_leaves(one)
+        assert len(a) == len(b) > 0
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
 def test_same_key_is_bit_identical_and_int_equals_prng_key(fam, base):
     family, _ = fam
     same = _sim(fam, key=jax.random.key(5))

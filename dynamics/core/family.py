@@ -18,7 +18,10 @@ How to add a family (the files and lines a contributor touches)
    a batch), ``model`` (the engine's gradient and observation for one run, see
    :class:`~dynamics.core.engine.Model`), ``initial_state`` (numpy pytrees for one run from its key)
    and ``context`` (per-problem constants).  Override ``fixed_point`` and ``critical_times`` where
-   the family knows them, and ``theory`` where it has an analytic solution.
+   the family knows them, and ``theory`` where it has an analytic solution.  Where one run's
+   ``initial_state`` dispatches several small JAX operations (~0.1 ms each), override
+   ``initial_states`` to draw the whole batch at once (equal to the per-run states bit for bit: the
+   contract tests check it).
 3. Register an instance with :func:`register` at the bottom of the module, and write the public
    ``simulate_<name>`` (and ``solve_<name>``) as thin functions that call
    :func:`dynamics.core.frontend.simulate` and :func:`dynamics.core.frontend.solve` with their
