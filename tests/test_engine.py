@@ -252,15 +252,18 @@ def test_interrupt_while_the_state_is_donated_keeps_the_records(monkeypatch):
     assert out.final_params is None and "not kept" in out.message
 
 
-@pytest.mark.parametrize("key", [0, 7, "key", "rbg", [1, 2, 3], "mixed"])
+@pytest.mark.parametrize("key", [0, 7, "key", "rbg", [1, 2, 3], "mixed", "blocks", "seq_blocks"])
 def test_run_keys_derived_at_once_equal_one_by_one(key):
-    """derive_run_keys (one compiled program for the whole batch) gives every run exactly the keys the
-    module's one-by-one derivation defines: run key, init key, step key, for int seeds, keys, another
-    PRNG implementation and sequences of seeds (a different fold would change every seeded result)."""
-    from dynamics.core.keys import derive_run_keys, init_key, key_data, run_keys, step_key
-    key = {"key": jax.random.key(3), "rbg": jax.random.key(4, impl="rbg"),
-           "mixed": [jax.random.key(5), 9]}.get(key, key) if isinstance(key, str) else key
-    R = len(key) if isinstance(key, list) else 4
+    """derive_run_keys (compiled programs over blocks of KEY_BLOCK runs) gives every run exactly the keys
+    the module's one-by-one derivation defines: run key, init key, step key, for int seeds, keys, another
+    PRNG implementation, sequences of seeds, and batches spanning several blocks (the last one padded);
+    a different fold would change every seeded result."""
+    from dynamics.core.keys import KEY_BLOCK, derive_run_keys, init_key, key_data, run_keys, step_key
+    R = 2 * KEY_BLOCK + 3 if key == "blocks" else 4
+    key = {"key": jax.random.key(3), "rbg": jax.random.key(4, impl="rbg"), "blocks": 11,
+           "mixed": [jax.random.key(5), 9], "seq_blocks": list(range(100, 100 + KEY_BLOCK + 1)),
+           }.get(key, key) if isinstance(key, str) else key
+    R = len(key) if isinstance(key, list) else R
     rk, ks = derive_run_keys(key, R), run_keys(key, R)
     assert rk.run_data() == key_data(ks)
     for i, k in enumerate(ks):
@@ -272,14 +275,21 @@ def test_run_keys_derived_at_once_equal_one_by_one(key):
 
 
 def test_gaussian_init_drawn_as_one_program_equals_op_by_op():
-    """The "gaussian" init's draws, compiled as one program per run, are the draws op by op, bit for bit."""
-    from dynamics.families.linear.network import _gaussian_draws
+    """The "gaussian" init's draws, compiled as one program per run and vmapped over blocks of runs
+    (a batch of 2 blocks + 1, the last padded), are the draws op by op, bit for bit."""
+    from dynamics.families.linear.network import DRAW_BLOCK, _gaussian_draws, gaussian_draws
     for L, d, seed in ((1, 3, 0), (3, 32, 1), (5, 7, 2)):
         key = jax.random.key(seed)
         keys = jax.random.split(key, L + 2)
         W, V = _gaussian_draws(key, L, d)
         assert np.array_equal(W, jax.random.normal(keys[0], (L, d, d), dtype=np.float64))
         assert np.array_equal(V, jax.random.normal(keys[L], (d, d), dtype=np.float64))
+        batch = jax.random.split(key, 2 * DRAW_BLOCK + 1)
+        Ws, Vs = gaussian_draws(batch, L, d)
+        assert Ws.shape == (2 * DRAW_BLOCK + 1, L, d, d) and Vs.shape == (2 * DRAW_BLOCK + 1, d, d)
+        for i in (0, DRAW_BLOCK, 2 * DRAW_BLOCK):
+            W, V = _gaussian_draws(batch[i], L, d)
+            assert np.array_equal(Ws[i], W) and np.array_equal(Vs[i], V)
 
 
 def test_linear_batch_init_drawn_at_once_equals_per_run():

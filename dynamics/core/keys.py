@@ -15,7 +15,6 @@ the per-step stream of the simulator (minibatches, fresh samples).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -113,21 +112,34 @@ class RunKeys:
         return self.run.tolist()
 
 
-@jax.jit
-def _derive_from_sequence(run):
+#: runs per compiled key derivation: a batch is derived in blocks of this many runs (the last one padded),
+#: so that one program serves every batch size (compiled once per process, not once per R)
+KEY_BLOCK = 64
+
+
+def _fold_run(run):
     fold = jax.vmap(jax.random.fold_in, in_axes=(0, None))
     return tuple(jax.random.key_data(k) for k in (run, fold(run, 0), fold(run, 1)))
 
 
-@partial(jax.jit, static_argnums=1)
-def _derive_from_one(key, R):
-    run = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(R, dtype=jnp.uint32))
-    return _derive_from_sequence(run)
+@jax.jit
+def _derive_block(key, offset):
+    """Run, init and step keys of runs offset .. offset + KEY_BLOCK - 1 of one seed's batch."""
+    idx = offset + jnp.arange(KEY_BLOCK, dtype=jnp.uint32)
+    return _fold_run(jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, idx))
+
+
+@jax.jit
+def _derive_block_from_sequence(base):
+    """The same for KEY_BLOCK keys given one per run (run i's key is fold_in(key_i, 0))."""
+    return _fold_run(jax.vmap(jax.random.fold_in, in_axes=(0, None))(base, 0))
 
 
 def derive_run_keys(key, R) -> RunKeys:
-    """:class:`RunKeys` for ``key`` and R runs (module docstring), in one compiled program instead of
-    3R small ones (each key operation dispatched on its own costs ~0.1 ms)."""
+    """:class:`RunKeys` for ``key`` and R runs (module docstring), by one compiled program per block of
+    ``KEY_BLOCK`` runs instead of 3R small dispatches (each key operation on its own costs ~0.1 ms)."""
+    R = int(R)
+    n_blocks = -(-R // KEY_BLOCK)
     if is_key_sequence(key):
         if len(key) != R:
             raise ValueError(f"key: got {len(key)} seeds/keys for a batch of {R} runs")
@@ -135,11 +147,14 @@ def derive_run_keys(key, R) -> RunKeys:
         impls = {str(jax.random.key_impl(k)) for k in base}
         if len(impls) > 1:
             raise ValueError(f"key: the keys of a batch must share one PRNG implementation, got {sorted(impls)}")
-        run = jax.vmap(jax.random.fold_in, in_axes=(0, None))(jnp.stack(base), 0)
         impl = jax.random.key_impl(base[0])
+        data = np.stack([np.asarray(jax.random.key_data(k)) for k in base])
+        data = np.concatenate([data, np.repeat(data[-1:], n_blocks * KEY_BLOCK - R, axis=0)])
+        parts = [_derive_block_from_sequence(jax.random.wrap_key_data(data[b * KEY_BLOCK:(b + 1) * KEY_BLOCK],
+                                                                      impl=impl)) for b in range(n_blocks)]
     else:
         base = as_key(key)
         impl = jax.random.key_impl(base)
-        run = None
-    run_d, init_d, step_d = (_derive_from_sequence(run) if run is not None else _derive_from_one(base, R))
-    return RunKeys(np.asarray(run_d), np.asarray(init_d), np.asarray(step_d), impl)
+        parts = [_derive_block(base, np.uint32(b * KEY_BLOCK)) for b in range(n_blocks)]
+    run_d, init_d, step_d = (np.concatenate([np.asarray(p[j]) for p in parts])[:R] for j in range(3))
+    return RunKeys(run_d, init_d, step_d, impl)

@@ -149,7 +149,7 @@ class LinearFamily(Family):
         if len(problems) > 1 and len(shapes) == 1 and all(isinstance(o["init"], str) and o["init"] == "gaussian"
                                                           for o in options):
             (L, d), = shapes
-            Ws, Vs = (np.asarray(x) for x in gaussian_draws(keys, L, d))
+            Ws, Vs = gaussian_draws(keys, L, d)
             return [self.initial_state(p, None, method, o, draws=(Ws[i], Vs[i]))
                     for i, (p, o) in enumerate(zip(problems, options))]
         return super().initial_states(problems, keys, method, options)

@@ -190,10 +190,24 @@ def _normal_draws(key, L, d):
 
 
 #: The "gaussian" init's standard normal draws, (L, d, d) and (d, d), from split(key, L + 2)[0] and [L]:
-#: one compiled program per run (op by op, each run's init dispatched ~6 small programs), and
-#: ``gaussian_draws`` the same for a whole batch of keys at once (equal bit for bit; tested).
+#: one compiled program per run (op by op, each run's init dispatched ~6 small programs).
 _gaussian_draws = partial(jax.jit, static_argnums=(1, 2))(_normal_draws)
-gaussian_draws = partial(jax.jit, static_argnums=(1, 2))(jax.vmap(_normal_draws, in_axes=(0, None, None)))
+_gaussian_block = partial(jax.jit, static_argnums=(1, 2))(jax.vmap(_normal_draws, in_axes=(0, None, None)))
+DRAW_BLOCK = 16     # runs per compiled batch draw: one program per (L, d) serves every batch size
+
+
+def gaussian_draws(keys, L, d):
+    """``_gaussian_draws`` for a batch of keys (a key array of shape (R,)), as numpy arrays (R, L, d, d)
+    and (R, d, d): vmapped in blocks of DRAW_BLOCK runs (the last padded), equal bit for bit to the
+    per-run draws (tested)."""
+    data = np.asarray(jax.random.key_data(keys))
+    impl = jax.random.key_impl(keys)
+    R = data.shape[0]
+    n = -(-R // DRAW_BLOCK) * DRAW_BLOCK
+    data = np.concatenate([data, np.repeat(data[-1:], n - R, axis=0)])
+    parts = [_gaussian_block(jax.random.wrap_key_data(data[i:i + DRAW_BLOCK], impl=impl), L, d)
+             for i in range(0, n, DRAW_BLOCK)]
+    return tuple(np.concatenate([np.asarray(p[j]) for p in parts])[:R] for j in range(2))
 
 
 def init_params(problem: LinearProblem, objective: Objective, init="aligned", *, key, draws=None):
