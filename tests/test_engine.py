@@ -275,19 +275,19 @@ def test_run_keys_derived_at_once_equal_one_by_one(key):
 
 
 def test_gaussian_init_drawn_as_one_program_equals_op_by_op():
-    """The "gaussian" init's draws, compiled as one program per run and vmapped over blocks of runs
-    (a batch of 2 blocks + 1, the last padded), are the draws op by op, bit for bit."""
-    from dynamics.families.linear.network import DRAW_BLOCK, _gaussian_draws, gaussian_draws
+    """The "gaussian" init's draws, compiled as one program per run and dispatched for a whole batch
+    before any is read, are the draws op by op, bit for bit."""
+    from dynamics.families.linear.network import _gaussian_draws, gaussian_draws
     for L, d, seed in ((1, 3, 0), (3, 32, 1), (5, 7, 2)):
         key = jax.random.key(seed)
         keys = jax.random.split(key, L + 2)
         W, V = _gaussian_draws(key, L, d)
         assert np.array_equal(W, jax.random.normal(keys[0], (L, d, d), dtype=np.float64))
         assert np.array_equal(V, jax.random.normal(keys[L], (d, d), dtype=np.float64))
-        batch = jax.random.split(key, 2 * DRAW_BLOCK + 1)
+        batch = jax.random.split(key, 5)
         Ws, Vs = gaussian_draws(batch, L, d)
-        assert Ws.shape == (2 * DRAW_BLOCK + 1, L, d, d) and Vs.shape == (2 * DRAW_BLOCK + 1, d, d)
-        for i in (0, DRAW_BLOCK, 2 * DRAW_BLOCK):
+        assert Ws.shape == (5, L, d, d) and Vs.shape == (5, d, d)
+        for i in (0, 2, 4):
             W, V = _gaussian_draws(batch[i], L, d)
             assert np.array_equal(Ws[i], W) and np.array_equal(Vs[i], V)
 

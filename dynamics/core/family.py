@@ -46,6 +46,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .keys import unstack_keys
+
 __all__ = ["Family", "Example", "register", "get_family", "families", "register_problem",
            "problem_type", "problem_state", "problem_from_state"]
 
@@ -136,7 +138,7 @@ class Family(abc.ABC):
         """[(params, aux)] of a batch: ``problems``, ``keys`` (a JAX key array, one init key per run) and
         ``options`` (one dict per run) aligned.  The default calls :meth:`initial_state` per run; a
         family may draw the whole batch at once (it must give the same states, bit for bit)."""
-        return [self.initial_state(p, k, method, o) for p, k, o in zip(problems, list(keys), options)]
+        return [self.initial_state(p, k, method, o) for p, k, o in zip(problems, unstack_keys(keys), options)]
 
     def check_options(self, problems, method: str, options: dict) -> dict:
         """Validate the family's own options (return them, normalised)."""

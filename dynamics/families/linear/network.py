@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ...core.keys import as_key
+from ...core.keys import as_key, unstack_keys
 from ...core.linalg import random_rotation
 from ...core.validation import check_array, check_choice
 from .problems import LinearProblem
@@ -192,22 +192,15 @@ def _normal_draws(key, L, d):
 #: The "gaussian" init's standard normal draws, (L, d, d) and (d, d), from split(key, L + 2)[0] and [L]:
 #: one compiled program per run (op by op, each run's init dispatched ~6 small programs).
 _gaussian_draws = partial(jax.jit, static_argnums=(1, 2))(_normal_draws)
-_gaussian_block = partial(jax.jit, static_argnums=(1, 2))(jax.vmap(_normal_draws, in_axes=(0, None, None)))
-DRAW_BLOCK = 16     # runs per compiled batch draw: one program per (L, d) serves every batch size
 
 
 def gaussian_draws(keys, L, d):
     """``_gaussian_draws`` for a batch of keys (a key array of shape (R,)), as numpy arrays (R, L, d, d)
-    and (R, d, d): vmapped in blocks of DRAW_BLOCK runs (the last padded), equal bit for bit to the
-    per-run draws (tested)."""
-    data = np.asarray(jax.random.key_data(keys))
-    impl = jax.random.key_impl(keys)
-    R = data.shape[0]
-    n = -(-R // DRAW_BLOCK) * DRAW_BLOCK
-    data = np.concatenate([data, np.repeat(data[-1:], n - R, axis=0)])
-    parts = [_gaussian_block(jax.random.wrap_key_data(data[i:i + DRAW_BLOCK], impl=impl), L, d)
-             for i in range(0, n, DRAW_BLOCK)]
-    return tuple(np.concatenate([np.asarray(p[j]) for p in parts])[:R] for j in range(2))
+    and (R, d, d): every run's program dispatched before any result is read, so that the host waits
+    once, not per run.  (Measured, 64 runs of L = 3, d = 32: 7.8 ms; one vmapped program 2.8 ms, but it
+    compiles for 1.0 s against 0.5 s: a loss for all but long sessions.)"""
+    out = [_gaussian_draws(k, L, d) for k in unstack_keys(keys)]
+    return np.stack([np.asarray(w) for w, _ in out]), np.stack([np.asarray(v) for _, v in out])
 
 
 def init_params(problem: LinearProblem, objective: Objective, init="aligned", *, key, draws=None):
