@@ -611,8 +611,7 @@ def write_md(res, path):
             L += ["", f"The simulator's time is the whole `simulate_jepa` call ({tp['steps']} steps): its cost besides the "
                   f"steps (keys, initial states, layout, records, result; a 1-step call) is {tp['call_fixed_s'] * 1e3:.1f} ms, "
                   f"{tp['call_fixed_s'] / (tp['steps'] * tp['runs'] / float(np.median(tp['sim_run_steps_per_s']))):.1%} "
-                  "of a median round (it was ~90 ms before the batch's keys and initial draws were compiled as one "
-                  "program each)."]
+                  "of a median round (it was ~90 ms when every run's keys and initial draws were dispatched op by op)."]
         L += [""]
     L += ["## Sharding", "", f"The same 64-run sweep (d = 32, L = 3, {s['steps']} steps), in a fresh process per row:", "",
           "| devices | count | wall (s) | max abs difference from 1 device |", "|---|---|---|---|"]

@@ -293,7 +293,7 @@ def test_gaussian_init_drawn_as_one_program_equals_op_by_op():
 
 
 def test_linear_batch_init_drawn_at_once_equals_per_run():
-    """A batch of "gaussian" inits is drawn by one vmapped program (LinearFamily.initial_states); each
+    """A batch of "gaussian" inits is drawn at once (LinearFamily.initial_states); each
     run's state equals the one initial_state draws for that run alone, bit for bit (and an aligned
     batch, which takes the per-run default, too)."""
     from dynamics.core.keys import derive_run_keys
