@@ -269,6 +269,7 @@ def test_run_keys_derived_at_once_equal_one_by_one(key):
     for i, k in enumerate(ks):
         assert np.array_equal(jax.random.key_data(rk.init_key(i)), jax.random.key_data(init_key(k)))
         assert np.array_equal(jax.random.key_data(rk.step_keys()[i]), jax.random.key_data(step_key(k)))
+        assert np.array_equal(jax.random.key_data(rk.step_key(i)), jax.random.key_data(step_key(k)))
     assert len({tuple(np.ravel(x)) for x in rk.init}) == R                      # distinct per run
     with pytest.raises(ValueError, match="key: got 2 seeds"):
         derive_run_keys([1, 2], 3)

@@ -275,7 +275,7 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
     n_records = grid.size if ode else rec.size
     group = _batch_group(model, first, ctx0, R, n_records, np.dtype(dtype).itemsize, shared)
     if dtype == np.float32 and type(family).warn_float32 is Family.warn_float32 and not ode:
-        _warn_float32_resolution(family, model, first, ctx0, float(np.min(lrs)), keys.step_keys()[0])
+        _warn_float32_resolution(family, model, first, ctx0, float(np.min(lrs)), keys.step_key(0))
     states = [first] + family.initial_states(probs[1:], keys.init_keys(slice(1, R)), base, run_options[1:])
     params = _to_device([s[0] for s in states], dtype)
     aux = _to_device([s[1] for s in states], dtype)

@@ -110,6 +110,10 @@ class RunKeys:
         """The init keys of runs ``sl`` as one key array."""
         return jax.random.wrap_key_data(self.init[sl], impl=self.impl)
 
+    def step_key(self, i):
+        """Run i's step key (``step_key(run_keys(...)[i])``)."""
+        return jax.random.wrap_key_data(self.step[i], impl=self.impl)
+
     def step_keys(self, sl=slice(None)):
         """The step keys of runs ``sl`` as one key array (``step_key`` of each)."""
         return jax.random.wrap_key_data(self.step[sl], impl=self.impl)

@@ -232,12 +232,12 @@ def init_params(problem: LinearProblem, objective: Objective, init="aligned", *,
         W, V = (np.asarray(x) for x in (_gaussian_draws(key, L, d) if draws is None else draws))
         W, V = s / np.sqrt(d) * W, s / np.sqrt(d) * V
     elif init == "aligned_gauge":
-        keys = list(jax.random.split(key, L + 2))     # unstacked once: indexing a key array costs ~0.1 ms
+        keys = unstack_keys(jax.random.split(key, L + 2))     # indexing a key array costs ~0.1 ms a key
         O = [np.eye(d)] + [random_rotation(d, key=keys[a]) for a in range(1, L)] + [np.eye(d)]
         W = np.stack([s * O[a + 1] @ O[a].T for a in range(L)])
         V = s * np.eye(d)
     else:       # "orthogonal"
-        keys = list(jax.random.split(key, L + 2))
+        keys = unstack_keys(jax.random.split(key, L + 2))
         W = np.stack([s * random_rotation(d, key=keys[a]) for a in range(L)])
         V = s * random_rotation(d, key=keys[L])
     return {"W": W, "V": V} if objective.head else {"W": W}
