@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 import dynamics as dy
+from dynamics.core.io import atomic_write, versions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -101,8 +102,8 @@ def main(argv=None):
     compile_time = first - jax_time
 
     # NumPy baselines from the same initial parameters
-    from dynamics.jepa import JEPA
-    from dynamics.linear_net import init_params, run_keys_for
+    from dynamics.families.jepa import JEPA
+    from dynamics.families.linear.family import init_params, run_keys_for
     import jax
     keys = run_keys_for(0, R)
     params = [init_params(prob, JEPA, "gaussian", key=jax.random.fold_in(k, 0)) for k in keys]
@@ -134,7 +135,7 @@ def main(argv=None):
         "setting": {"d": d, "depth": L, "runs": R, "steps": steps, "dtype": "float64",
                     "gradients": "population, closed form"},
         "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
-                    "cpus": os.cpu_count(), **dy.results.versions()},
+                    "cpus": os.cpu_count(), **versions()},
         "compile_time_s": compile_time,
         "rows": [{"method": m, "wall_s": w, "run_steps_per_s": r} for m, w, r in rows],
         "speedup_vs_numpy_batched": rows[1][1] / rows[0][1],
@@ -143,7 +144,7 @@ def main(argv=None):
     }
     os.makedirs(args.out, exist_ok=True)
     name = "jepa_throughput" + ("_quick" if args.quick else "")
-    dy.results.atomic_write(os.path.join(args.out, name + ".json"),
+    atomic_write(os.path.join(args.out, name + ".json"),
                             lambda fh: fh.write(json.dumps(result, indent=2).encode()))
     lines = [f"# JEPA simulator throughput (d={d}, L={L}, {R} runs, {steps} steps, float64)", "",
              f"Machine: {result['machine']['platform']}, {result['machine']['cpus']} CPUs, "
@@ -153,7 +154,7 @@ def main(argv=None):
         lines.append(f"| {m} | {w:.3f} | {r:,.0f} | {rows[0][2] / r:.2f}x slower |" if r != rows[0][2]
                      else f"| {m} | {w:.3f} | {r:,.0f} | 1 |")
     lines += ["", f"Final modes, dynamics vs NumPy batched: max abs difference {agree:.2e}."]
-    dy.results.atomic_write(os.path.join(args.out, name + ".md"),
+    atomic_write(os.path.join(args.out, name + ".md"),
                             lambda fh: fh.write(("\n".join(lines) + "\n").encode()))
     print("\n".join(lines))
     return result

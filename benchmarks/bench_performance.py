@@ -31,8 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import dynamics as dy
-from dynamics.jepa import JEPA
-from dynamics.linear_net import init_params, run_keys_for
+from dynamics.core.io import atomic_write, jsonable, versions
+from dynamics.families.jepa import JEPA
+from dynamics.families.linear.family import init_params, run_keys_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "results")
@@ -284,7 +285,7 @@ def theory_speed(quick):
     rng = np.random.default_rng(1)
     prob = dy.SSLProblem.from_spectrum(rng.uniform(0.2, 1.0, nf), rng.uniform(0.5, 1.0, nf), 3, 1e-3)
     times = np.linspace(0, 5e3, nt)
-    from dynamics.mode_tables import clock_table
+    from dynamics.exact.mode_tables import clock_table
     clock_table.cache_clear()
     t_table = timed(lambda: clock_table(2 * 3, 1))      # JEPA, L = 3: k = 2L, n = 1 (once per depth)
     with warnings.catch_warnings():
@@ -542,14 +543,14 @@ def main(argv=None):
                     echo=lambda *a: None)
     res = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "jax_devices": jax.device_count(),
                        "blas": blas_info(),
-                       **dy.results.versions(),
+                       **versions(),
                        "torch": None if torch is None else torch.__version__},
            "quick": args.quick, "peak_gflops": peak, "baseline_check": base, "throughput": thr, "theory": th,
            "sharding": sh, "target_pair": tp,
            "scaling": [{"kind": k, "x": x, "wall_s": t} for k, x, t in sc], "accuracy": acc,
            "demo_wall_s": summ["wall_time_s"], "total_s": time.perf_counter() - t0}
     name = "performance" + ("_quick" if args.quick else "")
-    dy.results.atomic_write(os.path.join(OUT, name + ".json"), lambda fh: fh.write(json.dumps(dy.results._jsonable(res), indent=2).encode()))
+    atomic_write(os.path.join(OUT, name + ".json"), lambda fh: fh.write(json.dumps(jsonable(res), indent=2).encode()))
     plots(thr, sc, acc)
     write_md(res, os.path.join(OUT, name + ".md"))
 
@@ -630,7 +631,7 @@ def write_md(res, path):
     L += ["", f"The default example (`make demo`) ran in {res['demo_wall_s']:.1f} s including compilation.", "",
           "Plots (throughput, scaling, accuracy against lr): `performance.png` beside this file.", ""]
     L += analysis(res)
-    dy.results.atomic_write(path, lambda fh: fh.write("\n".join(L).encode()))
+    atomic_write(path, lambda fh: fh.write("\n".join(L).encode()))
     print("\n".join(L))
 
 
@@ -704,7 +705,7 @@ def analysis(res):
         "watches 1/2 ||R||^2, which overflows where the loss does), the problem's matrices shared by all runs "
         "(one (R d) x d GEMM), donated state buffers, records kept on device within a chunk.",
         "* The largest single gain: XLA:CPU runs one device's small batched matmuls on about one core; with one CPU "
-        "device per core (set at import, `dynamics.cpu_devices`) the engine's sharding splits the runs across the "
+        "device per core (set at import, `dynamics.core.devices`) the engine's sharding splits the runs across the "
         "cores: the sharding table above shows the factor.",
         "* One run cannot be split across devices; at d <= 32 its step is a chain of small products whose per-"
         "operation overhead inside XLA (~1-2 us each) is comparable to their flops, hence the lower fraction.",

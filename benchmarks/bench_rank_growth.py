@@ -19,8 +19,9 @@ import warnings
 import numpy as np
 
 import dynamics as dy
-from dynamics.diagonal import DLNProblem
-from dynamics.transformer import AttentionProblem
+from dynamics.core.io import atomic_write, versions
+from dynamics.families.dln import DLNProblem
+from dynamics.families.attention import AttentionProblem
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -69,8 +70,8 @@ def main():
     ]
     out = os.path.join(HERE, "results")
     os.makedirs(out, exist_ok=True)
-    res = {"machine": dy.results.versions(), "cpus": os.cpu_count(), "cases": cases}
-    dy.results.atomic_write(os.path.join(out, "rank_growth.json"),
+    res = {"machine": versions(), "cpus": os.cpu_count(), "cases": cases}
+    atomic_write(os.path.join(out, "rank_growth.json"),
                             lambda fh: fh.write(json.dumps(res, indent=2).encode()))
     lines = [f"# Rank-growth solvers at alpha = {alpha:g} ({os.cpu_count()} CPUs, jax {res['machine']['jax']})", "",
              "Same rescaled time for every method; err_mid = max |beta - beta^k| at the plateau middles "
@@ -90,7 +91,7 @@ def main():
             lines.append(f"| {r['method']} | {r['wall_s']:.3f} | {r['steps']} | {r['err_mid']:.2e} | "
                          f"{r['speedup_vs_gd']:.1f}x |" + (f" {r['note']}" if "note" in r else ""))
         lines.append("")
-    dy.results.atomic_write(os.path.join(out, "rank_growth.md"),
+    atomic_write(os.path.join(out, "rank_growth.md"),
                             lambda fh: fh.write("\n".join(lines).encode()))
     print("\n".join(lines))
 

@@ -13,7 +13,8 @@ import os
 import time
 
 import dynamics as dy
-from dynamics.identity_head import HeadProblem
+from dynamics.core.io import atomic_write
+from dynamics.families.identity_head import HeadProblem
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STEPS = 4000
@@ -53,7 +54,7 @@ def main():
             "Phase times in steps (inf: did not happen within the run; 'weak' uses cos >= 0.2).\n\n"
             + head + "\n" + "\n".join(rows) + "\n")
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    dy.results.atomic_write(os.path.join(HERE, "results", "head_sensitivity.md"), lambda fh: fh.write(text.encode()))
+    atomic_write(os.path.join(HERE, "results", "head_sensitivity.md"), lambda fh: fh.write(text.encode()))
     print(text)
 
 

@@ -27,12 +27,13 @@ from .core.devices import configure_cpu_devices as _configure_cpu_devices  # noq
 
 _configure_cpu_devices()
 
-from . import compat as _compat  # noqa: E402
 from . import core, exact, families  # noqa: E402,F401
 from .core import compare, engine, flow, frontend, metrics, stepsize, trajectory  # noqa: E402,F401
 from .core.compare import BatchCrossCheck, CrossCheck, crosscheck  # noqa: E402
 from .core.engine import DivergenceError, record_schedule  # noqa: E402
-from .core.flow import FlowSolver, flow_times  # noqa: E402
+from .core.flow import flow_times  # noqa: E402
+from .core.frontend import simulate  # noqa: E402
+from .core.steppers import AbstractAdaptive, AbstractStepper, Dual, DualRK4, Flow, GD  # noqa: E402
 from .core.resources import ResourceError  # noqa: E402
 from .core.stepsize import StepSizeAdvice, gd_error, lr_for  # noqa: E402
 from .core.family import Example, Family, families as registered_families, get_family  # noqa: E402
@@ -55,11 +56,6 @@ from .families.linear.problems import RegressionProblem, SSLProblem  # noqa: E40
 from .families.saxe import critical_times_saxe, simulate_saxe, solve_saxe  # noqa: E402
 from .families.stepwise import StepwiseProblem, simulate_stepwise, solve_stepwise, step_times  # noqa: E402
 
-# the former flat module names (dynamics.heads, dynamics.transformer, ...): see dynamics.compat
-_compat.install()
-diagonal, transformer, heads = dln, attention, byol
-from . import results  # noqa: E402,F401  (the former dynamics.results namespace, through compat)
-
 __all__ = [
     "SSLProblem", "RegressionProblem", "random_rotation",
     "simulate_jepa", "simulate_mae", "solve_jepa", "solve_mae", "critical_times",
@@ -73,9 +69,9 @@ __all__ = [
     "byol_collapse_threshold", "HeadProblem", "simulate_head", "head_phases",
     "StepwiseProblem", "simulate_stepwise", "solve_stepwise", "step_times",
     "Family", "Example", "get_family", "registered_families",
-    "FlowSolver", "flow_times", "gd_error", "lr_for", "StepSizeAdvice", "ResourceError",
+    "simulate", "GD", "Flow", "Dual", "DualRK4", "AbstractStepper", "AbstractAdaptive", "flow_times", "gd_error", "lr_for", "StepSizeAdvice", "ResourceError",
     "core", "exact", "families", "engine", "metrics", "hadamard", "dln", "attention", "byol",
-    "diagonal", "transformer", "heads", "identity_head", "stepwise", "jepa",
+    "identity_head", "stepwise", "jepa",
     "__version__",
 ]
 del _sys

@@ -363,14 +363,14 @@ def plot_identity_head(runs, phases, *, title=None):
         ph = phases[name]
         for key, col in (("substitution", "tab:orange"), ("weak", "tab:green")):
             if np.isfinite(ph[key]):
-                ax.axvline(ph[key], color=col, ls=":", lw=1.2, label=f"{key} ({ph[key]:.0f})")
-        _label(ax, "SGD step", "feature overlap",
+                ax.axvline(ph[key], color=col, ls=":", lw=1.2, label=f"{key} ({ph[key]:.3g})")
+        _label(ax, GF_LABEL, "feature overlap",
                f"{name}: weak feature {'learned' if ph['weak_learned'] else 'not learned'}", legend=7)
     ax = axes[-1]
     for name, tr in runs.items():
         if "head_offdiag" in tr.fields:
             ax.plot(tr.t, np.abs(tr.head_offdiag).max(axis=1), lw=2, label=name)
-    _label(ax, "SGD step", "max |off-diagonal of the head|", "the head rises (substitution), then returns to I")
+    _label(ax, GF_LABEL, "max |off-diagonal of the head|", "the head rises (substitution), then returns to I")
     return _suptitle(fig, title)
 
 

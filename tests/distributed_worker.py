@@ -46,7 +46,7 @@ for name in (only or sorted(dy.registered_families())):
     sim = frontend.simulate(family, ex.problem, lr=lrs, steps=steps, record_every=max(1, steps // 8),
                             method=ex.method, optimizer=ex.optimizer, options=ex.options, key=3, progress=False)
     arrays[f"{name}/gd"] = np.asarray(sim.fields[family.primary])
-    if "--flow" in sys.argv and "flow" in family.ode_methods:
+    if "--flow" in sys.argv and dy.Flow in family.steppers:
         fl = frontend.simulate(family, ex.problem, lr=ex.lr, times=np.linspace(0.0, ex.lr * steps, 9), runs=4,
                                method="flow", options=ex.options, key=3, progress=False, rtol=1e-8)
         arrays[f"{name}/flow"] = np.asarray(fl.fields[family.primary])

@@ -158,7 +158,11 @@ CALLS = {
     "solve_stepwise": lambda: (dy.solve_stepwise, (STEP(),), {"times": [0.0, 1.0, 5.0]}),
     "step_times": lambda: (dy.step_times, (STEP(),), {"fraction": 0.5}),
     "get_family": lambda: (dy.get_family, ("jepa",), {}),
-    "FlowSolver": lambda: (dy.FlowSolver, (), dict(rtol=1e-8, max_steps=1000)),
+    "Flow": lambda: (dy.Flow, (), dict(rtol=1e-8, max_steps=1000)),
+    "Dual": lambda: (dy.Dual, (), dict(rtol=1e-8, max_steps=1000)),
+    "GD": lambda: (dy.GD, (), dict(lr=0.05, steps=20)),
+    "DualRK4": lambda: (dy.DualRK4, (), dict(dtau=0.01, steps=20)),
+    "simulate": lambda: (dy.simulate, ("jepa", P(), dy.GD(lr=0.05, steps=20)), dict(record_every=5, **_Q)),
     "flow_times": lambda: (dy.flow_times, (), dict(t_max=1.0, records=5)),
     "gd_error": lambda: (dy.gd_error, ("jepa", P(), 0.05), dict(t_max=2.0, records=10)),
     "lr_for": lambda: (dy.lr_for, ("jepa", P(), 0.05), dict(t_max=2.0, records=10)),
@@ -185,6 +189,8 @@ NOT_CALLED = {
     "registered_families": "takes no arguments",
     "StepSizeAdvice": "a result (returned by lr_for)",
     "ResourceError": "an exception class",
+    "AbstractStepper": "the abstract base class of the steppers (GD, Flow, Dual, DualRK4 are fuzzed)",
+    "AbstractAdaptive": "the abstract base class of the adaptive steppers (Flow, Dual are fuzzed)",
 }
 
 # ------------------------------------------------------------------------------------------ mutations

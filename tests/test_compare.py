@@ -44,7 +44,7 @@ def test_interpolated_comparison_of_gd_and_dual():
     """Two simulations on different grids (gd on (u, v), dual flow in tau): interpolate=True. The
     difference is gradient descent's discretisation error, O(lr): it halves with the learning rate."""
     prob = dy.DLNProblem.random(30, 3, beta_star=[1.0, -0.5, 0.0], init_scale=1e-3, key=0)
-    dual = dy.simulate_dln(prob, method="dual", tau_max=1.5, dtau=2e-4, record_every=10)
+    dual = dy.simulate_dln(prob, method="dual_rk4", tau_max=1.5, dtau=2e-4, record_every=10)
     with pytest.raises(ValueError, match="time grid"):
         dy.crosscheck(dy.simulate_dln(prob, method="gd", lr=0.01, tau_max=1.5), dual)
     errs = [dy.crosscheck(dy.simulate_dln(prob, method="gd", lr=lr, tau_max=1.5), dual, interpolate=True,

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from dynamics.cpu_devices import available_cores
+from dynamics.core.devices import available_cores
 
 PROBE = "import jax, dynamics; print(jax.device_count())"
 

@@ -15,7 +15,8 @@ import pytest
 import dynamics as dy
 from dynamics.core import frontend
 from dynamics.core.engine import DivergenceError, Model
-from dynamics.core.flow import FlowSolver, flow_times, integrate
+from dynamics.core.flow import flow_times, integrate
+from dynamics.core.steppers import Flow
 
 FAMILIES = sorted(dy.registered_families())
 
@@ -165,7 +166,7 @@ def test_flow_divergence_stops_with_the_time_and_keeps_the_records():
     times = np.linspace(0.0, 2.0, 41)
     with pytest.raises(DivergenceError, match=r"the flow failed near t = .*records before it are kept") as info:
         integrate(_blowup_model(), {"x": jnp.full((1,), 1 / 1.025)}, {}, {}, jnp.ones(1), times=times,
-                  solver=FlowSolver(rtol=1e-8, max_steps=2000))       # blows up at t = 1.025
+                  solver=Flow(rtol=1e-8, max_steps=2000))       # blows up at t = 1.025
     part = info.value.partial
     kept = part.extra["times"]
     assert 0.5 < kept[-1] < 1.025

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import dynamics as dy
-from dynamics.identity_head import HeadProblem
+from dynamics.families.identity_head import HeadProblem
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,9 @@ def test_with_head_substitution_comes_before_acceleration(runs):
     ph = dy.head_phases(tr)
     assert tr.settings["phases"] == ph                                    # returned with the run
     assert ph["weak_learned"]
-    assert ph["strong"] <= ph["substitution"] + 100 < ph["weak"]          # strong, then substitution
-    assert ph["back"] >= ph["weak"] - 200                                 # head returns after the switch
+    lr = tr.settings["lr"]                                                # phase times are in t = lr * step
+    assert ph["strong"] <= ph["substitution"] + 100 * lr < ph["weak"]     # strong, then substitution
+    assert ph["back"] >= ph["weak"] - 200 * lr                            # head returns after the switch
     assert 0.05 < ph["peak_offdiag"] < 0.5
     ov = np.abs(tr.overlaps)
     j = ph["weak_neuron"]

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import dynamics as dy
-from dynamics.jepa import JEPA, MAE
-from dynamics.saxe import SAXE
-from dynamics.linear_net import encoder, loss_and_grads, sample_loss
+from dynamics.families.jepa import JEPA, MAE
+from dynamics.families.saxe import SAXE
+from dynamics.families.linear.family import encoder, loss_and_grads, sample_loss
 from dynamics.families.linear.network import layer_grads
 
 # A rotated (dense) d = 4 problem.  The Euler error of gradient descent against gradient flow is

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.integrate import quad, solve_ivp
 
-from dynamics.mode_integrals import elapsed, psi_at
+from dynamics.exact.mode_integrals import elapsed, psi_at
 
 CASES = [(2, 1), (4, 1), (6, 1), (1, 2), (2, 3), (3, 4), (0, 1), (1, 1), (2, 2), (20, 1)]
 

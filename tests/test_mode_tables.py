@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import dynamics as dy
-from dynamics.mode_integrals import elapsed, psi_at, z_from_psi
-from dynamics.mode_tables import clock, clock_table
+from dynamics.exact.mode_integrals import elapsed, psi_at, z_from_psi
+from dynamics.exact.mode_tables import clock, clock_table
 
 # (k, n): JEPA L = 1, 3, 10; MAE L = 1, 2, 3; Saxe L = 2, 3; and a k = n = 1 / k = n = 2 flow
 CASES = [(2, 1), (6, 1), (20, 1), (1, 2), (2, 3), (3, 4), (2, 2), (1, 1)]

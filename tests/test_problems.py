@@ -124,8 +124,8 @@ def test_simulate_refuses_mixed_problem_shapes_and_non_problems():
     with pytest.raises(TypeError, match="problem"):
         dy.simulate_mae({"lam": [1.0]}, lr=0.1, steps=10)
     with pytest.raises(ValueError, match="ema is only meaningful for JEPA"):
-        from dynamics.linear_net import simulate_linear
-        from dynamics.jepa import MAE
+        from dynamics.families.linear.family import simulate_linear
+        from dynamics.families.jepa import MAE
         simulate_linear(MAE, good(), lr=0.1, steps=10, ema=0.5)
 
 

@@ -139,7 +139,7 @@ def test_atomic_write_gives_the_umask_permissions_not_private_ones(tmp_path):
     # the temporary file behind an atomic write is 0600; the result must be as readable as open() makes it
     old = os.umask(0o022)
     try:
-        path = dy.results.atomic_write(tmp_path / "a.txt", lambda fh: fh.write(b"x"))
+        path = dy.core.io.atomic_write(tmp_path / "a.txt", lambda fh: fh.write(b"x"))
     finally:
         os.umask(old)
     assert os.stat(path).st_mode & 0o777 == 0o644

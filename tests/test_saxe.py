@@ -54,8 +54,8 @@ def test_one_layer_is_exponential_and_fixed_point():
 
 def test_paper_units_refused_for_regression():
     prob = problem(2)
-    from dynamics.linear_net import solve_linear
-    from dynamics.saxe import SAXE
+    from dynamics.families.linear.family import solve_linear
+    from dynamics.families.saxe import SAXE
     with pytest.raises(ValueError, match="paper"):
         solve_linear(SAXE, prob, times=[0.0, 1.0], units="paper")
 

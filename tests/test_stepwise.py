@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import dynamics as dy
-from dynamics.stepwise import StepwiseProblem
+from dynamics.families.stepwise import StepwiseProblem
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,6 @@ runs = {name: dy.simulate_head(prob, head=h, steps=steps, record_every=50) for n
 phases = {k: dy.head_phases(v) for k, v in runs.items()}
 fig = plot_identity_head(runs, phases)
 cos = {k: abs(v.overlaps[-1]).round(2).tolist() for k, v in runs.items()}
-finish(fig, "identity_head", f"weak feature learned with the head: {phases['head']['weak_learned']} (at step "
-       f"{phases['head']['weak']}), without: {phases['no head']['weak_learned']}; final |cos(w_j, v_l)| {cos} "
+finish(fig, "identity_head", f"weak feature learned with the head: {phases['head']['weak_learned']} (at t = "
+       f"{phases['head']['weak']:.3g}), without: {phases['no head']['weak_learned']}; final |cos(w_j, v_l)| {cos} "
        "(a fragile toy: benchmarks/results/head_sensitivity.md)")

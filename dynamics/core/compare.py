@@ -29,6 +29,7 @@ import numpy as np
 from .family import get_family
 from .io import jsonable
 from .metrics import hitting_times
+from .steppers import AbstractAdaptive
 from .trajectory import Trajectory
 from .validation import check_fraction, check_instance, check_positive
 
@@ -175,9 +176,10 @@ class BatchCrossCheck:
 
 
 def flow_rtol(traj):
-    """The solver tolerance of an adaptive (ODE-method) simulation, or None for a step method."""
-    cfg = traj.settings.get("flow") if traj.kind == "simulation" else None
-    return None if not cfg else float(cfg.get("rtol_requested", cfg["rtol"]))
+    """The solver tolerance of an adaptive simulation (its stepper a ``Flow`` or ``Dual``: the rtol the
+    user asked for), or None for a fixed-step one (``GD``, ``DualRK4``) and for a theory."""
+    stepper = traj.stepper
+    return float(stepper.rtol) if isinstance(stepper, AbstractAdaptive) else None
 
 
 def result_label(traj) -> str:

@@ -7,7 +7,7 @@ state such as an EMA target); the engine does the rest for every family:
 * a batch of R runs (seeds, learning rates, problems of one shape) under ``jax.vmap``; when several JAX
   devices are visible the batch axis is sharded over a ``jax.sharding.Mesh`` (at most one device per
   run, padding R to a multiple of the device count), so that the same call fills a multi-GPU host,
-  or every core of a CPU (``dynamics.cpu_devices`` exposes one CPU device per core);
+  or every core of a CPU (``dynamics.core.devices`` exposes one CPU device per core);
 * a recording schedule (any increasing step indices: linear, log-spaced), run in chunks of records
   compiled once with ``lax.scan`` over records and a loop over the steps between them, so that progress
   can be shown and an interrupt keeps what was recorded;
@@ -105,10 +105,16 @@ def record_schedule(steps, *, every=None, log=None):
     return idx.astype(np.int64)
 
 
+#: the update rule "rk4": a classical fourth-order Runge-Kutta step of size lr on d theta/dt = -grad L
+#: (the fixed-step integrator of ``steppers.DualRK4``); not an optimizer, so it keeps no optimizer state
+RK4 = "rk4"
+
+
 def make_optimizer(name_or_factory) -> Callable[[Any], optax.GradientTransformation]:
     """A factory lr -> optax transformation. Names: "sgd", "momentum", "adam", "adamw"; or a callable
-    taking the learning rate (a traced scalar inside the batch) and returning an optax transformation."""
-    if callable(name_or_factory):
+    taking the learning rate (a traced scalar inside the batch) and returning an optax transformation.
+    :data:`RK4` is passed through (the engine's fixed RK4 rule)."""
+    if callable(name_or_factory) or name_or_factory == RK4:
         return name_or_factory
     check_choice("optimizer", name_or_factory, set(_OPTIMIZERS))
     return _OPTIMIZERS[name_or_factory]
@@ -168,10 +174,27 @@ def progress_bar(total, desc, enabled, unit="step"):
                 file=sys.stderr, smoothing=0.1)
 
 
+def _rk4_update(model: Model, p, a, c, key, h, extra):
+    """(loss, new params) of one classical RK4 step of size h on d theta/dt = -grad L(theta)."""
+    def slope(q):
+        return jax.tree_util.tree_map(jnp.negative, model.grad(q, a, c, key, *extra)[1])
+
+    def ax(q, k, s):
+        return jax.tree_util.tree_map(lambda x, y: x + s * y, q, k)
+    loss, g1 = model.grad(p, a, c, key, *extra)
+    k1 = jax.tree_util.tree_map(jnp.negative, g1)
+    k2 = slope(ax(p, k1, 0.5 * h))
+    k3 = slope(ax(p, k2, 0.5 * h))
+    k4 = slope(ax(p, k3, h))
+    return loss, jax.tree_util.tree_map(lambda x, d1, d2, d3, d4: x + h * (d1 + 2 * d2 + 2 * d3 + d4) / 6.0,
+                                        p, k1, k2, k3, k4)
+
+
 @functools.lru_cache(maxsize=64)
 def _compiled_chunk(model: Model, opt_factory, ctx_batched=True):
-    """The jitted chunk runner for one (model, optimizer): cached, so that repeated simulations of the
-    same family and shapes reuse XLA's compiled program instead of retracing a fresh closure."""
+    """The jitted chunk runner for one (model, update rule): cached, so that repeated simulations of the
+    same family and shapes reuse XLA's compiled program instead of retracing a fresh closure.
+    ``opt_factory`` is an optax factory lr -> transformation, or :data:`RK4` (a fixed RK4 step)."""
 
     def one_step(state, consts, step):
         p, a, o, k, bad = state
@@ -181,9 +204,12 @@ def _compiled_chunk(model: Model, opt_factory, ctx_batched=True):
         else:
             sub = k
         extra = (lr_,) if model.uses_lr else ()
-        loss, g = model.grad(p, a, c, sub, *extra)
-        updates, o = opt_factory(lr_).update(g, o, p)
-        p = optax.apply_updates(p, updates)
+        if isinstance(opt_factory, str):      # RK4
+            loss, p = _rk4_update(model, p, a, c, sub, lr_, extra)
+        else:
+            loss, g = model.grad(p, a, c, sub, *extra)
+            updates, o = opt_factory(lr_).update(g, o, p)
+            p = optax.apply_updates(p, updates)
         if model.update_aux is not None:
             a = model.update_aux(p, a, c, *extra)
         bad = jnp.where((bad < 0) & ~jnp.isfinite(loss), step, bad)
@@ -218,12 +244,13 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
         with ``ctx_batched=False`` ctx is shared by every run (no batch axis): the compiled step then
         multiplies all runs against one matrix, which XLA turns into a few large GEMMs.
     lr : (R,) learning rates.   key : (R,) PRNG keys (one stream per run; split every step).
+    optimizer : an optax optimizer's name or factory (see :func:`make_optimizer`), or :data:`RK4`.
     record_steps : increasing step indices starting at 0 (see :func:`record_schedule`).
     progress : show a tqdm bar (steps/s, ETA); None = only when stderr is a terminal.
     on_divergence : "raise" (:class:`DivergenceError`) or "stop" (return the records before it,
         status -1).  make_partial(EngineOutput) converts a partial output for the exception.
     shard : shard the batch over the visible devices, at most one per run (None = whenever that is
-        more than one device; see ``dynamics.cpu_devices`` for one CPU device per core).
+        more than one device; see ``dynamics.core.devices`` for one CPU device per core).
     dispatch_s : about how long one dispatched chunk runs (its step budget follows the measured
         speed; long gaps between records are split), which bounds how long Ctrl-C waits.
     bar : an open progress bar to update (the caller's, shared by several calls; not closed here).
@@ -237,7 +264,7 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
     opt_factory = make_optimizer(optimizer)
 
     chunk_jit = _compiled_chunk(model, opt_factory, bool(ctx_batched))
-    opt_state = jax.vmap(lambda p, lr_: opt_factory(lr_).init(p))(params, lr)
+    opt_state = () if isinstance(opt_factory, str) else jax.vmap(lambda p, lr_: opt_factory(lr_).init(p))(params, lr)
 
     # ---- batch layout and sharding ---------------------------------------------------------------
     state = (params, aux, opt_state, key, jnp.full((R,), -1, dtype=jnp.int64))

@@ -47,6 +47,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .keys import unstack_keys
+from .steppers import GD, Flow
 
 __all__ = ["Family", "Example", "register", "get_family", "families", "register_problem",
            "problem_type", "problem_state", "problem_from_state"]
@@ -95,26 +96,22 @@ class Family(abc.ABC):
     problem_type : the problem class (or a tuple of classes) ``simulate`` accepts.
     shape_name : what ``shape(problem)`` returns, in words (for the error on a mixed batch).
     primary : the recorded field a cross-check compares, shape (T, F) for one run.
-    methods : the step methods it offers ("gd": the engine's optimizer steps).
-    ode_methods : the methods integrated adaptively by ``core.flow`` ("flow": the exact gradient flow of
-        the parameters "gd" steps; every family has it unless ``check_options`` refuses it).
-    optimizers : whether any optax optimizer is allowed (else only plain "sgd").
+    steppers : the stepper types it accepts (:mod:`dynamics.core.steppers`): ``GD`` (the engine's
+        optimizer steps) and ``Flow`` (the exact gradient flow of the same parameters, adaptive) for
+        every family unless ``check_options`` refuses one; the u * v families add ``Dual`` and ``DualRK4``.
+        A stepper's ``form`` ("params" or "dual") is what the hooks below receive as ``form``.
+    optimizers : whether GD takes any optax optimizer (else only plain "sgd").
     error_floor : relative errors are |a - b| / max(|b|, error_floor * max_t |b|) per feature; 0 is a
         plain relative error (the deep linear modes never cross 0), > 0 for fields that decay to 0.
-    default_dtype : the simulator's default floating type.
-    time_units : what ``Trajectory.t`` measures ("gf": gradient-flow time lr * step).
     """
 
     name: ClassVar[str]
     problem_type: ClassVar[Any]
     primary: ClassVar[str]
     shape_name: ClassVar[str] = "one shape"
-    methods: ClassVar[tuple] = ("gd",)
-    ode_methods: ClassVar[tuple] = ("flow",)
+    steppers: ClassVar[tuple] = (GD, Flow)
     optimizers: ClassVar[bool] = True
     error_floor: ClassVar[float] = 0.0
-    default_dtype: ClassVar[Any] = np.float64
-    time_units: ClassVar[str] = "gf"
 
     # ------------------------------------------------------------------ required
     @abc.abstractmethod
@@ -122,33 +119,29 @@ class Family(abc.ABC):
         """What must agree between the problems of one batch (their arrays are stacked)."""
 
     @abc.abstractmethod
-    def model(self, problem, method: str, options: dict):
+    def model(self, problem, form: str, options: dict):
         """The engine :class:`~dynamics.core.engine.Model` for one run (cached by the family)."""
 
     @abc.abstractmethod
-    def initial_state(self, problem, key, method: str, options: dict) -> tuple:
+    def initial_state(self, problem, key, form: str, options: dict) -> tuple:
         """(params, aux): numpy pytrees of one run's initial parameters and auxiliary state."""
 
     @abc.abstractmethod
-    def context(self, problem, method: str, options: dict) -> dict:
+    def context(self, problem, form: str, options: dict) -> dict:
         """Per-problem constants of the step (arrays), shared by the runs of one problem."""
 
     # ------------------------------------------------------------------ optional
-    def initial_states(self, problems, keys, method: str, options) -> list:
+    def initial_states(self, problems, keys, form: str, options) -> list:
         """[(params, aux)] of a batch: ``problems``, ``keys`` (a JAX key array, one init key per run) and
         ``options`` (one dict per run) aligned.  The default calls :meth:`initial_state` per run; a
         family may draw the whole batch at once (it must give the same states, bit for bit)."""
-        return [self.initial_state(p, k, method, o) for p, k, o in zip(problems, unstack_keys(keys), options)]
+        return [self.initial_state(p, k, form, o) for p, k, o in zip(problems, unstack_keys(keys), options)]
 
     def check_options(self, problems, method: str, options: dict) -> dict:
         """Validate the family's own options (return them, normalised)."""
         return options
 
-    def base_method(self, method: str) -> str:
-        """The method whose model, initial state and context an ODE method integrates ("flow" -> "gd")."""
-        return "gd" if method == "flow" else method
-
-    def flow_tolerances(self, problems, method: str, rtol: float, atol):
+    def flow_tolerances(self, problems, form: str, rtol: float, atol):
         """(rtol, atol) the solver gets for an ODE method, from the user's (atol None: ``core.flow``'s
         default, rtol * 1e-3 * the largest initial parameter).  A family whose integrated variables
         are not its recorded ones rescales them here, so that ``rtol`` means the accuracy of the result."""
@@ -168,12 +161,15 @@ class Family(abc.ABC):
         ``crosscheck`` method such as the rank-growth ``Stages``), or None."""
         return None
 
-    def times(self, problems, lrs, steps, method: str):
+    def times(self, problems, lrs, steps, form: str):
         """(t (R, T), extra fields {name: (R, T)}) of the recorded steps. Default: t = lr * step."""
         return np.asarray(lrs, float)[:, None] * np.asarray(steps, float)[None, :], {}
 
-    def warn_float32(self, problems, lrs, options: dict) -> None:
-        """Warn where float32 cannot resolve the run (the updates round away)."""
+    def warn_float32(self, problems, lrs, options: dict, probe) -> None:
+        """Warn where float32 cannot resolve the run (the updates round away).  ``probe()`` is the generic
+        check (one float64 gradient: is lr |g| / |theta| of some parameter block below float32's
+        resolution?), which this default runs; a family with a sharper criterion replaces it."""
+        probe()
 
     def settings(self, problem, method: str, options: dict) -> dict:
         """The family's own entries of a result's settings record (JSON-able)."""
@@ -185,7 +181,7 @@ class Family(abc.ABC):
         return None
 
     def __repr__(self):
-        return f"<family {self.name}: primary {self.primary!r}, methods {self.methods}>"
+        return f"<family {self.name}: primary {self.primary!r}, steppers {[c.__name__ for c in self.steppers]}>"
 
 
 def register(family: Family) -> Family:

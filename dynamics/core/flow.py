@@ -41,7 +41,6 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -49,43 +48,13 @@ import numpy as np
 
 from .distributed import process_index, to_host
 from .engine import DivergenceError, EngineOutput, Model, progress_bar, batch_layout
+from .steppers import SOLVERS, AbstractAdaptive, Flow
 from .resources import check_memory
 from .validation import check_choice, check_int, check_positive
 
-__all__ = ["FlowSolver", "integrate", "flow_times", "SOLVERS", "DEFAULT_RTOL"]
+__all__ = ["integrate", "flow_times"]
 
-DEFAULT_RTOL = 1e-10
 _PCOEFF, _ICOEFF = 0.3, 0.3
-# gradient evaluations per accepted or rejected step (FSAL pairs reuse the last stage)
-SOLVERS = {"tsit5": 6, "dopri5": 6, "dopri8": 12, "kvaerno5": 7}
-
-
-@dataclass(frozen=True)
-class FlowSolver:
-    """Configuration of the adaptive integrator.
-
-    rtol : relative tolerance of the local error (default 1e-10: about 1e-8 relative global accuracy of
-        the recorded fields in float64, measured in tests/test_flow.py).
-    atol : absolute tolerance; None = ``rtol * 1e-3 * max |theta(0)|`` per run, so that a tiny init
-        (1e-16) is resolved relatively rather than drowned by a fixed floor.
-    solver : one of :data:`SOLVERS`.   max_steps : most steps between two records (then the run stops
-        with a message: the flow is stiff there or blows up).
-    """
-
-    rtol: float = DEFAULT_RTOL
-    atol: float | None = None
-    solver: str = "tsit5"
-    max_steps: int = 1_000_000
-
-    def __post_init__(self):
-        object.__setattr__(self, "rtol", check_positive("rtol", self.rtol, upper=0.1))
-        if self.atol is not None:
-            object.__setattr__(self, "atol", check_positive("atol", self.atol))
-        check_choice("solver", self.solver, set(SOLVERS))
-        object.__setattr__(self, "max_steps", check_int("max_steps", self.max_steps, minimum=16))
-
-    def to_dict(self):
-        return {"rtol": self.rtol, "atol": self.atol, "solver": self.solver, "max_steps": self.max_steps}
 
 
 def flow_times(*, times=None, t_max=None, record_every=None, record_log=None, records=500):
@@ -181,7 +150,7 @@ def _compiled_flow(model: Model, solver_name: str, max_steps: int, ctx_batched: 
     return jax.jit(jax.vmap(one, in_axes=(0, cx, 0, 0, None, 0, None, None)))
 
 
-def integrate(model: Model, params, aux, ctx, lr, *, times, solver: FlowSolver | None = None, key=None,
+def integrate(model: Model, params, aux, ctx, lr, *, times, solver: AbstractAdaptive | None = None, key=None,
               progress=None, desc="flow", on_divergence="raise", shard=None, make_partial=None,
               ctx_batched=True, n_chunks=None, bar=None) -> EngineOutput:
     """Integrate the gradient flow (F) of R runs and record observations at ``times``.
@@ -190,12 +159,14 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: FlowSolver |
     lr : (R,) the runs' step sizes (only an EMA target's rate depends on it).   key : (R,) keys (the
         gradient must not use them: a stochastic model has no flow).
     times : (T,) increasing record times starting at 0 (see :func:`flow_times`).
+    solver : an adaptive stepper (:class:`~dynamics.core.steppers.Flow` or ``Dual``): its rtol, atol,
+        solver and max_steps, as the solver should get them (a family's rescaling already applied).
     Returns an :class:`~dynamics.core.engine.EngineOutput` whose ``steps`` are the record indices and
     whose ``extra`` holds ``times`` and per-run ``accepted`` / ``rejected`` steps and ``evaluations``.
     bar : an open progress bar to update (the caller's, shared by several calls; not closed here).
     """
     check_choice("on_divergence", on_divergence, {"raise", "stop"})
-    solver = FlowSolver() if solver is None else solver
+    solver = Flow() if solver is None else solver
     if model.stochastic:
         raise ValueError("this model's gradient is stochastic (minibatches or fresh samples): its gradient "
                          "flow is not defined; use method='gd', or the full-batch (population) options")

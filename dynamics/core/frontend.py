@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 import warnings
@@ -25,14 +26,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import distributed, engine, flow
-from .family import Family
+from .family import Family, get_family
+from .steppers import DEFAULT_RTOL, AbstractStepper, DualRK4, Flow, GD
 from .io import versions
 from .keys import derive_run_keys, key_count
 from .resources import check_memory, check_steps, device_budget, memory_budget, nbytes_of
 from .trajectory import Trajectory, stack_runs
-from .validation import check_array, check_choice, check_int, check_positive
+from .validation import check_array, check_choice, check_instance, check_int
 
-__all__ = ["DEFAULT_RECORDS", "simulate", "solve", "resolve_batch", "check_dtype"]
+__all__ = ["DEFAULT_RECORDS", "simulate", "run", "stepper_from_keywords", "solve", "resolve_batch", "check_dtype"]
 
 DEFAULT_RECORDS = 500
 
@@ -194,6 +196,23 @@ def _leaf_at(tree, path):
     return tree
 
 
+def _optimizer_name(stepper):
+    """The settings record's optimizer: GD's (its name, or "custom" for a callable); "sgd" for the others
+    (their records always said so)."""
+    if isinstance(stepper, GD):
+        return stepper.optimizer if isinstance(stepper.optimizer, str) else "custom"
+    return "sgd"
+
+
+def _stepper_lr(stepper):
+    """The step size a stepper gives each run (GD's lr, DualRK4's dtau, Flow's rate unit; 1 for Dual)."""
+    if isinstance(stepper, (GD, Flow)):
+        return stepper.lr
+    if isinstance(stepper, DualRK4):
+        return stepper.dtau
+    return 1.0
+
+
 def _step_schedule(steps, record_every, record_log):
     """(steps, record_every, record step indices) with the default of :data:`DEFAULT_RECORDS` records."""
     steps = check_int("steps", steps, minimum=1)
@@ -202,70 +221,156 @@ def _step_schedule(steps, record_every, record_log):
     return steps, record_every, engine.record_schedule(steps, every=record_every, log=record_log)
 
 
-def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None, record_log=None, runs=1,
-             key=0, dtype=None, progress=None, on_divergence="raise", optimizer="sgd", method="gd",
-             options=None, per_run=None, desc=None, times=None, t_max=None, rtol=None, atol=None,
-             solver=None) -> Trajectory:
-    """Simulate ``family`` on ``problem`` (see the module docstring for the run arguments).
+def stepper_from_keywords(family: Family, *, method=None, lr=None, steps=None, optimizer=None, rtol=None,
+                          atol=None, solver=None, times=None, t_max=None):
+    """The stepper that the keyword form ``method=..., lr=..., steps=...`` names (the one translation of
+    the ``simulate_*`` keywords into a :mod:`~dynamics.core.steppers` object).
 
-    options : the family's own options (shared by every run).   per_run : options with one value per
-    run (e.g. dense attention's init scales), each of length 1 or R.
-
-    Step methods (``family.methods``, e.g. "gd") take ``lr`` and ``steps``.  ODE methods
-    (``family.ode_methods``: "flow", the exact gradient flow of the same parameters, and the u*v
-    "dual" form) are integrated adaptively (``core.flow``) on the record grid ``times``, or up to
-    ``t_max`` (``record_every`` a time step, ``record_log`` a count), or -- with neither -- on the
-    grid ``lr * step`` that "gd" with the same ``lr`` and ``steps`` records (so the two compare
-    point by point).  ``rtol`` / ``atol`` / ``solver`` configure :class:`~dynamics.core.flow.FlowSolver`;
-    ``lr`` (default 1) then only sets an EMA target's rate and a step-counting family's time unit.
+    Returns (stepper, gd_grid): ``gd_grid`` = (lr, steps) for an adaptive method recorded "on gd's grid"
+    lr * step (``lr`` and ``steps`` given, neither ``times`` nor ``t_max``), else None.
+    Arguments that the method does not take are errors naming them, never ignored.
     """
-    ode = method in family.ode_methods
-    check_choice("method", method, set(family.methods) | set(family.ode_methods))
-    check_choice("on_divergence", on_divergence, {"raise", "stop"})
-    if ode and optimizer != "sgd":
-        raise ValueError(f"method={method!r} integrates the gradient flow itself: there is no optimizer "
-                         f"(optimizer must be 'sgd', got {optimizer!r}); use method='gd' for {optimizer!r}")
-    if not family.optimizers and optimizer != "sgd":
-        raise ValueError(f"{family.name} integrates its flow with plain gradient steps: optimizer must be "
-                         f"'sgd', got {optimizer!r}")
-    if not ode and (times is not None or t_max is not None or rtol is not None or atol is not None
-                    or solver is not None):
-        raise ValueError(f"times, t_max, rtol, atol and solver are for the ODE methods {family.ode_methods}, "
-                         f"not method={method!r} (which takes lr and steps)")
+    method = "gd" if method is None else method
+    check_choice("method", method, {cls.method for cls in family.steppers})
+    cls = next(c for c in family.steppers if c.method == method)
+    if cls.adaptive:
+        if optimizer not in (None, "sgd"):
+            raise ValueError(f"method={method!r} integrates the gradient flow itself: there is no optimizer "
+                             f"(optimizer must be 'sgd', got {optimizer!r}); use method='gd' for {optimizer!r}")
+        kw = {"rtol": DEFAULT_RTOL if rtol is None else rtol, "atol": atol,
+              "solver": "tsit5" if solver is None else solver}
+        if cls is Flow:
+            kw["lr"] = 1.0 if lr is None else lr
+        elif lr is not None and (times is not None or t_max is not None):
+            raise ValueError(f"lr={lr!r} and method={method!r} with a record grid (times or t_max): the dual flow "
+                             "has no step size; give lr (with steps) only to record on gd's grid lr * step")
+        if times is None and t_max is None:
+            if lr is None or steps is None:
+                raise ValueError(f"method={method!r} needs times (a grid), t_max (a horizon) or lr and steps")
+            if np.unique(check_array("lr", lr)).size > 1:
+                raise ValueError(f"method={method!r} on a batch of learning rates: give times (one grid)")
+            return cls(**kw), (lr, steps)
+        if steps is not None:
+            raise ValueError(f"steps={steps!r} and {'times' if times is not None else 't_max'}: method={method!r} "
+                             "records on the grid it is given; give steps (with lr) only to record on gd's grid")
+        return cls(**kw), None
+    extras = {k: v for k, v in (("times", times), ("t_max", t_max), ("rtol", rtol), ("atol", atol),
+                                ("solver", solver)) if v is not None}
+    if extras:
+        raise ValueError(f"{', '.join(extras)} given: times, t_max, rtol, atol and solver are for the ODE methods "
+                         f"{tuple(c.method for c in family.steppers if c.adaptive)}, not method={method!r} "
+                         "(which takes lr and steps)")
     if lr is None:
-        if not ode:
-            raise ValueError(f"method={method!r} needs lr > 0 (the step size)")
-        lr = 1.0
+        raise ValueError(f"method={method!r} needs lr > 0 (the step size)")
+    if steps is None:
+        raise ValueError(f"method={method!r} needs steps (an int >= 1)")
+    if cls is GD:
+        return GD(lr=lr, steps=steps, optimizer="sgd" if optimizer is None else optimizer), None
+    if optimizer not in (None, "sgd"):
+        raise ValueError(f"method={method!r} is a fixed RK4 integrator: there is no optimizer (got {optimizer!r})")
+    return cls(dtau=lr, steps=steps), None
+
+
+def simulate(family, problem, stepper: AbstractStepper | None = None, *, runs=1, key=0, times=None, t_max=None,
+             record_every=None, record_log=None, dtype=None, progress=None, on_divergence="raise",
+             options=None, per_run=None, desc=None, lr=None, steps=None, method=None, optimizer=None,
+             rtol=None, atol=None, solver=None, **family_options) -> Trajectory:
+    """Simulate ``family`` on ``problem`` with ``stepper``: the one driver of every family.
+
+    family : a registered name ("jepa", "mae", "saxe", "dln", "attention", "dense_attention", "byol",
+        "identity_head", "stepwise") or a :class:`~dynamics.core.family.Family`.
+    problem : the family's problem, or a list of problems of one shape (a batch).
+    stepper : how time advances (:mod:`dynamics.core.steppers`): ``GD(lr, steps, optimizer)``,
+        ``Flow(rtol, atol, solver)``, and for the u * v families ``Dual(...)`` / ``DualRK4(dtau, steps)``.
+        Instead of a stepper, the keyword form ``lr=, steps=, method=, optimizer=, rtol=, atol=,
+        solver=`` of the ``simulate_*`` functions names one (:func:`stepper_from_keywords`); giving
+        both is an error naming them.
+    runs, key : a batch of ``runs`` seeds, or one key per run (run i: ``fold_in(key, i)``; the initial
+        state from ``fold_in(run_key, 0)``: ``dynamics.core.keys``).
+    times, t_max, record_every, record_log : where an adaptive stepper records (a grid in its time:
+        gradient-flow time t, or tau for ``Dual``; or a horizon with a record step or a log-spaced
+        count); ``record_every`` / ``record_log`` are step counts for the fixed-step steppers (default:
+        :data:`DEFAULT_RECORDS` records).
+    dtype : float64 (default) or float32.   progress : a tqdm bar (None: when stderr is a terminal).
+    on_divergence : "raise" (``DivergenceError`` naming the step, the records before it in
+        ``.partial``) or "stop" (a result with status -1).
+    options / **family_options : the family's own options (shared by every run); per_run : options with
+        one value per run (each of length 1 or R).
+
+    ``dy.simulate("jepa", p, dy.GD(lr=0.02, steps=2000))`` is ``dy.simulate_jepa(p, lr=0.02,
+    steps=2000)``, bit for bit: the ``simulate_*`` functions are short aliases of this one.
+    """
+    family = get_family(family)
+    given = {k: v for k, v in (("lr", lr), ("steps", steps), ("method", method), ("optimizer", optimizer),
+                               ("rtol", rtol), ("atol", atol), ("solver", solver)) if v is not None}
+    gd_grid = None
+    if stepper is None and not given:
+        raise ValueError(f"stepper: give a stepper ({', '.join(c.__name__ for c in family.steppers)}, e.g. "
+                         "dy.GD(lr=0.01, steps=1000)) or the keywords lr and steps (method, ...)")
+    if stepper is None:
+        stepper, gd_grid = stepper_from_keywords(family, **given, times=times, t_max=t_max)
+    else:
+        check_instance("stepper", stepper, AbstractStepper, "a stepper (dy.GD, dy.Flow, dy.Dual, dy.DualRK4)")
+        if given:
+            raise ValueError(f"stepper={stepper.describe()} and {', '.join(f'{k}={v!r}' for k, v in given.items())}: "
+                             "the stepper carries the step size, the horizon and the solver; give one or the other")
+    if type(stepper) not in family.steppers:
+        raise ValueError(f"stepper: {family.name} takes {', '.join(c.__name__ for c in family.steppers)}, "
+                         f"got {type(stepper).__name__}")
+    clash = set(family_options) & set(options or {})
+    if clash:
+        raise ValueError(f"{', '.join(sorted(clash))} given both as a keyword and in options")
+    options = {**(options or {}), **family_options}
+    return run(family, problem, stepper, gd_grid=gd_grid, runs=runs, key=key, times=times, t_max=t_max,
+               record_every=record_every, record_log=record_log, dtype=dtype, progress=progress,
+               on_divergence=on_divergence, options=options, per_run=per_run, desc=desc)
+
+
+def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs=1, key=0, times=None,
+        t_max=None, record_every=None, record_log=None, dtype=None, progress=None, on_divergence="raise",
+        options=None, per_run=None, desc=None) -> Trajectory:
+    """The driver behind :func:`simulate` (arguments as there, the stepper resolved): batches, keys, record
+    schedules, dtype, memory groups, the engine or the adaptive integrator, settings and the Trajectory.
+
+    gd_grid : (lr, steps) for an adaptive stepper: record on the grid lr * step that gradient descent at
+        that lr records with ``record_every`` / ``record_log`` (the same times, bit for bit).
+    """
+    ode = stepper.adaptive
+    method = stepper.method
+    check_choice("on_divergence", on_divergence, {"raise", "stop"})
+    if isinstance(stepper, GD) and not family.optimizers and stepper.optimizer != "sgd":
+        raise ValueError(f"{family.name} integrates its flow with plain gradient steps: optimizer must be "
+                         f"'sgd', got {stepper.optimizer!r}")
+    if not ode and (times is not None or t_max is not None):
+        raise ValueError(f"times and t_max are record grids of the adaptive steppers, not of "
+                         f"{stepper.describe()} (which records every record_every steps)")
+    lr = _stepper_lr(stepper) if gd_grid is None else gd_grid[0]
     probs, lrs, R, batched, per_run = resolve_batch(family, problem, lr, runs, key, per_run)
     solver_cfg = grid_steps = None
     if ode:
-        rtol = rtol_requested = check_positive("rtol", flow.DEFAULT_RTOL if rtol is None else rtol, upper=0.1)
-        rtol, atol = family.flow_tolerances(probs, method, rtol, atol)
-        solver_cfg = flow.FlowSolver(rtol=rtol, atol=atol, solver="tsit5" if solver is None else solver)
-        if times is None and t_max is None:     # gd's grid: lr * its record steps
-            if steps is None:
-                raise ValueError(f"method={method!r} needs times (a grid), t_max (a horizon) or lr and steps")
-            if np.unique(lrs).size > 1:
-                raise ValueError(f"method={method!r} on a batch of learning rates: give times (one grid)")
-            steps, record_every, grid_steps = _step_schedule(steps, record_every, record_log)
+        rtol, atol = family.flow_tolerances(probs, stepper.form, stepper.rtol, stepper.atol)
+        solver_cfg = dataclasses.replace(stepper, rtol=rtol, atol=atol)
+        if gd_grid is not None:     # gd's grid: lr * its record steps
+            if times is not None or t_max is not None:
+                raise ValueError("gd_grid and a record grid (times or t_max): give one")
+            steps, record_every, grid_steps = _step_schedule(gd_grid[1], record_every, record_log)
             grid = float(lrs[0]) * grid_steps.astype(float)
         else:
+            steps = None
+            if times is None and t_max is None:
+                raise ValueError(f"{stepper.describe()} needs a record grid: times (a grid) or t_max (a horizon)")
             grid = flow.flow_times(times=times, t_max=t_max, record_every=record_every, record_log=record_log,
                                    records=DEFAULT_RECORDS)
     else:
-        if steps is None:
-            raise ValueError(f"method={method!r} needs steps (an int >= 1)")
-        check_steps(check_int("steps", steps, minimum=1), R)
-        steps, record_every, rec = _step_schedule(steps, record_every, record_log)
-    base = family.base_method(method)
-    dtype = check_dtype(dtype, np.float64 if ode else family.default_dtype)
+        check_steps(stepper.steps, R)
+        steps, record_every, rec = _step_schedule(stepper.steps, record_every, record_log)
+    base = stepper.form
+    dtype = check_dtype(dtype)
     if ode and dtype == np.float32 and solver_cfg.rtol < 1e-6:
         raise ValueError(f"rtol={solver_cfg.rtol:g} is below float32's resolution: simulate the flow in "
                          "float64 (the default) or give rtol >= 1e-6")
     options = family.check_options(probs, method, dict(options or {}))
     run_options = [{**options, **{k: v[i] for k, v in per_run.items()}} for i in range(R)]
-    if dtype == np.float32:
-        family.warn_float32(probs, lrs, options)
 
     keys = derive_run_keys(key, R)
     shared = len({id(p) for p in probs}) == 1       # one problem for every run: share its matrices
@@ -274,8 +379,9 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
     ctx0 = family.context(probs[0], base, options)
     n_records = grid.size if ode else rec.size
     group = _batch_group(model, first, ctx0, R, n_records, np.dtype(dtype).itemsize, shared)
-    if dtype == np.float32 and type(family).warn_float32 is Family.warn_float32 and not ode:
-        _warn_float32_resolution(family, model, first, ctx0, float(np.min(lrs)), keys.step_key(0))
+    if dtype == np.float32 and not ode:
+        family.warn_float32(probs, lrs, options, probe=functools.partial(
+            _warn_float32_resolution, family, model, first, ctx0, float(np.min(lrs)), keys.step_key(0)))
     states = [first] + family.initial_states(probs[1:], keys.init_keys(slice(1, R)), base, run_options[1:])
     params = _to_device([s[0] for s in states], dtype)
     aux = _to_device([s[1] for s in states], dtype)
@@ -285,9 +391,10 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
     settings = {"family": family.name, "method": method, "lr": lrs.tolist() if batched else float(lrs[0]),
                 "steps": steps if not ode else None, "record_every": record_every, "record_log": record_log,
                 "runs": R,
-                **({"flow": {**solver_cfg.to_dict(), "rtol_requested": rtol_requested}} if ode else {}),
-                "optimizer": optimizer if isinstance(optimizer, str) else "custom", "dtype": str(dtype),
-                "units": family.time_units, "key": keys.run_data(),
+                "stepper": stepper.to_dict(),
+                **({"solver": solver_cfg.to_dict()} if ode else {}),
+                "optimizer": _optimizer_name(stepper), "dtype": str(dtype),
+                "units": "gf", "key": keys.run_data(),
                 **family.settings(probs[0], method, options),
                 **{k: v.tolist() for k, v in per_run.items()}, **versions()}
 
@@ -330,7 +437,9 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
     lr_dev = jnp.asarray(lrs, dtype=dtype)
     desc = desc or f"{family.name} {method}"
 
-    def run(sl, *, bar=None, stop=False):
+    rule = stepper.optimizer if isinstance(stepper, GD) else engine.RK4
+
+    def run_group(sl, *, bar=None, stop=False):
         part = lambda tree: jax.tree_util.tree_map(lambda x: x[sl], tree)  # noqa: E731
         c = ctx if shared else part(ctx)
         kw = dict(progress=progress, desc=desc, on_divergence="stop" if stop else on_divergence,
@@ -339,10 +448,10 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
             return flow.integrate(model, part(params), part(aux), c, lr_dev[sl], times=grid, solver=solver_cfg,
                                   key=run_keys_[sl], **kw)
         return engine.simulate(model, part(params), part(aux), c, lr_dev[sl], record_steps=rec,
-                               key=run_keys_[sl], optimizer=optimizer, **kw)
+                               key=run_keys_[sl], optimizer=rule, **kw)
 
     if group >= R:
-        return to_traj(run(slice(0, R)))
+        return to_traj(run_group(slice(0, R)))
     # larger than the memory budget at once: sequential groups of runs, one progress bar.  A group that
     # diverges stops there (the later groups still run, so that every run has its records up to the
     # divergence, as in one batch); a Ctrl-C keeps the groups done so far (a result with fewer runs).
@@ -354,7 +463,7 @@ def simulate(family: Family, problem, *, lr=None, steps=None, record_every=None,
     outs = []
     try:
         for a in starts:
-            outs.append(run(slice(a, min(R, a + group)), bar=bar, stop=True))
+            outs.append(run_group(slice(a, min(R, a + group)), bar=bar, stop=True))
             if outs[-1].status == 1:       # interrupted: keep what ran
                 break
     finally:

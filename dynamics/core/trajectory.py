@@ -18,6 +18,7 @@ import numpy as np
 from .family import problem_from_state, problem_state
 from .distributed import barrier, process_index
 from .io import atomic_write, jsonable
+from .steppers import AbstractStepper, stepper_from_dict
 
 __all__ = ["Trajectory", "load", "FORMAT", "records_to_fields", "stack_runs"]
 
@@ -81,6 +82,12 @@ class Trajectory:
     @property
     def success(self) -> bool:
         return self.status == 0
+
+    @property
+    def stepper(self) -> AbstractStepper | None:
+        """The stepper a simulation ran (rebuilt from ``settings["stepper"]``, also after ``load``), or
+        None for a theory (and for GD with a custom optimizer, which cannot be rebuilt)."""
+        return stepper_from_dict(self.settings.get("stepper")) if self.kind == "simulation" else None
 
     @property
     def primary_field(self) -> str:

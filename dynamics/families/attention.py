@@ -27,7 +27,8 @@ from ..core.family import Example, Family, register, register_problem
 from ..core.keys import as_key
 from ..core.resources import check_memory
 from ..core.validation import check_array, check_int, check_positive, check_instance
-from .hadamard.model import HadamardFamily, HadamardProblem, check_alpha, simulate_hadamard
+from .hadamard.family import HadamardFamily, simulate_uv
+from .hadamard.model import HadamardProblem, check_alpha
 from .hadamard.stages import stages as _stages
 
 __all__ = ["AttentionProblem", "simulate_attention", "attention_stages", "simulate_dense_attention", "rotated_teacher",
@@ -223,16 +224,16 @@ def _example():
 ATTENTION = register(HadamardFamily("attention", AttentionProblem, example=_example))
 
 
-def simulate_attention(problem, *, method="gd", lr=None, steps=None, tau_max=None, dtau=None, times=None,
-                       rtol=None, atol=None, solver=None, record_every=None, record_log=None, runs=1, key=0, dtype=None,
-                       optimizer="sgd", progress=None, on_divergence="raise"):
+def simulate_attention(problem, *, stepper=None, method=None, lr=None, steps=None, tau_max=None, dtau=None, times=None,
+                       t_max=None, rtol=None, atol=None, solver=None, record_every=None, record_log=None, runs=1, key=0,
+                       dtype=None, optimizer=None, progress=None, on_divergence="raise"):
     """Diagonal attention trained by gradient descent on (u, v) (``method="gd"``) or the exact
     small-init integrator (``method="dual"``); arguments as :func:`dynamics.simulate_dln`.
     The reference is ``dy.stages(problem)``."""
-    return simulate_hadamard(ATTENTION, problem, method=method, lr=lr, steps=steps, tau_max=tau_max,
-                             dtau=dtau, times=times, rtol=rtol, atol=atol, solver=solver, record_every=record_every,
-                             record_log=record_log, runs=runs, key=key,
-                             dtype=dtype, optimizer=optimizer, progress=progress, on_divergence=on_divergence)
+    return simulate_uv(ATTENTION, problem, stepper=stepper, method=method, lr=lr, steps=steps, tau_max=tau_max,
+                       dtau=dtau, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,
+                       record_every=record_every, record_log=record_log, runs=runs, key=key, dtype=dtype,
+                       optimizer=optimizer, progress=progress, on_divergence=on_divergence)
 
 
 # ------------------------------------------------------------------------------------ dense heads
@@ -326,8 +327,8 @@ class DenseAttentionFamily(Family):
 DENSE_ATTENTION = register(DenseAttentionFamily())
 
 
-def simulate_dense_attention(problem: AttentionProblem, *, init_scales=(1.0,), d_head=None, lr=None,
-                             steps=None, method="gd", times=None, t_max=None, rtol=None, atol=None, solver=None,
+def simulate_dense_attention(problem: AttentionProblem, *, stepper=None, init_scales=(1.0,), d_head=None, lr=None,
+                             steps=None, method=None, times=None, t_max=None, rtol=None, atol=None, solver=None,
                              optimizer=None, record_every=None, record_log=None, runs=1, key=0, dtype=None,
                              progress=None, on_divergence="raise"):
     """Train dense heads (W_K, W_Q, W_V, W_O full, d x d_head) on ``problem``'s data from the default
@@ -345,7 +346,7 @@ def simulate_dense_attention(problem: AttentionProblem, *, init_scales=(1.0,), d
         raise ValueError("init_scales must hold at least one init scale, got an empty list")
     if np.any(scales <= 0):
         raise ValueError(f"init_scales must be > 0, got {scales}")
-    return frontend.simulate(DENSE_ATTENTION, problem, lr=lr, steps=steps, record_every=record_every,
+    return frontend.simulate(DENSE_ATTENTION, problem, stepper, lr=lr, steps=steps, record_every=record_every,
                              method=method, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, optimizer=optimizer, options={"d_head": d_head},

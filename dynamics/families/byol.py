@@ -309,7 +309,7 @@ class BYOLFamily(Family):
 BYOL = register(BYOLFamily())
 
 
-def simulate_byol(problem, *, lr=None, steps=None, method="gd", times=None, t_max=None, rtol=None, atol=None,
+def simulate_byol(problem, *, stepper=None, lr=None, steps=None, method=None, times=None, t_max=None, rtol=None, atol=None,
                   solver=None, record_every=None, record_log=None, init=None, runs=1,
                   key=0, dtype=None, progress=None, on_divergence="raise"):
     """Euler steps (``lr``) of the matrix flow above, through the shared engine; ``method="flow"``
@@ -322,7 +322,7 @@ def simulate_byol(problem, *, lr=None, steps=None, method="gd", times=None, t_ma
     .commutator ||[F, sym W_p]||_F, .K_min (smallest eigenvalue of K), .tau = <W_a, W>/<W, W>.
     ``problem`` may be a list of BYOLProblems of one shape; ``lr`` an array; ``key`` as everywhere.
     """
-    return frontend.simulate(BYOL, problem, lr=lr, steps=steps, record_every=record_every,
+    return frontend.simulate(BYOL, problem, stepper, lr=lr, steps=steps, record_every=record_every,
                              method=method, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, options={"init": init}, desc="byol")

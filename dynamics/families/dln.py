@@ -22,7 +22,8 @@ from scipy.optimize import nnls
 from ..core.family import Example, register, register_problem
 from ..core.keys import as_key
 from ..core.validation import check_array, check_int, check_positive, check_instance
-from .hadamard.model import HadamardFamily, HadamardProblem, check_alpha, simulate_hadamard
+from .hadamard.family import HadamardFamily, simulate_uv
+from .hadamard.model import HadamardProblem, check_alpha
 from .hadamard.stages import crosscheck_stages
 from .hadamard.stages import stages as _stages
 
@@ -133,19 +134,19 @@ def _example():
 DLN = register(HadamardFamily("dln", DLNProblem, example=_example))
 
 
-def simulate_dln(problem, *, method="gd", lr=None, steps=None, tau_max=None, dtau=None, times=None, rtol=None,
-                 atol=None, solver=None, record_every=None, record_log=None, runs=1, key=0, dtype=None,
-                 optimizer="sgd", progress=None, on_divergence="raise"):
+def simulate_dln(problem, *, stepper=None, method=None, lr=None, steps=None, tau_max=None, dtau=None, times=None,
+                 t_max=None, rtol=None, atol=None, solver=None, record_every=None, record_log=None, runs=1, key=0,
+                 dtype=None, optimizer=None, progress=None, on_divergence="raise"):
     """Gradient descent on (u, v) (``method="gd"``, needs ``lr``; ``steps`` or ``tau_max``), its exact
     gradient flow (``method="flow"``), or the exact small-init form of that flow (``method="dual"``,
-    adaptive in rescaled time up to ``tau_max``, default past the last predicted stage; with ``dtau``
-    the fixed-step RK4 of before).  See ``hadamard.model.simulate_hadamard`` for every argument.
+    adaptive in rescaled time up to ``tau_max``, default past the last predicted stage), or fixed-step
+    RK4 on that form (``method="dual_rk4"`` with ``dtau``); or any ``stepper=``.  See ``hadamard.family.simulate_uv`` for every argument.
     Returns .t, .tau = t / log(1/alpha), .beta, .loss.
     The reference is ``dy.stages(problem)``: ``dy.crosscheck(sim, dy.stages(problem))``."""
-    return simulate_hadamard(DLN, problem, method=method, lr=lr, steps=steps, tau_max=tau_max, dtau=dtau,
-                             times=times, rtol=rtol, atol=atol, solver=solver, record_every=record_every,
-                             record_log=record_log, runs=runs, key=key, dtype=dtype, optimizer=optimizer,
-                             progress=progress, on_divergence=on_divergence)
+    return simulate_uv(DLN, problem, stepper=stepper, method=method, lr=lr, steps=steps, tau_max=tau_max,
+                       dtau=dtau, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,
+                       record_every=record_every, record_log=record_log, runs=runs, key=key, dtype=dtype,
+                       optimizer=optimizer, progress=progress, on_divergence=on_divergence)
 
 
 __all__ += ["crosscheck_stages"]

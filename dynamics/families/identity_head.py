@@ -170,13 +170,11 @@ class HeadFamily(Family):
     Options: ``head``, ``batchnorm``, ``full_batch``. Fresh samples every step (the run key seeds them)
     unless ``full_batch``, which trains on the fixed evaluation batch (a deterministic loss: the one
     ``method="flow"`` integrates); the evaluation batch and the noise bank come from the problem's
-    ``key``. float32 by default."""
+    ``key``. ``simulate_head`` runs it in float32 by default."""
 
     name = "identity_head"
     problem_type = HeadProblem
     primary = "overlaps"
-    default_dtype = np.float32
-    time_units = "steps"
     shape_name = "the problem settings"
 
     def shape(self, problem):
@@ -211,9 +209,6 @@ class HeadFamily(Family):
                 jax.random.fold_in(base, 20_000), (problem.noise_bank, problem.d), dtype=jnp.float32))
         return ctx
 
-    def times(self, problems, lrs, steps, method):
-        return np.broadcast_to(np.asarray(steps, float), (len(lrs), len(steps))).copy(), {}
-
     def settings(self, problem, method, options):
         return {"head": options["head"], "batchnorm": options["batchnorm"], "full_batch": options["full_batch"],
                 "head_lr_ratio": problem.head_lr_ratio}
@@ -228,16 +223,21 @@ class HeadFamily(Family):
 HEAD = register(HeadFamily())
 
 
-def simulate_head(problem, *, head=True, batchnorm=True, lr=0.02, steps=8000, full_batch=False,
-                  method="gd", times=None, t_max=None, rtol=None, atol=None, solver=None, record_every=None,
-                  record_log=None, runs=1, key=0, dtype=None, optimizer="sgd", progress=None,
+def simulate_head(problem, *, stepper=None, head=True, batchnorm=True, lr=None, steps=None, full_batch=False,
+                  method=None, times=None, t_max=None, rtol=None, atol=None, solver=None, record_every=None,
+                  record_log=None, runs=1, key=0, dtype=None, optimizer=None, progress=None,
                   on_divergence="raise"):
     """SGD on the toy (fresh batches every step; W at ``lr``, the head's off-diagonals at
-    ``lr * problem.head_lr_ratio``). Returns a Trajectory: .t = step (not scaled by lr),
+    ``lr * problem.head_lr_ratio``); without a ``stepper``, ``lr`` defaults to 0.02 and ``steps`` to
+    8000.  Returns a Trajectory: .t = lr * step (gradient-flow time, as for every family),
     .overlaps (T, k, 2) cos(w_j, v_l), .head_offdiag (T, k(k-1)) when head, .loss on a fixed
-    evaluation batch, .norms; the phase times (``head_phases``) are in ``.settings["phases"]``.
+    evaluation batch, .norms; the phase times (``head_phases``, in t) are in ``.settings["phases"]``.
     float32 by default (no theory to match; the sampling dominates the cost)."""
-    traj = frontend.simulate(HEAD, problem, lr=lr, steps=steps, record_every=record_every,
+    if stepper is None:
+        lr = 0.02 if lr is None else lr
+        steps = 8000 if steps is None and times is None and t_max is None else steps
+    dtype = np.float32 if dtype is None else dtype
+    traj = frontend.simulate(HEAD, problem, stepper, lr=lr, steps=steps, record_every=record_every,
                              method=method, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, optimizer=optimizer,

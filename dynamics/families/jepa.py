@@ -72,11 +72,11 @@ _SIM_DOC = """Simulate {name} by gradient descent on the full (dense) network.
     """
 
 
-def simulate_jepa(problem, *, lr=None, steps=None, method="gd", times=None, t_max=None, rtol=None, atol=None,
+def simulate_jepa(problem, *, stepper=None, lr=None, steps=None, method=None, times=None, t_max=None, rtol=None, atol=None,
                   solver=None, record_every=None, record_log=None, runs=1, key=0,
-                  init="aligned", optimizer="sgd", batch_size=None, data=None, ema=None,
+                  init="aligned", optimizer=None, batch_size=None, data=None, ema=None,
                   snapshots=False, progress=None, on_divergence="raise", dtype=None):
-    return frontend.simulate(JEPA_FAMILY, problem, lr=lr, steps=steps, record_every=record_every,
+    return frontend.simulate(JEPA_FAMILY, problem, stepper, lr=lr, steps=steps, record_every=record_every,
                              method=method, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, optimizer=optimizer,
@@ -84,11 +84,11 @@ def simulate_jepa(problem, *, lr=None, steps=None, method="gd", times=None, t_ma
                                       "snapshots": snapshots})
 
 
-def simulate_mae(problem, *, lr=None, steps=None, method="gd", times=None, t_max=None, rtol=None, atol=None,
+def simulate_mae(problem, *, stepper=None, lr=None, steps=None, method=None, times=None, t_max=None, rtol=None, atol=None,
                  solver=None, record_every=None, record_log=None, runs=1, key=0,
-                 init="aligned", optimizer="sgd", batch_size=None, data=None, snapshots=False,
+                 init="aligned", optimizer=None, batch_size=None, data=None, snapshots=False,
                  progress=None, on_divergence="raise", dtype=None):
-    return frontend.simulate(MAE_FAMILY, problem, lr=lr, steps=steps, record_every=record_every,
+    return frontend.simulate(MAE_FAMILY, problem, stepper, lr=lr, steps=steps, record_every=record_every,
                              method=method, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, optimizer=optimizer,

@@ -31,14 +31,14 @@ SAXE = Objective(name="saxe", target="identity", head=False,
 SAXE_FAMILY = register(LinearFamily(SAXE))
 
 
-def simulate_saxe(problem, *, lr=None, steps=None, method="gd", times=None, t_max=None, rtol=None, atol=None,
+def simulate_saxe(problem, *, stepper=None, lr=None, steps=None, method=None, times=None, t_max=None, rtol=None, atol=None,
                   solver=None, record_every=None, record_log=None, runs=1, key=0,
-                  init="aligned", optimizer="sgd", batch_size=None, data=None, snapshots=False,
+                  init="aligned", optimizer=None, batch_size=None, data=None, snapshots=False,
                   progress=None, on_divergence="raise", dtype=None):
     """Gradient descent on the depth-L linear regression network; arguments as ``simulate_jepa``.
 
     Returns a Trajectory with .t, .modes (end-to-end map u_i^T Wbar u_i per mode), .loss."""
-    return frontend.simulate(SAXE_FAMILY, problem, lr=lr, steps=steps, record_every=record_every,
+    return frontend.simulate(SAXE_FAMILY, problem, stepper, lr=lr, steps=steps, record_every=record_every,
                              method=method, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, optimizer=optimizer,

@@ -150,12 +150,12 @@ class StepwiseFamily(Family):
 STEPWISE = register(StepwiseFamily())
 
 
-def simulate_stepwise(problem, *, lr=None, steps=None, method="gd", times=None, t_max=None, rtol=None,
+def simulate_stepwise(problem, *, stepper=None, lr=None, steps=None, method=None, times=None, t_max=None, rtol=None,
                       atol=None, solver=None, init="aligned", record_every=None, record_log=None, runs=1,
-                      key=0, dtype=None, optimizer="sgd", progress=None, on_divergence="raise"):
+                      key=0, dtype=None, optimizer=None, progress=None, on_divergence="raise"):
     """Gradient descent on W. init: "aligned" (W = diag(s0) V_d^T) or "random" (N(0, s0^2) entries,
     one draw per run from ``key``). Returns .t, .eigenvalues (T, d) of C = W Gamma W^T (descending), .loss."""
-    return frontend.simulate(STEPWISE, problem, lr=lr, steps=steps, record_every=record_every,
+    return frontend.simulate(STEPWISE, problem, stepper, lr=lr, steps=steps, record_every=record_every,
                              method=method, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, optimizer=optimizer, options={"init": init},

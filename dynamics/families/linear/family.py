@@ -173,10 +173,11 @@ class LinearFamily(Family):
     def theory(self, problem, times):
         return solve_linear(self.objective, problem, times=times)
 
-    def warn_float32(self, problems, lrs, options):
+    def warn_float32(self, problems, lrs, options, probe):
         """float32 loses updates smaller than its epsilon relative to the parameter: at a tiny init the
         first steps change each mode by a relative lr * psi0^(k-1) (1 - psi0^n) / pref, which can be
-        below 2^-23 (the mode then never moves). Warn, naming the number, so the user switches to float64."""
+        below 2^-23 (the mode then never moves). Warn, naming the number, so the user switches to float64.
+        (This per-mode criterion replaces the generic ``probe``.)"""
         obj, worst = self.objective, np.inf
         for p in problems:
             if not p.diagonalisable or np.any(p.lam <= 0):
@@ -210,15 +211,15 @@ class LinearFamily(Family):
                        options={"init": "aligned_gauge"})
 
 
-def simulate_linear(objective, problem, *, lr=None, steps=None, method="gd", times=None, t_max=None, rtol=None,
+def simulate_linear(objective, problem, *, lr=None, steps=None, method=None, times=None, t_max=None, rtol=None,
                     atol=None, solver=None, record_every=None, record_log=None, runs=1,
-                    key=0, init="aligned", optimizer="sgd", batch_size=None, data=None, ema=None,
+                    key=0, init="aligned", optimizer=None, batch_size=None, data=None, ema=None,
                     snapshots=False, progress=None, on_divergence="raise", dtype=None, desc=None):
     """Gradient descent on the full network for ``objective``; see ``jepa.simulate_jepa`` for arguments."""
     family = families().get(objective.name)
     if family is None or family.objective is not objective:     # an objective of the user's own
         family = LinearFamily(objective)
-    return frontend.simulate(family, problem, lr=lr, steps=steps, record_every=record_every,
+    return frontend.simulate(family, problem, stepper, lr=lr, steps=steps, record_every=record_every,
                              method=method, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,
                              on_divergence=on_divergence, optimizer=optimizer, desc=desc,

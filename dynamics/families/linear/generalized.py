@@ -25,8 +25,9 @@ grows with the normalised commutator
 
     c = || [Sxx, S] ||_F / (||Sxx||_F ||S||_F)   (0 for commuting pairs, at most sqrt(2)),          (3)
 
-and ``VALIDITY`` below holds what that map measured: the threshold above which the library warns and
-the error envelope it reports.
+and ``VALIDITY`` holds what that map measured: the threshold above which the library warns and the
+error envelope it reports.  ``generalized_eig``, ``normalized_commutator``, ``VALIDITY`` and the message for a
+non-commuting pair live in ``commuting.py``, below the problem types that need them (re-exported here).
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
 
 from ...core.validation import check_choice, check_instance
+from .commuting import VALIDITY, error_estimate, generalized_eig, noncommuting_message, normalized_commutator
+from .problems import LinearProblem
 
 __all__ = ["GeneralizedModes", "generalized_eig", "generalized_modes", "normalized_commutator", "commutator",
            "generalized_fixed_points", "GeneralizedFixedPoints", "check_approx", "approximation_info",
@@ -49,22 +51,6 @@ APPROXIMATIONS = ("generalized",)
 class ApproximationWarning(UserWarning):
     """The generalised-mode approximation is used outside the range where the validity map found it
     reliable (its normalised commutator is above the measured threshold)."""
-
-
-#: What the validity map measured (benchmarks/results/generalized_validity.json, its "derived" entry; a
-#: test checks that the two agree).  ``threshold``: the largest normalised commutator c at which, in
-#: every measured cell (depth, init scale; aligned init), the first feature learned was the predicted one
-#: and its critical time was within 5 % (95th percentile); ``threshold_order``: the largest c at which
-#: every feature was learned in the predicted order in >= 90 % of the problems.  ``slope``: per depth, the
-#: 95th percentile of (first critical time's relative error) / c below the threshold: the error estimate
-#: reported with a prediction is slope * c.  The library warns above ``threshold`` (ApproximationWarning),
-#: and says above ``threshold_order`` that only the first feature's prediction is reliable.
-VALIDITY = {
-    "threshold": 0.0039,
-    "threshold_order": 0.0,     # not even c = 0 in a rotated basis at init 1e-3 (theory/generalized.md sec. 4)
-    "slope": {1: 0.48, 2: 8.9, 3: 11.0},
-    "source": "benchmarks/results/generalized_validity.md",
-}
 
 
 @dataclass(frozen=True)
@@ -86,18 +72,7 @@ class GeneralizedModes:
         return iter((self.directions, self.lam, self.rho))
 
 
-def normalized_commutator(Sxx, Syx) -> float:
-    """c = ||[Sxx, S]||_F / (||Sxx||_F ||S||_F) with S the symmetric part of Syx, equation (3)."""
-    Sxx = np.asarray(Sxx, float)
-    S = 0.5 * (np.asarray(Syx, float) + np.asarray(Syx, float).T)
-    den = np.linalg.norm(Sxx) * np.linalg.norm(S)
-    if den == 0:
-        return 0.0
-    return float(np.linalg.norm(Sxx @ S - S @ Sxx) / den)
-
-
 def _check_problem(problem):
-    from .problems import LinearProblem
     return check_instance("problem", problem, LinearProblem, "an SSLProblem or a RegressionProblem")
 
 
@@ -108,22 +83,6 @@ def commutator(problem) -> float:
     if problem.diagonalisable:
         return 0.0
     return normalized_commutator(problem.Sxx, problem.Syx)
-
-
-def generalized_eig(Sxx, Syx):
-    """(directions, lam, rho, sigma2) of equations (1)-(2), sorted by decreasing rho; each direction's
-    sign makes its largest-magnitude entry positive (a deterministic choice)."""
-    Sxx = np.asarray(Sxx, float)
-    S = 0.5 * (np.asarray(Syx, float) + np.asarray(Syx, float).T)
-    rho, A = scipy.linalg.eigh(S, Sxx)          # A^T Sxx A = I, rho ascending
-    order = np.argsort(-rho, kind="stable")
-    rho, A = rho[order], A[:, order]
-    norms = np.linalg.norm(A, axis=0)
-    U = A / norms
-    idx = np.argmax(np.abs(U), axis=0)
-    U = U * np.sign(U[idx, np.arange(U.shape[1])])
-    sigma2 = 1.0 / norms ** 2
-    return U, rho * sigma2, rho, sigma2
 
 
 def generalized_modes(problem) -> GeneralizedModes:
@@ -184,13 +143,6 @@ def check_approx(approx):
     return approx
 
 
-def error_estimate(c, depth) -> float:
-    """The validity map's estimate of the relative critical-time error at normalised commutator c."""
-    slopes = VALIDITY["slope"]
-    key = min(slopes, key=lambda L: abs(L - depth))       # beyond the measured depths: the nearest one
-    return float(slopes[key] * c)
-
-
 def approximation_info(problem, what, stacklevel=4) -> dict:
     """The settings entry naming the approximation and its estimated error; warns above the thresholds."""
     c = commutator(problem)
@@ -210,14 +162,3 @@ def approximation_info(problem, what, stacklevel=4) -> dict:
                       f"{info['error_estimate']:.2g}), but not the order of the later features; simulate with "
                       "method='flow' for those", ApproximationWarning, stacklevel=stacklevel)
     return info
-
-
-def noncommuting_message(problem, what) -> str:
-    c = normalized_commutator(problem.Sxx, problem.Syx)
-    return (f"{what} needs Sxx and Syx simultaneously diagonalisable, and they are not: they do not commute "
-            f"(normalised commutator ||[Sxx, Syx]||_F / (||Sxx||_F ||Syx||_F) = {c:.3g}; 0 when they commute). "
-            f"Pass approx='generalized' for the generalised-mode approximation (estimated critical-time error "
-            f"{error_estimate(c, problem.depth):.2g}; the first feature is reliable below c = {VALIDITY['threshold']:g}, "
-            f"the whole order below {VALIDITY['threshold_order']:g}; "
-            "theory/generalized.md), use generalized_fixed_points for what is exact, or simulate with "
-            "method='flow' for the exact dynamics")

@@ -29,7 +29,7 @@ from ...core.keys import as_key
 from ...core.linalg import diag_in_basis, random_rotation
 from ...core.validation import (check_array, check_choice, check_int, check_positive,
                                 check_symmetric_pd)
-from .generalized import generalized_eig, noncommuting_message
+from .commuting import generalized_eig, noncommuting_message
 
 __all__ = ["LinearProblem", "SSLProblem", "RegressionProblem", "random_rotation", "as_key", "diag_in_basis"]
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import dynamics as dy
-from dynamics.transformer import AttentionProblem, diagonal_forward
+from dynamics.families.attention import AttentionProblem, diagonal_forward
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_plateau_losses_and_points_match_gradient_flow(toy):
 
 def test_dual_agrees_with_gradient_descent_on_uv():
     pb = AttentionProblem.teacher_student(40, 4, 3, init_scale=1e-3, key=1)
-    dual = dy.simulate_attention(pb, method="dual", tau_max=1.5, dtau=1e-3, record_every=10)
+    dual = dy.simulate_attention(pb, method="dual_rk4", tau_max=1.5, dtau=1e-3, record_every=10)
     gd = dy.simulate_attention(pb, method="gd", lr=2e-3, tau_max=1.5, record_every=20)
     b = np.stack([np.interp(gd.tau, dual.tau, dual.beta[:, i]) for i in range(pb.p)], axis=1)
     assert np.abs(gd.beta - b).max() < 2e-2 * np.abs(dual.beta).max()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import dynamics as dy
-from dynamics.heads import BYOLProblem
+from dynamics.families.byol import BYOLProblem
 
 
 def aligned_byol(**kw):

@@ -5,7 +5,7 @@ import pytest
 from scipy.optimize import linprog
 
 import dynamics as dy
-from dynamics.diagonal import DLNProblem
+from dynamics.families.dln import DLNProblem
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_dual_integrator_agrees_with_gradient_descent():
     Euler on (u, v) with lr = 2e-3 (first order): they agree to 1e-2 of max|beta|, and halving lr
     halves the gap."""
     pb = DLNProblem.random(50, 4, beta_star=[1.0, -0.6, 0.3, 0.0], noise=0.05, init_scale=1e-3, key=2)
-    dual = dy.simulate_dln(pb, method="dual", tau_max=3.0, dtau=1e-3, record_every=10)
+    dual = dy.simulate_dln(pb, method="dual_rk4", tau_max=3.0, dtau=1e-3, record_every=10)
     gaps = []
     for lr in (2e-3, 1e-3):
         gd = dy.simulate_dln(pb, method="gd", lr=lr, tau_max=3.0, record_every=20)
