@@ -220,7 +220,7 @@ def main(quick=False):
             tc = dy.critical_times(jepa_long, objective="jepa")
             rows += case("JEPA L=5 eps=1e-3 (long)", "jepa", jepa_long, 1.3 * float(np.max(tc)), "critical")
             saxe = dy.RegressionProblem.from_spectrum([1.0, 0.5], [1.0, 0.8], 4, 1e-3, rotate=True, key=1)
-            tcs = dy.critical_times_saxe(saxe)
+            tcs = dy.critical_times(saxe)
             rows += case("Saxe L=4 eps=1e-3 (long)", "saxe", saxe, 1.3 * float(np.max(tcs)), "critical")
             rng = np.random.default_rng(0)
             wide = dy.SSLProblem.from_spectrum(rng.uniform(0.3, 1.0, 64), rng.uniform(0.5, 1.0, 64), 3, 1e-2,

@@ -455,7 +455,7 @@ def accuracy(quick):
                 sim = f(pj, lr=lr, steps=int(T / lr), record_every=max(1, int(T / lr) // 200), progress=False)
                 errs.append(dy.crosscheck(sim, g(pj, times=sim.t)).max_rel_error)
             elif name == "saxe":
-                T = 1.5 * dy.critical_times_saxe(pr).max()
+                T = 1.5 * dy.critical_times(pr).max()
                 sim = dy.simulate_saxe(pr, lr=lr, steps=int(T / lr), record_every=max(1, int(T / lr) // 200), progress=False)
                 errs.append(dy.crosscheck(sim, dy.solve_saxe(pr, times=sim.t)).max_rel_error)
             elif name == "byol":
@@ -464,7 +464,7 @@ def accuracy(quick):
                 errs.append(float(max(np.abs(sim.p - th.p).max(), np.abs(sim.s - th.s).max())))
             else:
                 lr_s = lr / 10
-                T = 1.3 * dy.step_times(ps).max()
+                T = 1.3 * dy.critical_times(ps).max()
                 sim = dy.simulate_stepwise(ps, lr=lr_s, steps=int(T / lr_s), record_every=max(1, int(T / lr_s) // 200), progress=False)
                 errs.append(float(np.abs(sim.eigenvalues - dy.solve_stepwise(ps, times=sim.t).eigenvalues).max()))
         out[name] = {"lr": lrs if name != "stepwise" else [x / 10 for x in lrs], "error": errs}

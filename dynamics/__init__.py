@@ -53,21 +53,21 @@ from .families.jepa import (FiniteSampleStudy, commutator, critical_times, criti
 from .core import datasets  # noqa: E402
 from .families.linear.generalized import ApproximationWarning, GeneralizedModes  # noqa: E402
 from .families.linear.problems import RegressionProblem, SSLProblem  # noqa: E402
-from .families.saxe import critical_times_saxe, simulate_saxe, solve_saxe  # noqa: E402
-from .families.stepwise import StepwiseProblem, simulate_stepwise, solve_stepwise, step_times  # noqa: E402
+from .families.saxe import simulate_saxe, solve_saxe  # noqa: E402
+from .families.stepwise import StepwiseProblem, simulate_stepwise, solve_stepwise  # noqa: E402
 
 __all__ = [
     "SSLProblem", "RegressionProblem", "random_rotation",
     "simulate_jepa", "simulate_mae", "solve_jepa", "solve_mae", "critical_times",
     "critical_times_asymptotic", "fixed_points", "generalized_modes", "generalized_fixed_points", "commutator",
     "GeneralizedModes", "ApproximationWarning", "finite_sample_study", "FiniteSampleStudy", "datasets",
-    "simulate_saxe", "solve_saxe", "critical_times_saxe", "saxe",
+    "simulate_saxe", "solve_saxe", "saxe",
     "Trajectory", "CrossCheck", "BatchCrossCheck", "crosscheck", "load", "DivergenceError", "record_schedule",
     "DLNProblem", "AttentionProblem", "stages", "Stages", "StageCheck", "crosscheck_stages",
     "simulate_dln", "simulate_attention", "simulate_dense_attention", "rotated_teacher",
     "BYOLProblem", "simulate_byol", "solve_byol", "solve_byol_batch", "byol_fixed_points", "byol_time_to_learn",
     "byol_collapse_threshold", "HeadProblem", "simulate_head", "head_phases",
-    "StepwiseProblem", "simulate_stepwise", "solve_stepwise", "step_times",
+    "StepwiseProblem", "simulate_stepwise", "solve_stepwise",
     "Family", "Example", "get_family", "registered_families",
     "simulate", "GD", "Flow", "Dual", "DualRK4", "AbstractStepper", "AbstractAdaptive", "flow_times", "gd_error", "lr_for", "StepSizeAdvice", "ResourceError",
     "core", "exact", "families", "engine", "metrics", "hadamard", "dln", "attention", "byol",

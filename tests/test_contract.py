@@ -7,15 +7,23 @@ the same computation are compared bit for bit or to rounding (1e-10 relative: a 
 others goes through other GEMM shapes).
 """
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
 
 import dynamics as dy
 from dynamics.core import frontend
+from dynamics.core.compare import Reference
 from dynamics.core.family import problem_state
 
 FAMILIES = sorted(dy.registered_families())
+
+#: every family's short alias of dy.simulate (a new family adds its own here)
+ALIASES = {"jepa": dy.simulate_jepa, "mae": dy.simulate_mae, "saxe": dy.simulate_saxe, "dln": dy.simulate_dln,
+           "attention": dy.simulate_attention, "dense_attention": dy.simulate_dense_attention,
+           "byol": dy.simulate_byol, "identity_head": dy.simulate_head, "stepwise": dy.simulate_stepwise}
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -26,18 +34,24 @@ def fam(request):
     return family, ex
 
 
-def _sim(fam, *, steps=None, **kw):
+def _sim(fam, *, steps=None, problem=None, **kw):
     family, ex = fam
     args = dict(lr=ex.lr, steps=ex.steps if steps is None else steps, method=ex.method, optimizer=ex.optimizer,
                 options=ex.options, record_every=max(1, (ex.steps if steps is None else steps) // 50))
     args.update(kw)
-    return frontend.simulate(family, ex.problem, **args)
+    return frontend.simulate(family, ex.problem if problem is None else problem, **args)
 
 
 def _close(a, b, dtype=np.float64):
     tol = 1e-10 if np.dtype(dtype) == np.float64 else 1e-5
     a, b = np.asarray(a, float), np.asarray(b, float)
     np.testing.assert_allclose(a, b, rtol=tol, atol=tol * max(1e-300, float(np.abs(b).max())))
+
+
+def _tols(ex, ref):
+    """The example's tolerances: rtol and ctol against a trajectory; rtol only against a reference that
+    compares on its own terms (the stages: ctol would be refused, not dropped)."""
+    return {"rtol": ex.rtol} if isinstance(ref, Reference) else {"rtol": ex.rtol, "ctol": ex.ctol}
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +89,9 @@ def test_batch_initial_states_equal_per_run(fam):
     state initial_state draws for it alone, bit for bit, for the "gaussian"-style random inits too."""
     from dynamics.core.keys import derive_run_keys
     family, ex = fam
-    base = frontend.stepper_from_keywords(family, method=ex.method, lr=ex.lr, steps=ex.steps)[0].form
-    options = family.check_options([ex.problem], base, dict(ex.options or {}))
+    stepper = frontend.stepper_from_keywords(family, method=ex.method, lr=ex.lr, steps=ex.steps)[0]
+    base = stepper.form
+    options = family.check_options([ex.problem], stepper, dict(ex.options or {}))
     keys = derive_run_keys(7, 3)
     batch = family.initial_states([ex.problem] * 3, keys.init_keys(), base, [options] * 3)
     assert len(batch) == 3
@@ -122,7 +137,7 @@ def test_crosscheck_against_the_theory_passes(fam, base):
         rep = dy.crosscheck(base, base)
         assert rep.outcome == "passed" and rep.max_rel_error == 0.0
         return
-    rep = dy.crosscheck(base, ref, rtol=ex.rtol, ctol=ex.ctol)
+    rep = dy.crosscheck(base, ref, **_tols(ex, ref))
     assert rep.outcome == "passed", str(rep)
 
 
@@ -132,7 +147,7 @@ def test_crosscheck_of_a_too_short_run_is_inconclusive(fam):
     ref = family.theory(ex.problem, np.asarray(short.t)) if ex.has_theory else None
     if ref is None:
         pytest.skip(f"{family.name} has no theory: nothing to be inconclusive about")
-    rep = dy.crosscheck(short, ref, rtol=ex.rtol, ctol=ex.ctol)
+    rep = dy.crosscheck(short, ref, **_tols(ex, ref))
     assert rep.outcome == "inconclusive" and not rep.passed, str(rep)
     assert "run to" in rep.advice
 
@@ -188,3 +203,77 @@ def test_plot_draws_one_run_and_a_batch(fam, base, tmp_path):
     fig.savefig(tmp_path / "x.png")
     import matplotlib.pyplot as plt
     plt.close("all")
+
+
+def test_generic_driver_and_alias_equal_the_keyword_form_bit_for_bit(fam, base):
+    """dy.simulate(name, problem, stepper) and simulate_<name>(problem, stepper=...) are the keyword form."""
+    family, ex = fam
+    assert set(ALIASES) == set(FAMILIES), "every registered family needs its simulate_* alias in ALIASES"
+    stepper = frontend.stepper_from_keywords(family, method=ex.method, lr=ex.lr, steps=ex.steps,
+                                             optimizer=ex.optimizer)[0]
+    every = max(1, ex.steps // 50)
+    generic = dy.simulate(family.name, ex.problem, stepper, key=5, record_every=every, options=ex.options)
+    alias = ALIASES[family.name](ex.problem, stepper=stepper, key=5, record_every=every, dtype=np.float64,
+                                 **ex.options)
+    for res in (generic, alias):
+        one = res.run(0) if res.batched else res      # dense attention's alias is a batch over init_scales
+        np.testing.assert_array_equal(one.fields[family.primary], base.fields[family.primary])
+        np.testing.assert_array_equal(one.t, base.t)
+        assert res.stepper == stepper and res.method == stepper.method
+    with pytest.raises(ValueError, match="stepper=.* and lr="):
+        dy.simulate(family.name, ex.problem, stepper, lr=ex.lr)
+
+
+def test_t_is_gradient_flow_time(fam):
+    """For every family, .t of gradient descent is lr * step (the one time unit)."""
+    family, ex = fam
+    lr = ex.lr if ex.method == "gd" else ex.halving.get("lr", ex.lr)
+    sim = dy.simulate(family.name, ex.problem, dy.GD(lr=lr, steps=8), record_every=1, options=ex.options,
+                      key=5)
+    np.testing.assert_allclose(sim.t, lr * np.arange(9), rtol=1e-15, atol=0)
+    assert sim.settings["units"] == "gf"
+
+
+def test_every_simulator_takes_t_max_with_flow(fam):
+    family, ex = fam
+    t_max = ex.lr * max(2, ex.short_steps) if ex.method == "gd" else 0.5
+    sim = ALIASES[family.name](ex.problem, stepper=dy.Flow(rtol=1e-6), t_max=t_max, record_every=t_max / 4,
+                               dtype=np.float64, **ex.options)
+    assert isinstance(sim.stepper, dy.Flow) and sim.method == "flow"
+    assert np.isclose(np.asarray(sim.t)[-1], t_max, rtol=1e-12) and np.asarray(sim.t).size == 5
+    assert np.all(np.isfinite(np.asarray(sim.fields[family.primary])))
+
+
+def test_different_keys_give_different_random_inits(fam):
+    """Where a family draws its init from the run's key, other keys (and the runs of a batch) differ."""
+    family, ex = fam
+    if ex.random_init is None:
+        pytest.skip(f"{family.name}'s example init is deterministic (no random init to key)")
+    opts = {**ex.options, **ex.random_init}
+    a = _sim(fam, steps=ex.short_steps, key=0, options=opts)
+    b = _sim(fam, steps=ex.short_steps, key=7, options=opts)
+    two = _sim(fam, steps=ex.short_steps, key=0, runs=2, options=opts)
+    y = lambda r: np.asarray(r.fields[family.primary])  # noqa: E731
+    assert not np.array_equal(y(a), y(b))
+    assert not np.array_equal(y(two)[0], y(two)[1])
+    np.testing.assert_array_equal(y(two)[0], y(a))      # run 0 of a batch is the single run
+
+
+def _numbers(problem):
+    """The problem's numbers (float fields): each must be free to vary within a batch."""
+    return [f.name for f in dataclasses.fields(problem) if type(getattr(problem, f.name)) is float]
+
+
+def test_a_batch_over_every_number_equals_its_single_runs(fam):
+    """A batch of problems that differ in any one number equals its single runs (no number is baked into
+    the compiled model from run 0's problem)."""
+    family, ex = fam
+    steps = max(4, ex.short_steps)
+    names = _numbers(ex.problem)
+    assert names, f"{family.name}'s example problem has no numbers to vary"
+    for name in names:
+        v = getattr(ex.problem, name)
+        other = dataclasses.replace(ex.problem, **{name: 0.9 * v if v else 0.01})
+        batch = _sim(fam, steps=steps, key=[5, 6], problem=[ex.problem, other])
+        one = _sim(fam, steps=steps, key=6, problem=other)      # key i of a sequence: that seed's run alone
+        _close(batch.run(1).fields[family.primary], one.fields[family.primary], batch.settings["dtype"])

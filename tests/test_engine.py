@@ -302,10 +302,10 @@ def test_linear_batch_init_drawn_at_once_equals_per_run():
     prob = dy.SSLProblem.from_spectrum([1.0, 0.5, 0.7], [1.0, 0.8, 0.9], 3, 0.05, rotate=True, key=0)
     keys = derive_run_keys(4, 5)
     for init in ("gaussian", "aligned_gauge"):
-        opts = [fam.check_options([prob], "gd", {"init": init})] * 5
-        batch = fam.initial_states([prob] * 5, keys.init_keys(), "gd", opts)
+        opts = [fam.check_options([prob], dy.GD(lr=0.01, steps=1), {"init": init})] * 5
+        batch = fam.initial_states([prob] * 5, keys.init_keys(), "params", opts)
         for i in range(5):
-            one = fam.initial_state(prob, keys.init_key(i), "gd", opts[i])
+            one = fam.initial_state(prob, keys.init_key(i), "params", opts[i])
             for k in ("W", "V"):
                 np.testing.assert_array_equal(batch[i][0][k], one[0][k])
         assert not np.array_equal(batch[0][0]["W"], batch[1][0]["W"])

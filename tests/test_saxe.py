@@ -17,7 +17,7 @@ def test_dense_simulation_matches_theory(L):
     log-derivative.  Measured at lr = 0.005, lam <= 1, eps = 1e-2: 1.5e-3 (L = 1), 6.0e-3 (L = 2),
     8.7e-3 (L = 3), below 1e-2; and it halves with lr."""
     prob = problem(L)
-    T = 2.5 * dy.critical_times_saxe(prob).max()
+    T = 2.5 * dy.critical_times(prob).max()
     errs = []
     for lr in (0.005, 0.0025):
         steps = int(np.ceil(T / lr))

@@ -15,7 +15,7 @@ def prob():
 def test_aligned_simulation_matches_logistic_closed_form(prob):
     """Dense (rotated Gamma) gradient descent from the aligned init against lambda_j(t): the Euler
     error is O(lr gamma) (logistic rate 8 gamma); below 1e-2 at lr = 1e-3 and halving with lr."""
-    T = 1.3 * dy.step_times(prob).max()
+    T = 1.3 * dy.critical_times(prob).max()
     errs = []
     for lr in (2e-3, 1e-3):
         sim = dy.simulate_stepwise(prob, lr=lr, steps=int(T / lr), record_every=int(0.05 / lr))
@@ -37,11 +37,11 @@ def test_closed_form_solves_the_mode_ode(prob):
 
 
 def test_step_order_and_times(prob):
-    ts = dy.step_times(prob)
+    ts = dy.critical_times(prob)
     assert np.all(np.diff(ts) > 0)                                   # in order of decreasing gamma
     th = dy.solve_stepwise(prob, times=ts)
     np.testing.assert_allclose(np.diag(th.modes), 0.5, rtol=1e-10)   # half-way at the step time
-    approx = dy.step_times(prob, approximate=True)
+    approx = dy.critical_times(prob, approximate=True)
     np.testing.assert_allclose(approx, ts, rtol=1e-5)                # tiny init: ln(1/l0 - 1) ~ -ln l0
 
 

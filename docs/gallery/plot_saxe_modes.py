@@ -18,7 +18,7 @@ errors = []
 fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
 for ax, L in zip(axes, [1, 2, 3]):
     prob = dy.RegressionProblem.from_spectrum([1.0, 0.6, 0.3], [1.5, 1.0, 0.8], L, 0.01, rotate=True, key=2)
-    t_end = 1.5 * dy.critical_times_saxe(prob).max()
+    t_end = 1.5 * dy.critical_times(prob).max()
     lr = 0.02 if SMALL else 0.005
     sim = dy.simulate_saxe(prob, lr=lr, steps=int(t_end / lr), record_every=10)
     th = dy.solve_saxe(prob, times=sim.t)

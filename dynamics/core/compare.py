@@ -20,6 +20,7 @@ that is never learned.
 
 from __future__ import annotations
 
+import abc
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from .steppers import AbstractAdaptive
 from .trajectory import Trajectory
 from .validation import check_fraction, check_instance, check_positive
 
-__all__ = ["CrossCheck", "BatchCrossCheck", "crosscheck", "OUTCOMES", "verdict", "default_tolerances",
+__all__ = ["Reference", "CrossCheck", "BatchCrossCheck", "crosscheck", "OUTCOMES", "verdict", "default_tolerances",
            "tolerance_policy", "result_label", "flow_rtol", "FLOW_ERROR_FACTOR", "GD_TOLERANCES"]
 
 OUTCOMES = ("passed", "failed", "inconclusive")
@@ -175,6 +176,16 @@ class BatchCrossCheck:
         return plot_crosscheck(self.checks[0], ax=ax)
 
 
+class Reference(abc.ABC):
+    """A reference that is not a trajectory and compares a simulation on its own terms (the rank-growth
+    ``Stages``: errors at plateau middles and at the jumps).  ``crosscheck(sim, ref)`` dispatches to
+    ``ref.crosscheck(sim, rtol=...)``; the trajectory-only arguments are refused, not dropped."""
+
+    @abc.abstractmethod
+    def crosscheck(self, sim, *, rtol=None):
+        """A CrossCheck (or BatchCrossCheck) of ``sim`` against this reference."""
+
+
 def flow_rtol(traj):
     """The solver tolerance of an adaptive simulation (its stepper a ``Flow`` or ``Dual``: the rtol the
     user asked for), or None for a fixed-step one (``GD``, ``DualRK4``) and for a theory."""
@@ -272,7 +283,12 @@ def crosscheck(a, b, *, fraction=0.5, rtol=None, ctol=None, interpolate=False):
     ``interpolate=True`` (e.g. gradient descent against the dual flow, recorded on other grids):
     then ``a`` is interpolated linearly onto ``b``'s times within ``a``'s range.
     """
-    if not isinstance(b, Trajectory) and callable(getattr(b, "crosscheck", None)):
+    if isinstance(b, Reference):
+        given = [k for k, v in (("fraction", fraction != 0.5), ("ctol", ctol is not None),
+                                ("interpolate", bool(interpolate))) if v]
+        if given:
+            raise ValueError(f"{', '.join(given)} given with a {type(b).__name__} reference, which compares on its "
+                             "own terms (rtol only): drop them, or compare with a Trajectory")
         return b.crosscheck(a, rtol=rtol)
     for name, x in (("a", a), ("b", b)):
         check_instance(name, x, Trajectory)

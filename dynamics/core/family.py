@@ -5,36 +5,40 @@ divergence, settings, the :class:`~dynamics.core.trajectory.Trajectory`, save/lo
 sharding across devices) is written once in ``core``.  A family only says what is its own, by
 subclassing :class:`Family` -- in the spirit of diffrax's ``AbstractSolver`` or scipy's ``OdeSolver``.
 
-How to add a family (the files and lines a contributor touches)
----------------------------------------------------------------
+How to add a family (the worked example, with line counts: docs/adding_a_family.md)
+-----------------------------------------------------------------------------------
 1. Write the problem type: a frozen dataclass holding the data, the init scale and whatever the
    family's theory needs, with input checks in ``__post_init__``.  Decorate it with
    :func:`register_problem` so that results save and load it.  Serialisation is generic (array
    fields go to the ``.npz`` archive, the rest to its JSON header) unless the class defines
    ``state()`` / ``from_state(arrays, scalars)``.
-2. Subclass :class:`Family` in ``dynamics/families/<name>.py`` and fill in the declared attributes:
-   ``name``, ``problem_type``, ``primary`` (the recorded field, shape (T, F), that a cross-check
-   compares), ``methods``, ``optimizers`` and the abstract methods ``shape`` (what must agree within
-   a batch), ``model`` (the engine's gradient and observation for one run, see
-   :class:`~dynamics.core.engine.Model`), ``initial_state`` (numpy pytrees for one run from its key)
-   and ``context`` (per-problem constants).  Override ``fixed_point`` and ``critical_times`` where
-   the family knows them, and ``theory`` where it has an analytic solution.  Where one run's
-   ``initial_state`` dispatches several small JAX operations (~0.1 ms each), override
-   ``initial_states`` to draw the whole batch at once (equal to the per-run states bit for bit: the
-   contract tests check it).
-3. Register an instance with :func:`register` at the bottom of the module, and write the public
-   ``simulate_<name>`` (and ``solve_<name>``) as thin functions that call
-   :func:`dynamics.core.frontend.simulate` and :func:`dynamics.core.frontend.solve` with their
-   keywords written out.
-   ``method="flow"`` then comes for free: ``core.flow`` integrates d theta/dt = -``Model.grad`` (and
-   an auxiliary state at the continuous rate of ``Model.update_aux``) adaptively; refuse it in
-   ``check_options`` (method "flow") where the gradient has no flow (minibatches, a per-step rule).
-4. Give the family an :meth:`Family.example` (a small problem, a learning rate and a step count at
+2. Write the engine :class:`~dynamics.core.engine.Model` of one run: ``grad``, ``observe`` and an
+   optional ``update_aux``, pure JAX functions of (params, aux, ctx, key).  Build it from the
+   problem's *structure* only (shapes, structural choices; cache it with ``functools.lru_cache``):
+   every *number* (rates, weight decay, EMA rate, ...) is read from ``ctx``, so that a batch may vary
+   it -- the contract tests check that a batch over each float field of the problem equals its single
+   runs.
+3. Subclass :class:`Family` in ``dynamics/families/<name>.py``: declare ``name``, ``problem_type``,
+   ``primary`` (the recorded field, shape (T, F), that a cross-check compares) and, where not the
+   default ``(GD, Flow)``, ``steppers``; implement ``shape`` (the structure, as {label: value}),
+   ``model``, ``initial_state`` (numpy pytrees for one run from its key) and ``context`` (the
+   per-problem arrays and numbers).  Override ``fixed_point``, ``critical_times`` and ``theory``
+   where the family knows them, and ``check_options`` for its own options (refuse a stepper there
+   where it does not apply, e.g. ``Flow`` for minibatches).  Where one run's ``initial_state``
+   dispatches several small JAX operations (~0.1 ms each), override ``initial_states`` to draw the
+   whole batch at once (bit for bit the per-run states: the contract tests check it).
+4. Register an instance with :func:`register` at the bottom of the module, and write the public
+   ``simulate_<name>`` as a short alias of :func:`dynamics.core.frontend.simulate` (the one driver)
+   with its keywords written out (``stepper=`` among them), and ``solve_<name>`` through
+   :func:`dynamics.core.frontend.solve`.  Every stepper the family declares then comes for free:
+   ``core.flow`` integrates d theta/dt = -``Model.grad`` adaptively for ``Flow``.
+5. Give the family an :meth:`Family.example` (a small problem, a learning rate and a step count at
    which its headline is visible): the contract tests in ``tests/test_contract.py`` then run the
-   whole battery (batch = single, keys, save/load, crosscheck, divergence, float32, lr and seed
-   batches) on it without any new test.
-5. Import the module in ``dynamics/families/__init__.py`` and export the public names from
-   ``dynamics/__init__.py``.
+   whole battery (batch = single, a batch over every number, keys, save/load, crosscheck,
+   divergence, float32, lr and seed batches, the generic driver = the alias, t = lr * step, Flow up
+   to ``t_max``) on it; add its alias to the test's ``ALIASES``.
+6. Import the module in ``dynamics/families/__init__.py``, export the public names from
+   ``dynamics/__init__.py``, and derive its equations in ``theory/<name>.md``.
 """
 
 from __future__ import annotations
@@ -49,11 +53,12 @@ import numpy as np
 from .keys import unstack_keys
 from .steppers import GD, Flow
 
-__all__ = ["Family", "Example", "register", "get_family", "families", "register_problem",
-           "problem_type", "problem_state", "problem_from_state"]
+__all__ = ["Family", "Example", "register", "default_family", "get_family", "families", "register_problem",
+           "problem_type", "problem_state", "problem_from_state", "StatefulProblem"]
 
 _FAMILIES: dict[str, "Family"] = {}
 _PROBLEMS: dict[str, type] = {}
+_DEFAULTS: dict[type, str] = {}
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,9 @@ class Example:
     halving : where gradient descent is in its first-order regime against the flow (its error halves
         with lr): a dict with any of "problem", "lr", "steps", "options" replacing the example's
         (default: the example itself).
+    random_init : options (replacing ``options``) under which the initial state is drawn from each run's
+        key, or None where the init is deterministic (the contract tests then check that different keys
+        give different runs).
     """
 
     problem: Any
@@ -85,6 +93,7 @@ class Example:
     ctol: float = 0.02
     diverging_options: dict = field(default_factory=dict)
     halving: dict = field(default_factory=dict)
+    random_init: dict | None = None
 
 
 class Family(abc.ABC):
@@ -94,7 +103,6 @@ class Family(abc.ABC):
     -------------------
     name : registry key; ``Trajectory.model`` of its results.
     problem_type : the problem class (or a tuple of classes) ``simulate`` accepts.
-    shape_name : what ``shape(problem)`` returns, in words (for the error on a mixed batch).
     primary : the recorded field a cross-check compares, shape (T, F) for one run.
     steppers : the stepper types it accepts (:mod:`dynamics.core.steppers`): ``GD`` (the engine's
         optimizer steps) and ``Flow`` (the exact gradient flow of the same parameters, adaptive) for
@@ -108,15 +116,18 @@ class Family(abc.ABC):
     name: ClassVar[str]
     problem_type: ClassVar[Any]
     primary: ClassVar[str]
-    shape_name: ClassVar[str] = "one shape"
     steppers: ClassVar[tuple] = (GD, Flow)
     optimizers: ClassVar[bool] = True
     error_floor: ClassVar[float] = 0.0
 
     # ------------------------------------------------------------------ required
     @abc.abstractmethod
-    def shape(self, problem) -> tuple:
-        """What must agree between the problems of one batch (their arrays are stacked)."""
+    def shape(self, problem) -> dict:
+        """The structure that must agree between the problems of one batch, as {label: value} (shapes and
+        structural choices: their arrays are stacked, and the engine model is built from run 0's).
+        Every *number* of a problem (rates, weight decay, EMA rate, init scale, ...) must instead reach
+        the model through :meth:`context`, one per run, so that a batch may vary it: the contract tests
+        check that a batch over each number equals its single runs."""
 
     @abc.abstractmethod
     def model(self, problem, form: str, options: dict):
@@ -137,8 +148,9 @@ class Family(abc.ABC):
         family may draw the whole batch at once (it must give the same states, bit for bit)."""
         return [self.initial_state(p, k, form, o) for p, k, o in zip(problems, unstack_keys(keys), options)]
 
-    def check_options(self, problems, method: str, options: dict) -> dict:
-        """Validate the family's own options (return them, normalised)."""
+    def check_options(self, problems, stepper, options: dict) -> dict:
+        """Validate the family's own options for this stepper (return them, normalised); refuse a stepper
+        where it does not apply (e.g. ``Flow`` for minibatches: no gradient flow)."""
         return options
 
     def flow_tolerances(self, problems, form: str, rtol: float, atol):
@@ -151,9 +163,11 @@ class Family(abc.ABC):
         """(F,) asymptote of the primary field, or None where the family does not know it."""
         return None
 
-    def critical_times(self, problem, fraction: float):
+    def critical_times(self, problem, fraction: float, **theory_options):
         """(F,) exact times at which the primary field reaches ``fraction`` of its fixed point (inf:
-        never), or None where there is no theory for this problem."""
+        never), or None where the family has no such theory (``dy.critical_times`` then says so).  A
+        problem outside the family's theory (e.g. non-commuting covariances) raises ValueError naming why;
+        ``theory_options`` are the family's own (e.g. the linear families' units and approx)."""
         return None
 
     def theory(self, problem, times):
@@ -184,13 +198,27 @@ class Family(abc.ABC):
         return f"<family {self.name}: primary {self.primary!r}, steppers {[c.__name__ for c in self.steppers]}>"
 
 
-def register(family: Family) -> Family:
-    """Add a family instance to the registry (the contract tests run over every registered one)."""
-    for attr in ("name", "problem_type", "primary"):
-        if not hasattr(family, attr):
-            raise TypeError(f"{type(family).__name__} must declare {attr!r} (see dynamics.core.family)")
+def register(family: Family, *, default_for: tuple = ()) -> Family:
+    """Add a family instance to the registry (the contract tests run over every registered one).
+
+    default_for : problem types for which this family is the default of a theory call that names no
+        family (``dy.critical_times(problem)``; e.g. jepa for SSLProblem, saxe for RegressionProblem).
+    """
+    missing = [a for a in ("name", "problem_type", "primary") if a not in dir(family)]
+    if missing:     # declared class attributes (the ClassVars of Family have no defaults)
+        raise TypeError(f"{type(family).__name__} must declare {missing} (see dynamics.core.family)")
     _FAMILIES[family.name] = family
+    for cls in default_for:
+        _DEFAULTS[cls] = family.name
     return family
+
+
+def default_family(problem) -> Family | None:
+    """The family registered as the default for the problem's type (or a base type of it), or None."""
+    for cls in type(problem).__mro__:
+        if cls in _DEFAULTS:
+            return _FAMILIES[_DEFAULTS[cls]]
+    return None
 
 
 def get_family(name) -> Family:
@@ -224,9 +252,28 @@ def problem_type(name) -> type:
         raise ValueError(f"unknown problem type {name!r} in the file; known: {sorted(_PROBLEMS)}") from None
 
 
+class StatefulProblem(abc.ABC):
+    """A problem type that serialises itself (instead of the generic dataclass split): it implements
+    ``state()`` -> (arrays, scalars) and the classmethod ``from_state(arrays, scalars)``, and may give a
+    short JSON ``summary()`` for a result's ``to_dict``."""
+
+    @abc.abstractmethod
+    def state(self) -> tuple[dict, dict]:
+        """(arrays, scalars) that :meth:`from_state` turns back into an equal problem."""
+
+    @classmethod
+    @abc.abstractmethod
+    def from_state(cls, arrays: dict, scalars: dict):
+        """The problem from its :meth:`state`."""
+
+    def summary(self) -> dict:
+        """A few defining numbers for a JSON summary ({} by default)."""
+        return {}
+
+
 def problem_state(problem) -> tuple[dict, dict]:
     """(arrays, scalars) of a problem: its own ``state()`` or the generic dataclass split."""
-    if hasattr(problem, "state"):
+    if isinstance(problem, StatefulProblem):
         arrays, scalars = problem.state()
         return arrays, {**scalars, "class": type(problem).__name__}
     if not dataclasses.is_dataclass(problem):
@@ -243,6 +290,6 @@ def problem_state(problem) -> tuple[dict, dict]:
 
 def problem_from_state(arrays: dict, scalars: dict):
     cls = problem_type(scalars["class"])
-    if hasattr(cls, "from_state"):
+    if issubclass(cls, StatefulProblem):
         return cls.from_state(arrays, scalars)
     return cls(**{k: np.asarray(v) for k, v in arrays.items()}, **scalars["fields"])

@@ -26,15 +26,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import distributed, engine, flow
-from .family import Family, get_family
+from .family import Family, default_family, families, get_family
 from .steppers import DEFAULT_RTOL, AbstractStepper, DualRK4, Flow, GD
 from .io import versions
 from .keys import derive_run_keys, key_count
 from .resources import check_memory, check_steps, device_budget, memory_budget, nbytes_of
 from .trajectory import Trajectory, stack_runs
-from .validation import check_array, check_choice, check_instance, check_int
+from .validation import check_array, check_choice, check_fraction, check_instance, check_int
 
-__all__ = ["DEFAULT_RECORDS", "simulate", "run", "stepper_from_keywords", "solve", "resolve_batch", "check_dtype"]
+__all__ = ["DEFAULT_RECORDS", "simulate", "run", "critical_times", "family_of", "stepper_from_keywords", "solve", "resolve_batch", "check_dtype"]
 
 DEFAULT_RECORDS = 500
 
@@ -60,10 +60,16 @@ def resolve_batch(family: Family, problem, lr, runs, key, per_run=None):
             want = " or ".join(t.__name__ for t in want) if isinstance(want, tuple) else want.__name__
             raise TypeError(f"problem{'' if len(problems) == 1 else f'[{i}]'} must be a {want} for "
                             f"{family.name}, got {type(p).__name__}")
-    shapes = {family.shape(p) for p in problems}
-    if len(shapes) != 1:
-        raise ValueError(f"a batch of problems must share {family.shape_name}; got {family.shape_name} in "
-                         f"{sorted(map(str, shapes))}")
+    shapes = [family.shape(p) for p in problems]
+    for i, sh in enumerate(shapes):
+        diff = [k for k in shapes[0] if sh.get(k) != shapes[0][k]]
+        if diff:
+            labels = list(shapes[0])
+            what = labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+            raise ValueError(f"a batch of problems must share {what}: problem[{i}] "
+                             f"has {', '.join(f'{k} = {sh[k]!r}' for k in diff)} where problem[0] has "
+                             f"{', '.join(f'{k} = {shapes[0][k]!r}' for k in diff)} (the numbers -- rates, "
+                             "init scales, spectra -- may differ)")
     lr_arr = check_array("lr", lr)
     if lr_arr.ndim > 1:
         raise ValueError(f"lr must be a scalar or a 1-D array of learning rates, got shape {lr_arr.shape}")
@@ -194,6 +200,17 @@ def _leaf_at(tree, path):
     for k in path:
         tree = tree[getattr(k, "key", getattr(k, "idx", None))]
     return tree
+
+
+def _family_settings(family, probs, method, options, shared):
+    """The family's settings entries of a batch: one value where every run has it, else one per run (a
+    batch over a problem's numbers records each run's, not run 0's)."""
+    rows = [family.settings(p, method, options) for p in (probs[:1] if shared else probs)]
+    out = {}
+    for k, v in rows[0].items():
+        vals = [r.get(k) for r in rows]
+        out[k] = v if all(x == v for x in vals[1:]) else vals
+    return out
 
 
 def _optimizer_name(stepper):
@@ -369,7 +386,7 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
     if ode and dtype == np.float32 and solver_cfg.rtol < 1e-6:
         raise ValueError(f"rtol={solver_cfg.rtol:g} is below float32's resolution: simulate the flow in "
                          "float64 (the default) or give rtol >= 1e-6")
-    options = family.check_options(probs, method, dict(options or {}))
+    options = family.check_options(probs, stepper, dict(options or {}))
     run_options = [{**options, **{k: v[i] for k, v in per_run.items()}} for i in range(R)]
 
     keys = derive_run_keys(key, R)
@@ -395,7 +412,7 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
                 **({"solver": solver_cfg.to_dict()} if ode else {}),
                 "optimizer": _optimizer_name(stepper), "dtype": str(dtype),
                 "units": "gf", "key": keys.run_data(),
-                **family.settings(probs[0], method, options),
+                **_family_settings(family, probs, method, options, shared),
                 **{k: v.tolist() for k, v in per_run.items()}, **versions()}
 
     def to_traj(out: engine.EngineOutput) -> Trajectory:
@@ -474,6 +491,53 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
     if out.status == -1 and on_divergence == "raise":
         raise engine.DivergenceError(out.message, partial=traj, step=None)
     return traj
+
+
+def family_of(problem, objective=None) -> Family:
+    """The family a theory call means: ``objective`` (a registered name or a Family), else the family
+    registered as the default for the problem's type (jepa for an SSLProblem, saxe for a
+    RegressionProblem), else the first registered family that takes it."""
+    if objective is not None:
+        if not isinstance(objective, Family):     # a name: one of the families that take this problem
+            takes = {n for n, f in families().items() if isinstance(problem, f.problem_type)}
+            check_choice("objective", objective, takes or set(families()))
+        family = get_family(objective)
+        if not isinstance(problem, family.problem_type):
+            raise TypeError(f"problem must be a {_type_names(family.problem_type)} for objective {family.name!r}, "
+                            f"got {type(problem).__name__}")
+        return family
+    family = default_family(problem)
+    if family is not None:
+        return family
+    for family in families().values():
+        if isinstance(problem, family.problem_type):
+            return family
+    raise TypeError(f"problem: no registered family takes a {type(problem).__name__}")
+
+
+def _type_names(types):
+    return " or ".join(t.__name__ for t in types) if isinstance(types, tuple) else types.__name__
+
+
+def critical_times(problem, objective=None, fraction=0.5, **theory_options):
+    """Exact times (F,) at which each feature's primary field reaches ``fraction`` of its fixed point
+    (inf: never learned; 0: already past), for every family that has them -- one name for one idea.
+
+    objective : the family ("jepa", "mae", "saxe", "stepwise", ...); default: the problem's own family
+        (:func:`family_of`: "jepa" for an SSLProblem).
+    theory_options : the family's own (deep linear families: ``units="gf" | "paper"`` and
+        ``approx="generalized"``; stepwise: ``approximate=True`` for the paper's tiny-init formula).
+    The formulas are in each family's theory page (theory/jepa.md sec. 4, theory/saxe.md,
+    theory/stepwise.md).  A family without them, or a problem outside its theory, is an error that
+    says so (the u * v families' stage times are ``dy.stages(problem).times``).
+    """
+    family = family_of(problem, objective)
+    fraction = check_fraction("fraction", fraction)
+    tc = family.critical_times(problem, fraction, **theory_options)
+    if tc is None:
+        raise ValueError(f"{family.name} has no critical times for this problem (no analytic theory: compare a "
+                         f"simulation's own with traj.critical_times(fraction))")
+    return tc
 
 
 def solve(fn, problem, times, *, what="times"):

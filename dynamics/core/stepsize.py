@@ -107,7 +107,10 @@ def lr_for(family, problem, tol, *, t_max=None, lr=None, options=None, measure="
     fam = get_family(family)
     tol = check_positive("tol", tol)
     if t_max is None:
-        tc = fam.critical_times(problem, 0.5)
+        try:
+            tc = fam.critical_times(problem, 0.5)
+        except ValueError as e:     # a problem outside the family's theory
+            raise ValueError(f"t_max: {fam.name}'s theory gives no critical times here ({e}); give the horizon") from None
         tc = None if tc is None else np.asarray(tc, float)
         if tc is None or not np.any(np.isfinite(tc)):
             raise ValueError(f"t_max: {fam.name} predicts no critical time for this problem; give the horizon")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .family import problem_from_state, problem_state
+from .family import StatefulProblem, problem_from_state, problem_state
 from .distributed import barrier, process_index
 from .io import atomic_write, jsonable
 from .steppers import AbstractStepper, stepper_from_dict
@@ -162,9 +162,9 @@ class Trajectory:
             out["critical_times_half"] = jsonable(self.critical_times(0.5))
         if self.problem is not None and not isinstance(self.problem, (list, tuple)):
             out["problem"] = type(self.problem).__name__
-            if hasattr(self.problem, "lam"):
-                out["problem"] = jsonable({"lam": self.problem.lam, "rho": self.problem.rho,
-                                           "depth": self.problem.depth, "init_scale": self.problem.init_scale})
+            summary = self.problem.summary() if isinstance(self.problem, StatefulProblem) else {}
+            if summary:
+                out["problem"] = jsonable(summary)
         return out
 
     def save(self, path):

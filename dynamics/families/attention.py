@@ -24,7 +24,7 @@ import numpy as np
 
 from ..core import engine, frontend
 from ..core.family import Example, Family, register, register_problem
-from ..core.keys import as_key
+from ..core.keys import as_key, is_key_sequence
 from ..core.resources import check_memory
 from ..core.validation import check_array, check_int, check_positive, check_instance
 from .hadamard.family import HadamardFamily, simulate_uv
@@ -281,28 +281,28 @@ def _dense_model(layers, heads):
 
 class DenseAttentionFamily(Family):
     """Dense heads (W_K, W_Q, W_V, W_O full, d x d_head) on an AttentionProblem's data; no theory.
-    Per-run option ``init_scale`` (the default init N(0, 1/d) times it; the directions come from the
-    problem's ``key``, so that runs at several scales start from the same directions)."""
+    Per-run option ``init_scale`` (the default init N(0, 1/d) times it); the directions come from each
+    run's key (``simulate_dense_attention`` gives the runs at several scales one key, so that they start
+    from the same directions)."""
 
     name = "dense_attention"
     problem_type = AttentionProblem
     primary = "loss"
-    shape_name = "the token shape, heads and layers"
 
     def shape(self, problem):
-        return (problem.Z.shape, problem.heads, problem.layers)
+        return {"token shape": problem.Z.shape, "heads": problem.heads, "layers": problem.layers}
 
-    def check_options(self, problems, method, options):
+    def check_options(self, problems, stepper, options):
         d = problems[0].d
         options = {"d_head": None, **options}
         options["d_head"] = d if options["d_head"] is None else check_int("d_head", options["d_head"], minimum=1)
         return options
 
-    def model(self, problem, method, options):
+    def model(self, problem, form, options):
         return _dense_model(problem.layers, problem.heads)
 
-    def initial_state(self, problem, key, method, options):
-        base = as_key(problem.key)
+    def initial_state(self, problem, key, form, options):
+        base = as_key(key)
         L, H, d, dh = problem.layers, problem.heads, problem.d, options["d_head"]
         scale = float(options.get("init_scale", 1.0))
         params = {name: scale * np.asarray(jax.random.normal(jax.random.fold_in(base, j), (L, H, d, dh),
@@ -312,7 +312,7 @@ class DenseAttentionFamily(Family):
                "VO0": np.einsum("lhia,lhja->lhij", params["WV"], params["WO"])}
         return params, aux
 
-    def context(self, problem, method, options):
+    def context(self, problem, form, options):
         return {"Z": problem.Z, "Y": problem.Y}
 
     def settings(self, problem, method, options):
@@ -321,7 +321,7 @@ class DenseAttentionFamily(Family):
     def example(self):
         prob = AttentionProblem.teacher_student(30, 4, 3, key=1)
         return Example(problem=prob, lr=0.05, steps=200, short_steps=5, diverging_lr=1e4,
-                       has_theory=False, halving={"lr": 0.01, "steps": 1000})
+                       has_theory=False, halving={"lr": 0.01, "steps": 1000}, random_init={})
 
 
 DENSE_ATTENTION = register(DenseAttentionFamily())
@@ -332,7 +332,9 @@ def simulate_dense_attention(problem: AttentionProblem, *, stepper=None, init_sc
                              optimizer=None, record_every=None, record_log=None, runs=1, key=0, dtype=None,
                              progress=None, on_divergence="raise"):
     """Train dense heads (W_K, W_Q, W_V, W_O full, d x d_head) on ``problem``'s data from the default
-    init N(0, 1/d) times each of ``init_scales`` (one run per scale, batched).
+    init N(0, 1/d) times each of ``init_scales`` (one run per scale, batched).  The init's directions come
+    from ``key``: with one key and one run per scale, every scale starts from the same directions (the
+    key is given to each); ``runs=R`` (one scale) or a sequence of keys gives each run its own.
 
     ``method="flow"`` integrates the plain gradient flow of the same parameters (no optimizer: Adam
     has no flow of its own), on ``times`` / ``t_max`` or the grid lr * step.
@@ -340,12 +342,15 @@ def simulate_dense_attention(problem: AttentionProblem, *, stepper=None, init_sc
     d) singular values of Delta W_K W_Q^T and Delta W_V W_O^T (Delta = change since init), and
     .stable_rank_kq / .stable_rank_vo (R, T, layers, heads).
     """
-    optimizer = ("adam" if method == "gd" else "sgd") if optimizer is None else optimizer
+    if stepper is None and optimizer is None and method in (None, "gd"):
+        optimizer = "adam"          # dense heads train with Adam by default (the paper's setting)
     scales = check_array("init_scales", init_scales, ndim=1)
     if scales.size < 1:
         raise ValueError("init_scales must hold at least one init scale, got an empty list")
     if np.any(scales <= 0):
         raise ValueError(f"init_scales must be > 0, got {scales}")
+    if runs == 1 and scales.size > 1 and not is_key_sequence(key):
+        key = [key] * scales.size          # the same directions at every scale
     return frontend.simulate(DENSE_ATTENTION, problem, stepper, lr=lr, steps=steps, record_every=record_every,
                              method=method, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,

@@ -36,6 +36,7 @@ from scipy.integrate import solve_ivp
 
 from ..core import engine, frontend
 from ..core.family import Example, Family, register, register_problem
+from ..core.steppers import Flow
 from ..core.io import versions
 from ..core.linalg import diag_in_basis, random_rotation
 from ..core.trajectory import Trajectory
@@ -160,7 +161,9 @@ class BYOLProblem:
 
 # ------------------------------------------------------------------------------------------ simulate
 @functools.lru_cache(maxsize=32)
-def _byol_model(predictor, stop_grad, symmetric, simsiam, alpha_p, eta, beta, rho, eps, rule="paper"):
+def _byol_model(predictor, stop_grad, symmetric, simsiam, rule="paper"):
+    """The engine model of one structure (the static choices); every number -- alpha_p, eta, beta and
+    DirectPred's rho and eps -- comes from the context, one per run, so a batch may vary them."""
     def loss_fn(W, Wp, Wa, X, S):
         A = Wp @ W
         return 0.5 * jnp.sum((A @ S) * A) - jnp.sum((A @ X) * Wa) + 0.5 * jnp.sum((Wa @ S) * Wa)
@@ -174,6 +177,7 @@ def _byol_model(predictor, stop_grad, symmetric, simsiam, alpha_p, eta, beta, rh
 
     def grad(params, aux, ctx, key):
         X, S = ctx["X"], ctx["X"] + ctx["Xa"]
+        alpha_p, eta = ctx["alpha_p"], ctx["eta"]
         W, Wp, Wa = parts(params, aux)
         R = Wa @ X - Wp @ W @ S          # (-W_p W S + W_a X)
         gW = -(Wp.T @ R) + eta * W
@@ -190,10 +194,11 @@ def _byol_model(predictor, stop_grad, symmetric, simsiam, alpha_p, eta, beta, rh
     def update_aux(params, aux, ctx, h):
         new = dict(aux)
         if not simsiam:
-            new["Wa"] = aux["Wa"] + h * beta * (params["W"] - aux["Wa"])
+            new["Wa"] = aux["Wa"] + h * ctx["beta"] * (params["W"] - aux["Wa"])
         if predictor == "directpred":
             S = ctx["X"] + ctx["Xa"]
             F = params["W"] @ S @ params["W"].T
+            rho, eps = ctx["rho"], ctx["eps"]
             Fh = rho * aux["F"] + (1.0 - rho) * F
             s, U = jnp.linalg.eigh(0.5 * (Fh + Fh.T))
             s = jnp.clip(s, 0.0, None)
@@ -214,6 +219,7 @@ def _byol_model(predictor, stop_grad, symmetric, simsiam, alpha_p, eta, beta, rh
         comm = F @ Wps - Wps @ F
         k = 1.0 + ctx["sigma2"]
         tau = jnp.sum(Wa * W) / jnp.maximum(jnp.sum(W * W), 1e-300)
+        alpha_p, eta = ctx["alpha_p"], ctx["eta"]
         K = k * (0.5 * alpha_p * F + Wps @ Wps - (tau / k) * Wps) + 1.5 * eta * jnp.eye(F.shape[0])
         return {"p": jnp.sum(U * (Wp @ U), axis=0), "s": jnp.sum(U * (F @ U), axis=0),
                 "w_a": jnp.sum(U * (Wa @ U), axis=0), "loss": loss_fn(W, Wp, Wa, X, S),
@@ -236,25 +242,23 @@ class BYOLFamily(Family):
     primary = "p"
     optimizers = False
     error_floor = 1e-3
-    shape_name = "n and the model settings (predictor, stop_grad, symmetric, alpha_p, eta, beta)"
 
     def shape(self, problem):
-        return (problem.n, problem.predictor, problem.stop_grad, problem.symmetric, problem.beta is None,
-                problem.alpha_p, problem.eta, problem.beta, problem.directpred_rho, problem.directpred_eps,
-                problem.directpred_rule)
+        return {"n": problem.n, "predictor": problem.predictor, "stop_grad": problem.stop_grad,
+                "symmetric": problem.symmetric, "SimSiam (beta None)": problem.beta is None,
+                "directpred_rule": problem.directpred_rule}
 
-    def check_options(self, problems, method, options):
-        if method == "flow" and problems[0].predictor == "directpred":
+    def check_options(self, problems, stepper, options):
+        if isinstance(stepper, Flow) and problems[0].predictor == "directpred":
             raise ValueError("predictor='directpred' sets W_p from a per-step moving average and an "
                              "eigendecomposition, which has no gradient flow: use method='gd' for it")
         return {"init": None, **options}
 
-    def model(self, problem, method, options):
+    def model(self, problem, form, options):
         return _byol_model(problem.predictor, problem.stop_grad, problem.symmetric, problem.beta is None,
-                           problem.alpha_p, problem.eta, problem.beta, problem.directpred_rho,
-                           problem.directpred_eps, problem.directpred_rule)
+                           problem.directpred_rule)
 
-    def initial_state(self, problem, key, method, options):
+    def initial_state(self, problem, key, form, options):
         U, n, init = problem.basis, problem.n, options["init"]
         if init is None:
             W0, P0, A0 = ((U * v) @ U.T for v in (problem.w0, problem.p0, problem.wa0))
@@ -272,9 +276,12 @@ class BYOLFamily(Family):
             aux["Wp"] = P0
         return params, aux
 
-    def context(self, problem, method, options):
+    def context(self, problem, form, options):
         sigma2 = float(np.mean(np.diag(problem.X_aug)) / max(np.mean(np.diag(problem.X)), 1e-300))
-        return {"X": problem.X, "Xa": problem.X_aug, "basis": problem.basis, "sigma2": np.asarray(sigma2)}
+        numbers = {"alpha_p": problem.alpha_p, "eta": problem.eta, "beta": 0.0 if problem.beta is None else problem.beta,
+                   "rho": problem.directpred_rho, "eps": problem.directpred_eps}
+        return {"X": problem.X, "Xa": problem.X_aug, "basis": problem.basis, "sigma2": np.asarray(sigma2),
+                **{k: np.asarray(float(v)) for k, v in numbers.items()}}
 
     def _aligned(self, problem, options=None):
         if options and options.get("init") is not None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..core import engine, frontend
 from ..core.family import Example, Family, register, register_problem
+from ..core.steppers import Flow
 from ..core.keys import as_key
 from ..core.validation import check_array, check_fraction, check_int, check_positive
 
@@ -130,8 +131,10 @@ def _bn(z):
 
 
 @functools.lru_cache(maxsize=16)
-def _head_model(head, batchnorm, B, ratio, d, P, fp, noise, full_batch=False):
-    static = {"d": d, "P": P, "fp": fp, "noise": noise}
+def _head_model(head, batchnorm, B, d, P, fp, full_batch=False):
+    """The engine model of one structure; the numbers (the head's rate ratio, the noise level) come
+    from the context, one per run, so a batch may vary them."""
+    static = {"d": d, "P": P, "fp": fp}
 
     def loss_fn(params, X1, X2):
         W = params["W"]
@@ -150,7 +153,7 @@ def _head_model(head, batchnorm, B, ratio, d, P, fp, noise, full_batch=False):
         X1, X2 = (ctx["X1"], ctx["X2"]) if full_batch else _sample(key, B, {**ctx, **static})
         loss, g = jax.value_and_grad(loss_fn)(params, X1, X2)
         if head:
-            g = {**g, "E": ratio * g["E"]}
+            g = {**g, "E": ctx["ratio"] * g["E"]}
         return loss, g
 
     def observe(params, aux, ctx):
@@ -175,35 +178,35 @@ class HeadFamily(Family):
     name = "identity_head"
     problem_type = HeadProblem
     primary = "overlaps"
-    shape_name = "the problem settings"
 
     def shape(self, problem):
-        return (problem.d, problem.patches, problem.feature_patches, problem.batch, problem.head_lr_ratio,
-                problem.noise_std, problem.neurons, problem.eval_batch, problem.noise_bank)
+        return {"d": problem.d, "patches": problem.patches, "feature_patches": problem.feature_patches,
+                "batch": problem.batch, "neurons": problem.neurons, "eval_batch": problem.eval_batch,
+                "noise_bank": problem.noise_bank}
 
-    def check_options(self, problems, method, options):
+    def check_options(self, problems, stepper, options):
         o = {"head": True, "batchnorm": True, "full_batch": False, **{k: bool(v) for k, v in options.items()}}
-        if method == "flow":    # the flow of the expected loss has no closed form: the fixed batch's
+        if isinstance(stepper, Flow):    # the flow of the expected loss has no closed form: the fixed batch's
             o["full_batch"] = True
         return o
 
-    def model(self, problem, method, options):
-        return _head_model(options["head"], options["batchnorm"], problem.batch, problem.head_lr_ratio,
-                           problem.d, problem.patches, problem.feature_patches, problem.noise_std,
-                           options["full_batch"])
+    def model(self, problem, form, options):
+        return _head_model(options["head"], options["batchnorm"], problem.batch, problem.d, problem.patches,
+                           problem.feature_patches, options["full_batch"])
 
-    def initial_state(self, problem, key, method, options):
+    def initial_state(self, problem, key, form, options):
         params = {"W": problem.init_W()}
         if options["head"]:
             params["E"] = np.zeros((problem.neurons, problem.neurons))
         return params, {}
 
-    def context(self, problem, method, options):
+    def context(self, problem, form, options):
         base = as_key(problem.key)
         X1, X2 = _eval_views(jax.random.fold_in(base, 10_000), jnp.asarray(problem.alpha, dtype=jnp.float32),
                              B=problem.eval_batch, d=problem.d, P=problem.patches, fp=problem.feature_patches,
                              noise=problem.noise_std)
-        ctx = {"alpha": np.asarray(problem.alpha), "X1": np.asarray(X1), "X2": np.asarray(X2)}
+        ctx = {"alpha": np.asarray(problem.alpha), "X1": np.asarray(X1), "X2": np.asarray(X2),
+               "ratio": np.asarray(float(problem.head_lr_ratio)), "noise": np.asarray(float(problem.noise_std))}
         if problem.noise_bank:
             ctx["bank"] = problem.noise_std * np.asarray(jax.random.normal(
                 jax.random.fold_in(base, 20_000), (problem.noise_bank, problem.d), dtype=jnp.float32))

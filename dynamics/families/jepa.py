@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import frontend
+from ..core.frontend import critical_times  # noqa: F401  (public through jepa: dy.critical_times)
 from ..core.family import register
 from ..core.validation import check_choice, check_instance
 from .linear.family import LinearFamily
@@ -43,7 +44,7 @@ MAE = Objective(name="mae", target="identity", head=True,
                 pref=lambda lam, rho, L: np.asarray(rho, float) ** ((1.0 - L) / (L + 1)) / lam)
 
 OBJECTIVES = {"jepa": JEPA, "mae": MAE}
-JEPA_FAMILY = register(LinearFamily(JEPA))
+JEPA_FAMILY = register(LinearFamily(JEPA), default_for=(SSLProblem,))
 MAE_FAMILY = register(LinearFamily(MAE))
 
 _SIM_DOC = """Simulate {name} by gradient descent on the full (dense) network.
@@ -129,18 +130,6 @@ def solve_mae(problem, *, times, units="gf", approx=None):
 def _objective(objective):
     check_choice("objective", objective, set(OBJECTIVES))
     return OBJECTIVES[objective]
-
-
-def critical_times(problem, objective="jepa", fraction=0.5, *, units="gf", approx=None):
-    """Exact time t*_i at which encoder mode i reaches ``fraction`` of its fixed point, shape (d,).
-
-    JEPA (v* = fraction^(1/L) rho, v0 = eps^(1/L)):
-        lam t* = sum_{m=1}^{2L-1} (v0^-m - v*^-m) / (m rho^(2L-m-1)) + rho^(1-2L) ln[v*(rho - v0) / (v0 (rho - v*))]
-    inf where the feature is never learned (rho <= eps^(1/L) for JEPA), 0 where it starts past the
-    threshold.  theory/jepa.md sec. 4.  ``approx="generalized"``: of the generalised modes of a
-    non-commuting problem (theory/generalized.md), an approximation; refused without it.
-    """
-    return critical_times_linear(_objective(objective), problem, fraction=fraction, units=units, approx=approx)
 
 
 def critical_times_asymptotic(problem, objective="jepa", *, units="gf", approx=None):

@@ -19,16 +19,16 @@ from ..core.family import register
 from .linear.family import LinearFamily
 from .linear.network import Objective
 from .linear.problems import RegressionProblem
-from .linear.theory import critical_times_linear, solve_linear
+from .linear.theory import solve_linear
 
-__all__ = ["SAXE", "RegressionProblem", "simulate_saxe", "solve_saxe", "critical_times_saxe"]
+__all__ = ["SAXE", "RegressionProblem", "simulate_saxe", "solve_saxe"]
 
 SAXE = Objective(name="saxe", target="identity", head=False,
                  k=lambda L: L - 1, n=lambda L: L,
                  scale=lambda rho, L: np.asarray(rho, float) ** (1.0 / L),
                  pref=lambda lam, rho, L: np.asarray(rho, float) ** ((2.0 - L) / L) / lam,
                  paper_units=False)
-SAXE_FAMILY = register(LinearFamily(SAXE))
+SAXE_FAMILY = register(LinearFamily(SAXE), default_for=(RegressionProblem,))
 
 
 def simulate_saxe(problem, *, stepper=None, lr=None, steps=None, method=None, times=None, t_max=None, rtol=None, atol=None,
@@ -51,8 +51,3 @@ def solve_saxe(problem, *, times):
     u(t) = rho e^(2 lam t) / (e^(2 lam t) - 1 + rho/u0) (theory/saxe.md). ``times`` and ``problem``
     may be those of a batch."""
     return frontend.solve(lambda p, t: solve_linear(SAXE, p, times=t), problem, times)
-
-
-def critical_times_saxe(problem, fraction=0.5):
-    """Exact time at which each end-to-end mode reaches ``fraction`` of rho."""
-    return critical_times_linear(SAXE, problem, fraction=fraction)

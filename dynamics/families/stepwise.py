@@ -30,7 +30,7 @@ from ..core.linalg import random_rotation
 from ..core.trajectory import Trajectory
 from ..core.validation import check_array, check_choice, check_fraction, check_int, check_positive, check_symmetric_pd, check_instance
 
-__all__ = ["StepwiseProblem", "simulate_stepwise", "solve_stepwise", "step_times"]
+__all__ = ["StepwiseProblem", "simulate_stepwise", "solve_stepwise"]
 
 
 @register_problem
@@ -106,33 +106,32 @@ class StepwiseFamily(Family):
     name = "stepwise"
     problem_type = StepwiseProblem
     primary = "eigenvalues"
-    shape_name = "d and m"
 
     def shape(self, problem):
-        return (problem.d, problem.m)
+        return {"d": problem.d, "m": problem.m}
 
-    def check_options(self, problems, method, options):
+    def check_options(self, problems, stepper, options):
         options = {"init": "aligned", **options}
         check_choice("init", options["init"], {"aligned", "random"})
         return options
 
-    def model(self, problem, method, options):
+    def model(self, problem, form, options):
         return _model()
 
-    def initial_state(self, problem, key, method, options):
+    def initial_state(self, problem, key, form, options):
         s0 = problem.init_scale
         if options["init"] == "aligned":
             return {"W": s0 * problem.V.T}, {}
         return {"W": s0 * np.asarray(jax.random.normal(key, (problem.d, problem.m), dtype=jnp.float64))}, {}
 
-    def context(self, problem, method, options):
+    def context(self, problem, form, options):
         return {"Gamma": problem.Gamma}
 
     def fixed_point(self, problem, options):
         return np.ones(problem.d)
 
-    def critical_times(self, problem, fraction):
-        return step_times(problem, fraction=fraction)
+    def critical_times(self, problem, fraction, approximate=False):
+        return step_times(problem, fraction=fraction, approximate=approximate)
 
     def theory(self, problem, times):
         return solve_stepwise(problem, times=times)
@@ -144,10 +143,11 @@ class StepwiseFamily(Family):
         prob = StepwiseProblem.from_spectrum([1.0, 0.5], 1e-2, key=1)
         lr = 2e-3
         return Example(problem=prob, lr=lr, steps=int(1.4 * step_times(prob).max() / lr),
-                       short_steps=int(0.2 * step_times(prob).min() / lr), diverging_lr=5.0)
+                       short_steps=int(0.2 * step_times(prob).min() / lr), diverging_lr=5.0,
+                       random_init={"init": "random"})
 
 
-STEPWISE = register(StepwiseFamily())
+STEPWISE = register(StepwiseFamily(), default_for=(StepwiseProblem,))
 
 
 def simulate_stepwise(problem, *, stepper=None, lr=None, steps=None, method=None, times=None, t_max=None, rtol=None,
@@ -186,7 +186,7 @@ def _solve_one(problem, times):
 
 
 def step_times(problem, *, approximate=False, fraction=0.5):
-    """Times at which the aligned eigenvalues reach ``fraction``: t_j = ln[(1/lambda_j(0) - 1) /
+    """(Public as ``dy.critical_times(problem, fraction=..., approximate=...)``.)  Times at which the aligned eigenvalues reach ``fraction``: t_j = ln[(1/lambda_j(0) - 1) /
     (1/fraction - 1)] / (8 gamma_j) (the half times ln(1/lambda_j(0) - 1) / (8 gamma_j) by default),
     lambda_j(0) = gamma_j s0^2 (0 if already past); ``approximate=True``: the paper's
     -ln(s0^2 gamma_j)/(8 gamma_j)."""

@@ -72,7 +72,6 @@ class HadamardFamily(Family):
     steppers = (GD, Flow, Dual, DualRK4)
     optimizers = False
     error_floor = 1e-2
-    shape_name = "the model type and the number of coordinates"
 
     def __init__(self, name, problem_type, example=None):
         self.name = name
@@ -80,7 +79,7 @@ class HadamardFamily(Family):
         self._example = example
 
     def shape(self, problem):
-        return (type(problem).__name__, problem.p)
+        return {"problem type": type(problem).__name__, "coordinates p": problem.p}
 
     def model(self, problem, form, options):
         return _engine_model(type(problem).loss_fn, form)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from ...core.compare import BatchCrossCheck, verdict
+from ...core.compare import BatchCrossCheck, Reference, verdict
 from ...core.io import jsonable
 from ...core.trajectory import Trajectory
 from ...core.validation import check_array, check_int, check_positive, check_instance
@@ -27,7 +27,7 @@ __all__ = ["Stages", "StageCheck", "stages", "crosscheck_stages", "fast_flow"]
 
 
 @dataclass(frozen=True)
-class Stages:
+class Stages(Reference):
     """The alpha -> 0 limit: plateaus beta^k on tau in (times[k], times[k+1]).
 
     times (K+1,) rescaled jump times (times[0] = 0); points (K+1, p) plateau betas (points[0] = 0);
@@ -73,7 +73,7 @@ class Stages:
                           kind="theory", model="stages", settings={"units": "rescaled"}, method="stages",
                           primary="beta")
 
-    def crosscheck(self, sim, *, rtol=None, **_):
+    def crosscheck(self, sim, *, rtol=None):
         """Compare a simulated run (or each run of a batch) with these stages: see
         :func:`crosscheck_stages`."""
         return crosscheck_stages(sim, self, **({} if rtol is None else {"rtol": rtol}))

@@ -18,6 +18,7 @@ import numpy as np
 
 from ...core import engine, frontend
 from ...core.family import Example, Family, families
+from ...core.steppers import Flow
 from ...core.keys import run_keys as run_keys_for
 from ...core.validation import check_array, check_int, check_positive
 from .network import (INITS, Objective, encoder, gaussian_draws, init_params, loss_and_grads,  # noqa: F401
@@ -82,8 +83,6 @@ class LinearFamily(Family):
 
     problem_type = LinearProblem
     primary = "modes"
-    shape_name = "d and depth"
-    methods = ("gd",)
     optimizers = True
 
     def __init__(self, objective: Objective):
@@ -91,9 +90,9 @@ class LinearFamily(Family):
         self.name = objective.name
 
     def shape(self, problem):
-        return (problem.d, problem.depth)
+        return {"d": problem.d, "depth": problem.depth}
 
-    def check_options(self, problems, method, options):
+    def check_options(self, problems, stepper, options):
         eps = min(float(p.init_scale) for p in problems)
         L = problems[0].depth
         log10_prod = (L + 1.0) / L * np.log10(eps)
@@ -108,7 +107,7 @@ class LinearFamily(Family):
         o = {"init": "aligned", "batch_size": None, "data": None, "ema": None, "snapshots": False, **options}
         if o["batch_size"] is not None:
             o["batch_size"] = check_int("batch_size", o["batch_size"], minimum=1)
-            if method == "flow":
+            if isinstance(stepper, Flow):
                 raise ValueError("batch_size: minibatch SGD has no gradient flow; method='flow' integrates the "
                                  "full-batch gradient (population moments, or all of ``data``)")
         if o["ema"] is not None:
@@ -133,28 +132,28 @@ class LinearFamily(Family):
         o["snapshots"] = bool(o["snapshots"])
         return o
 
-    def model(self, problem, method, options):
+    def model(self, problem, form, options):
         n_data = None if options["data"] is None else options["data"][0].shape[0]
         return _make_model(self.objective, batch_size=options["batch_size"], n_data=n_data,
                            ema=options["ema"], snapshots=options["snapshots"])
 
-    def initial_state(self, problem, key, method, options, draws=None):
+    def initial_state(self, problem, key, form, options, draws=None):
         params = init_params(problem, self.objective, options["init"], key=key, draws=draws)
         aux = {"W": np.array(params["W"], copy=True)} if options["ema"] is not None else {}
         return params, aux
 
-    def initial_states(self, problems, keys, method, options):
+    def initial_states(self, problems, keys, form, options):
         """As :meth:`initial_state` per run; a batch of "gaussian" inits draws its normals at once."""
         shapes = {(p.depth, p.d) for p in problems}
         if len(problems) > 1 and len(shapes) == 1 and all(isinstance(o["init"], str) and o["init"] == "gaussian"
                                                           for o in options):
             (L, d), = shapes
             Ws, Vs = gaussian_draws(keys, L, d)
-            return [self.initial_state(p, None, method, o, draws=(Ws[i], Vs[i]))
+            return [self.initial_state(p, None, form, o, draws=(Ws[i], Vs[i]))
                     for i, (p, o) in enumerate(zip(problems, options))]
-        return super().initial_states(problems, keys, method, options)
+        return super().initial_states(problems, keys, form, options)
 
-    def context(self, problem, method, options):
+    def context(self, problem, form, options):
         ctx = {"Sxx": problem.Sxx, "Syx": problem.Syx, "Syy": problem.Syy, "basis": problem.basis}
         if options["batch_size"] is not None and options["data"] is None:
             ctx["factor"] = problem.joint_factor()
@@ -165,10 +164,9 @@ class LinearFamily(Family):
     def fixed_point(self, problem, options):
         return self.objective.fixed_point(problem.rho, problem.depth)
 
-    def critical_times(self, problem, fraction):
-        if not problem.diagonalisable or np.any(problem.lam <= 0):
-            return None
-        return critical_times_linear(self.objective, problem, fraction=fraction)
+    def critical_times(self, problem, fraction, units="gf", approx=None):
+        """The exact per-mode critical times (theory/jepa.md sec. 4; ``critical_times_linear``)."""
+        return critical_times_linear(self.objective, problem, fraction=fraction, units=units, approx=approx)
 
     def theory(self, problem, times):
         return solve_linear(self.objective, problem, times=times)
@@ -208,10 +206,10 @@ class LinearFamily(Family):
         lr = 0.01
         return Example(problem=prob, lr=lr, steps=int(math.ceil(1.5 * tc.max() / lr)),
                        short_steps=max(2, int(0.2 * tc.min() / lr)), diverging_lr=60.0,
-                       options={"init": "aligned_gauge"})
+                       options={"init": "aligned_gauge"}, random_init={"init": "gaussian"})
 
 
-def simulate_linear(objective, problem, *, lr=None, steps=None, method=None, times=None, t_max=None, rtol=None,
+def simulate_linear(objective, problem, *, stepper=None, lr=None, steps=None, method=None, times=None, t_max=None, rtol=None,
                     atol=None, solver=None, record_every=None, record_log=None, runs=1,
                     key=0, init="aligned", optimizer=None, batch_size=None, data=None, ema=None,
                     snapshots=False, progress=None, on_divergence="raise", dtype=None, desc=None):

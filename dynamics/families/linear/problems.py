@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
-from ...core.family import register_problem
+from ...core.family import StatefulProblem, register_problem
 from ...core.keys import as_key
 from ...core.linalg import diag_in_basis, random_rotation
 from ...core.validation import (check_array, check_choice, check_int, check_positive,
@@ -64,7 +64,7 @@ class _Dense:
 
 @register_problem
 @dataclass(frozen=True, eq=False, kw_only=True)
-class LinearProblem:
+class LinearProblem(StatefulProblem):
     """Paired covariances, depth and init scale (see module docstring). Build with the classmethods.
 
     ``Sxx``, ``Syx``, ``Syy`` and ``basis`` are formed from the spectrum (sigma2, lam, syy) on first
@@ -375,6 +375,9 @@ class LinearProblem:
         scalars = {"class": type(self).__name__, "depth": self.depth, "init_scale": self.init_scale,
                    "diagonalisable": self.diagonalisable, "source": self.source}
         return arrays, scalars
+
+    def summary(self) -> dict:
+        return {"lam": self.lam, "rho": self.rho, "depth": self.depth, "init_scale": self.init_scale}
 
     @classmethod
     def from_state(cls, arrays, scalars):
