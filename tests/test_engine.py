@@ -13,6 +13,7 @@ import pytest
 
 import dynamics as dy
 from dynamics import engine
+from dynamics.core import chunks
 
 
 def quadratic_model():
@@ -111,7 +112,7 @@ def interrupting_bar(at):
 
 def test_interrupt_keeps_records(monkeypatch):
     """A KeyboardInterrupt between chunks returns what was recorded, with status 1."""
-    monkeypatch.setattr(engine, "progress_bar", interrupting_bar(2))
+    monkeypatch.setattr(chunks, "progress_bar", interrupting_bar(2))
     rec = engine.record_schedule(1000, every=10)
     with pytest.warns(RuntimeWarning, match="interrupted"):
         out = run_quadratic(np.array([0.01]), np.array([[1.0]]), np.ones((1, 1)), rec, n_chunks=10,
@@ -126,7 +127,7 @@ def test_interrupt_keeps_records(monkeypatch):
 
 
 def test_interrupt_through_public_simulator(monkeypatch):
-    monkeypatch.setattr(engine, "progress_bar", interrupting_bar(3))
+    monkeypatch.setattr(chunks, "progress_bar", interrupting_bar(3))
     prob = dy.SSLProblem.from_spectrum([1.0, 0.5], [1.0, 0.8], 2, 0.05)
     with pytest.warns(RuntimeWarning):
         traj = dy.simulate_jepa(prob, lr=0.01, steps=50_000, record_every=100, progress=True)
@@ -214,7 +215,7 @@ def test_blow_up_on_the_last_step_raises():
 def test_ctrl_c_is_answered_within_a_long_gap_between_records(monkeypatch):
     """One record after 3e8 steps used to be one dispatch (Ctrl-C waited for all of it); the gap is now
     split into chunks of about dispatch_s seconds, so the interrupt lands long before the record."""
-    monkeypatch.setattr(engine, "progress_bar", interrupting_bar(4))
+    monkeypatch.setattr(chunks, "progress_bar", interrupting_bar(4))
     rec = np.array([0, 3 * 10 ** 8])
     with pytest.warns(RuntimeWarning, match="interrupted"):
         out = run_quadratic(np.array([1e-9]), np.array([[1.0]]), np.ones((1, 1)), rec, progress=True,

@@ -24,8 +24,7 @@ import functools
 import math
 import sys
 import time
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import jax
@@ -33,21 +32,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .chunks import DivergenceError, EngineOutput, finish, run_chunks
 from .distributed import agree, global_put, multiprocess, process_index, to_host
 from .resources import check_memory
-from .validation import check_choice, check_int, check_positive
+from .validation import check_choice, check_int
 
 __all__ = ["Model", "EngineOutput", "DivergenceError", "simulate", "record_schedule",
            "make_optimizer", "batch_mesh", "batch_layout"]
-
-
-class DivergenceError(FloatingPointError):
-    """A run produced a non-finite loss. ``.partial`` holds what was recorded before (or None)."""
-
-    def __init__(self, message, partial=None, step=None):
-        super().__init__(message)
-        self.partial = partial
-        self.step = step
 
 
 @dataclass(frozen=True)
@@ -69,19 +60,6 @@ class Model:
     update_aux: Callable | None = None
     uses_lr: bool = False
     stochastic: bool = True
-
-
-@dataclass
-class EngineOutput:
-    steps: np.ndarray                   # (T,) recorded step indices
-    records: dict                       # name -> (R, T, ...)
-    final_params: Any
-    final_aux: Any
-    status: int = 0                     # 0 finished, 1 interrupted, -1 diverged (only with on_divergence="stop")
-    message: str = "finished"
-    wall_time: float = 0.0
-    compile_time: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 def record_schedule(steps, *, every=None, log=None):
@@ -161,17 +139,6 @@ def batch_layout(state, consts, R, *, shard=None, ctx_batched=True):
         state = global_put(state, sharding)
         consts = (global_put(ctx, sharding if ctx_batched else replicated), global_put(per, sharding))
     return state, consts, ndev, pad, shard
-
-
-def progress_bar(total, desc, enabled, unit="step"):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return None
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False,
-                file=sys.stderr, smoothing=0.1)
 
 
 def _rk4_update(model: Model, p, a, c, key, h, extra):
@@ -280,12 +247,8 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
     if progress is None:
         progress = sys.stderr.isatty() and total_steps * R >= 100_000
     progress = progress and process_index() == 0      # one bar for several processes
-    own_bar = bar is None
-    bar = progress_bar(total_steps, desc, progress) if own_bar else bar
 
-    recs, done_records, status, message = [], 0, 0, "finished"
-    t_start = time.perf_counter()
-    compile_time = 0.0
+    recs, done_records = [], 0
     step0 = 0
     diverged_at = None
 
@@ -315,17 +278,29 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
                 break
         return segs, keep
 
-    # pipelined: chunk c + 1 is dispatched (asynchronously) before chunk c's records are copied to the
-    # host, so the device never waits for the host's transfers and bookkeeping.  ``queue`` holds the
-    # dispatched chunks whose records are not on the host yet; a chunk leaves it only together with
-    # its bookkeeping, so that an interrupt at any point loses nothing and counts nothing twice.
-    queue, dispatched_step = [], 0
+    # pipelined (``core.chunks.run_chunks`` with depth 2): chunk c + 1 is dispatched (asynchronously)
+    # before chunk c's records are copied to the host
+    dispatched_step = 0
     bad = np.full(R + pad, -1)
-    last = [time.perf_counter()]
+    last = [None]
 
-    def collect():
-        """Bring the oldest dispatched chunk's records to the host; returns its divergence flags."""
-        nonlocal done_records, step0
+    def dispatch():
+        nonlocal state, dispatched_step
+        if not pending:
+            return None
+        segs, keep = next_chunk()
+        seg = np.zeros(per, dtype=np.int64)
+        seg[:len(segs)] = segs        # padded with empty segments: same compiled shape
+        keep = np.concatenate([keep, np.zeros(per - len(keep), bool)])
+        state, obs, bad_dev = chunk_jit(state, consts, seg, np.int64(dispatched_step))
+        if last[0] is None:
+            last[0] = time.perf_counter()
+        dispatched_step += int(seg.sum())
+        return obs, bad_dev, keep, int(seg.sum())
+
+    def collect(queue):
+        """Bring the oldest dispatched chunk's records to the host (with its divergence flags)."""
+        nonlocal done_records, step0, bad
         obs, bad_dev, keep, n_steps = queue[0]
         bad_host = np.array(to_host(bad_dev))
         idx = np.nonzero(keep)[0]
@@ -344,48 +319,16 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
         queue.pop(0)
         done_records += n_real
         step0 += n_steps
+        bad = bad_host
         now = time.perf_counter()
         if n_steps:     # process 0's measurement, with several processes (all of them call agree here)
             budget[0] = agree(int(min(max(256, n_steps / max(now - last[0], 1e-9) * dispatch_s), 2 ** 26)))
         last[0] = now
-        if bar is not None:
-            bar.update(n_steps)
-        return bad_host
+        return n_steps, bool(np.any(bad[:R] >= 0))
 
-    try:
-        c = 0
-        while pending:
-            segs, keep = next_chunk()
-            seg = np.zeros(per, dtype=np.int64)
-            seg[:len(segs)] = segs        # padded with empty segments: same compiled shape
-            keep = np.concatenate([keep, np.zeros(per - len(keep), bool)])
-            t0 = time.perf_counter()
-            state, obs, bad_dev = chunk_jit(state, consts, seg, np.int64(dispatched_step))
-            if c == 0:
-                compile_time = time.perf_counter() - t0  # tracing + compiling (the run is asynchronous)
-                last[0] = time.perf_counter()
-            c += 1
-            dispatched_step += int(seg.sum())
-            queue.append((obs, bad_dev, keep, int(seg.sum())))
-            if len(queue) > 1:
-                bad = collect()
-                if np.any(bad[:R] >= 0):
-                    queue.clear()   # the chunk after it starts past the divergence
-                    break
-        while queue:
-            bad = collect()
-    except KeyboardInterrupt:
-        try:    # the chunks already dispatched finish within one chunk's time: keep their records too
-            while queue:
-                bad = collect()
-        except KeyboardInterrupt:   # a second Ctrl-C: stop now
-            pass
-        status, message = 1, f"interrupted by the user after step {step0}; records up to there kept"
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
-    finally:
-        if bar is not None and own_bar:
-            bar.close()
-    wall = time.perf_counter() - t_start
+    status, message, wall, compile_time = run_chunks(
+        dispatch, collect, depth=2, where=lambda: f"after step {step0}", total=total_steps, desc=desc,
+        unit="step", progress=progress, bar=bar)
     if np.any(bad[:R] >= 0):
         diverged_at = int(bad[:R][bad[:R] >= 0].min())
 
@@ -418,7 +361,4 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
     out = EngineOutput(steps=steps, records=records, final_params=final_params, final_aux=final_aux,
                        status=status, message=message, wall_time=wall, compile_time=compile_time,
                        extra={"devices": ndev if shard else 1, "runs": R})
-    if status == -1 and on_divergence == "raise":
-        partial = make_partial(out) if make_partial is not None else out
-        raise DivergenceError(message, partial=partial, step=diverged_at)
-    return out
+    return finish(out, on_divergence, make_partial, step=diverged_at)

@@ -30,7 +30,7 @@ A batch of R runs is integrated under ``jax.vmap`` (each run with its own adapti
 devices exactly as the engine does (``engine.batch_layout``); the record grid is integrated in chunks
 so that a progress bar advances and Ctrl-C keeps what was recorded; a run whose state or loss turns
 non-finite, or whose solver fails (too many steps: the flow is stiff or blows up), stops with a
-:class:`~dynamics.core.engine.DivergenceError` naming the time.  Statistics per run: accepted and
+:class:`~dynamics.core.chunks.DivergenceError` naming the time.  Statistics per run: accepted and
 rejected steps and the gradient evaluations they cost.
 """
 
@@ -39,15 +39,14 @@ from __future__ import annotations
 import functools
 import math
 import sys
-import time
-import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .distributed import process_index, to_host
-from .engine import DivergenceError, EngineOutput, Model, progress_bar, batch_layout
+from .chunks import EngineOutput, finish, run_chunks
+from .engine import Model, batch_layout
 from .steppers import SOLVERS, AbstractAdaptive, Flow
 from .resources import check_memory
 from .validation import check_choice, check_int, check_positive
@@ -161,7 +160,7 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: AbstractAdap
     times : (T,) increasing record times starting at 0 (see :func:`flow_times`).
     solver : an adaptive stepper (:class:`~dynamics.core.steppers.Flow` or ``Dual``): its rtol, atol,
         solver and max_steps, as the solver should get them (a family's rescaling already applied).
-    Returns an :class:`~dynamics.core.engine.EngineOutput` whose ``steps`` are the record indices and
+    Returns an :class:`~dynamics.core.chunks.EngineOutput` whose ``steps`` are the record indices and
     whose ``extra`` holds ``times`` and per-run ``accepted`` / ``rejected`` steps and ``evaluations``.
     bar : an open progress bar to update (the caller's, shared by several calls; not closed here).
     """
@@ -198,55 +197,56 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: AbstractAdap
     if progress is None:
         progress = sys.stderr.isatty() and R * T >= 20_000
     progress = progress and process_index() == 0      # one bar for several processes
-    own_bar = bar is None
-    bar = progress_bar(T, desc, progress, unit="record") if own_bar else bar
     recs, accepted, rejected = [], np.zeros(R + pad, np.int64), np.zeros(R + pad, np.int64)
-    done, status, message, diverged_at, bad_runs = 0, 0, "finished", None, []
-    t_start = time.perf_counter()
-    compile_time = 0.0
+    done, diverged_at, bad_runs = 0, None, []
     t0 = 0.0
     rtol = jnp.asarray(solver.rtol, dtype=dtype)
-    try:
-        for c in range(n_chunks):
-            ts = times[bounds[c]:bounds[c + 1]]
-            padded = np.concatenate([ts, np.full(per - ts.size, ts[-1])])   # repeated last time: no work
-            tic = time.perf_counter()
-            new, obs, acc, rej, ok, t_end = run(state, ctx, lr_d, key_d, rtol, atol_d,
-                                         np.asarray(t0, dtype=dtype), np.asarray(padded, dtype=dtype))
-            ok = to_host(ok)
-            if c == 0:
-                compile_time = time.perf_counter() - tic
-            host = jax.tree_util.tree_map(lambda x: to_host(x)[:, :ts.size], obs)
-            finite_obs = np.ones((R + pad, ts.size), bool)
-            for leaf in jax.tree_util.tree_leaves(host):
-                finite_obs &= np.isfinite(leaf.reshape(leaf.shape[0], ts.size, -1)).all(axis=-1)
-            accepted += to_host(acc)
-            rejected += to_host(rej)
-            bad = (~ok[:R]) | (~finite_obs[:R].all(axis=1))
-            if np.any(bad):
-                # keep the records before the first non-finite one of any failing run
-                # keep the records before the first non-finite one of any failing run, and (a solver
-                # failure) strictly before where its solver stopped
-                good = finite_obs[:R][bad].all(axis=0) & (ts[None, :] < to_host(t_end)[:R][bad][:, None]).all(axis=0)
-                n_keep = int(np.argmin(good)) if not good.all() else ts.size - 1
-                recs.append(jax.tree_util.tree_map(lambda x: x[:, :n_keep], host))
-                done += n_keep
-                bad_runs = np.nonzero(bad)[0].tolist()
-                diverged_at = float(ts[n_keep]) if n_keep < ts.size else float(ts[-1])
-                break
-            recs.append(host)
-            state = new
-            done += ts.size
-            t0 = float(ts[-1])
-            if bar is not None:
-                bar.update(ts.size)
-    except KeyboardInterrupt:
-        status, message = 1, f"interrupted by the user at t = {t0:.6g}; records up to there kept"
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
-    finally:
-        if bar is not None and own_bar:
-            bar.close()
-    wall = time.perf_counter() - t_start
+    chunk = iter(range(n_chunks))
+
+    def dispatch():
+        c = next(chunk, None)
+        if c is None:
+            return None
+        ts = times[bounds[c]:bounds[c + 1]]
+        padded = np.concatenate([ts, np.full(per - ts.size, ts[-1])])   # repeated last time: no work
+        out = run(state, ctx, lr_d, key_d, rtol, atol_d, np.asarray(t0, dtype=dtype),
+                  np.asarray(padded, dtype=dtype))
+        return ts, out, to_host(out[4])
+
+    def collect(queue):
+        """The chunk's records on the host; a run whose records turn non-finite or whose solver failed
+        stops the integration there (the records before it kept)."""
+        nonlocal state, done, t0, diverged_at, bad_runs
+        ts, (new, obs, acc, rej, _, t_end), ok = queue[0]
+        host = jax.tree_util.tree_map(lambda x: to_host(x)[:, :ts.size], obs)
+        finite_obs = np.ones((R + pad, ts.size), bool)
+        for leaf in jax.tree_util.tree_leaves(host):
+            finite_obs &= np.isfinite(leaf.reshape(leaf.shape[0], ts.size, -1)).all(axis=-1)
+        acc, rej = to_host(acc), to_host(rej)
+        bad = (~ok[:R]) | (~finite_obs[:R].all(axis=1))
+        if np.any(bad):
+            # keep the records before the first non-finite one of any failing run, and (a solver
+            # failure) strictly before where its solver stopped
+            good = finite_obs[:R][bad].all(axis=0) & (ts[None, :] < to_host(t_end)[:R][bad][:, None]).all(axis=0)
+            n_keep = int(np.argmin(good)) if not good.all() else ts.size - 1
+            recs.append(jax.tree_util.tree_map(lambda x: x[:, :n_keep], host))
+            queue.pop(0)
+            accepted[:], rejected[:] = accepted + acc, rejected + rej
+            done += n_keep
+            bad_runs = np.nonzero(bad)[0].tolist()
+            diverged_at = float(ts[n_keep]) if n_keep < ts.size else float(ts[-1])
+            return n_keep, True
+        recs.append(host)
+        queue.pop(0)
+        accepted[:], rejected[:] = accepted + acc, rejected + rej
+        state = new
+        done += ts.size
+        t0 = float(ts[-1])
+        return ts.size, False
+
+    status, message, wall, compile_time = run_chunks(
+        dispatch, collect, depth=1, where=lambda: f"at t = {t0:.6g}", total=T, desc=desc, unit="record",
+        progress=progress, bar=bar)
     records = ({k: np.concatenate([r[k] for r in recs], axis=1)[:R] for k in recs[0]} if recs else {})
     evals = SOLVERS[solver.solver] * (accepted + rejected)[:R] + 2 * n_chunks
     final_params = jax.tree_util.tree_map(lambda x: to_host(x)[:R], state[0])
@@ -262,7 +262,4 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: AbstractAdap
     out = EngineOutput(steps=np.arange(done, dtype=np.int64), records=records, final_params=final_params,
                        final_aux=final_aux, status=status, message=message, wall_time=wall,
                        compile_time=compile_time, extra=extra)
-    if status == -1 and on_divergence == "raise":
-        partial = make_partial(out) if make_partial is not None else out
-        raise DivergenceError(message, partial=partial, step=None)
-    return out
+    return finish(out, on_divergence, make_partial)

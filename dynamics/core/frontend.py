@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import distributed, engine, flow
+from .chunks import DivergenceError, EngineOutput, progress_bar
 from .family import Family, default_family, families, get_family
 from .steppers import DEFAULT_RTOL, AbstractStepper, DualRK4, Flow, GD
 from .io import versions
@@ -153,7 +154,7 @@ def _merge_outputs(outs, sizes):
             extra[k] = np.concatenate([o.extra[k] for o in outs])
     if "times" in outs[0].extra:
         extra["times"] = outs[0].extra["times"][:n]
-    return engine.EngineOutput(steps=outs[0].steps[:n], records=records, final_params=cat([o.final_params for o in outs]),
+    return EngineOutput(steps=outs[0].steps[:n], records=records, final_params=cat([o.final_params for o in outs]),
                                final_aux=cat([o.final_aux for o in outs]), status=status,
                                message="; ".join(msgs) if msgs else "finished",
                                wall_time=sum(o.wall_time for o in outs), compile_time=outs[0].compile_time,
@@ -386,7 +387,16 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
     if ode and dtype == np.float32 and solver_cfg.rtol < 1e-6:
         raise ValueError(f"rtol={solver_cfg.rtol:g} is below float32's resolution: simulate the flow in "
                          "float64 (the default) or give rtol >= 1e-6")
-    options = family.check_options(probs, stepper, dict(options or {}))
+    given = dict(options or {})
+    options = family.check_options(probs, stepper, given)
+    if given:       # an option the family does not know is an error, never silently ignored
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            known = set(family.check_options(probs, stepper, {}))
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not an option of {family.name} (its options: "
+                             f"{', '.join(sorted(known)) or 'none'})")
     run_options = [{**options, **{k: v[i] for k, v in per_run.items()}} for i in range(R)]
 
     keys = derive_run_keys(key, R)
@@ -415,7 +425,7 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
                 **_family_settings(family, probs, method, options, shared),
                 **{k: v.tolist() for k, v in per_run.items()}, **versions()}
 
-    def to_traj(out: engine.EngineOutput) -> Trajectory:
+    def to_traj(out: EngineOutput) -> Trajectory:
         n = int(out.extra.get("runs", R))       # fewer than R: a grouped batch interrupted early
         probs_, lrs_, fixed_ = probs[:n], lrs[:n], fixed[:n]
         if ode:     # flow time x as (fractional) steps at each run's lr: the family's clock does the rest
@@ -475,7 +485,7 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
     starts = list(range(0, R, group))
     show = (sys.stderr.isatty() if progress is None else bool(progress)) and distributed.process_index() == 0
     per_group = grid.size if ode else int(rec[-1])
-    bar = engine.progress_bar(per_group * len(starts), f"{desc} ({len(starts)} groups of <= {group} runs)",
+    bar = progress_bar(per_group * len(starts), f"{desc} ({len(starts)} groups of <= {group} runs)",
                               show, unit="record" if ode else "step")
     outs = []
     try:
@@ -489,7 +499,7 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
     out = _merge_outputs(outs, [min(R, a + group) - a for a in starts[:len(outs)]])
     traj = to_traj(out)
     if out.status == -1 and on_divergence == "raise":
-        raise engine.DivergenceError(out.message, partial=traj, step=None)
+        raise DivergenceError(out.message, partial=traj, step=None)
     return traj
 
 

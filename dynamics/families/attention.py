@@ -294,7 +294,7 @@ class DenseAttentionFamily(Family):
 
     def check_options(self, problems, stepper, options):
         d = problems[0].d
-        options = {"d_head": None, **options}
+        options = {"d_head": None, "init_scale": 1.0, **options}
         options["d_head"] = d if options["d_head"] is None else check_int("d_head", options["d_head"], minimum=1)
         return options
 
