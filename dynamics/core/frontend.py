@@ -203,6 +203,20 @@ def _leaf_at(tree, path):
     return tree
 
 
+_KNOWN_OPTIONS: dict = {}
+
+
+def _known_options(family, probs, stepper) -> set:
+    """The names of a family's options: the keys its ``check_options`` fills in from nothing (once per
+    family and stepper type)."""
+    k = (family.name, id(family), type(stepper))
+    if k not in _KNOWN_OPTIONS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _KNOWN_OPTIONS[k] = frozenset(family.check_options(probs, stepper, {}))
+    return _KNOWN_OPTIONS[k]
+
+
 def _family_settings(family, probs, method, options, shared):
     """The family's settings entries of a batch: one value where every run has it, else one per run (a
     batch over a problem's numbers records each run's, not run 0's)."""
@@ -390,9 +404,7 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
     given = dict(options or {})
     options = family.check_options(probs, stepper, given)
     if given:       # an option the family does not know is an error, never silently ignored
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            known = set(family.check_options(probs, stepper, {}))
+        known = _known_options(family, probs, stepper)
         unknown = sorted(set(given) - known)
         if unknown:
             raise ValueError(f"{', '.join(unknown)}: not an option of {family.name} (its options: "

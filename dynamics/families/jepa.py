@@ -27,7 +27,7 @@ from .linear.finite_samples import FiniteSampleStudy, finite_sample_study  # noq
 from .linear.generalized import commutator, generalized_modes  # noqa: F401  (public through jepa)
 from .linear.generalized import generalized_fixed_points as _generalized_fixed_points
 from .linear.problems import SSLProblem
-from .linear.theory import critical_times_linear, solve_linear, theory_inputs
+from .linear.theory import solve_linear, theory_inputs
 
 __all__ = ["JEPA", "MAE", "simulate_jepa", "simulate_mae", "solve_jepa", "solve_mae",
            "critical_times", "critical_times_asymptotic", "fixed_points", "SSLProblem", "generalized_modes",

@@ -241,6 +241,8 @@ class LinearProblem(StatefulProblem):
     def _pick_basis(d, basis, rotate, key):
         """The given basis (checked), a random one (``rotate``), or None: the features' own basis,
         the identity, formed only if asked for."""
+        if basis is not None and rotate:
+            raise ValueError("rotate=True and basis: give a basis, or rotate=True (a random one from key), not both")
         if basis is not None:
             U = check_array("basis", basis, shape=(d, d))
             err = float(np.abs(U.T @ U - np.eye(d)).max())
