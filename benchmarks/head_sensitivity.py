@@ -24,6 +24,8 @@ def row(name, pb, head=True, batchnorm=True):
     t0 = time.perf_counter()
     tr = dy.simulate_head(pb, head=head, batchnorm=batchnorm, steps=STEPS, record_every=100)
     ph = dy.head_phases(tr)
+    lr = tr.settings["lr"]        # head_phases gives times in t = lr * step: the table is in steps
+    ph = {k: (v / lr if k in ("strong", "substitution", "weak", "back") else v) for k, v in ph.items()}
     ov = abs(tr.overlaps[-1])
     return (f"| {name} | {'yes' if head else 'no'} | {'yes' if batchnorm else 'no'} | "
             f"{'**yes**' if ph['weak_learned'] else 'no'} | {ph['strong']:.0f} | {ph['substitution']:.0f} | "

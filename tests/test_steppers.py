@@ -89,9 +89,27 @@ def test_dual_rk4_converges_to_the_adaptive_dual_at_fourth_order():
     (lambda p, d: dy.simulate_dln(d, stepper=dy.DualRK4(dtau=0.01, steps=3), dtau=0.02), "stepper=DualRK4.* and dtau"),
     (lambda p, d: dy.SSLProblem.from_spectrum([1.0], [0.5], 2, 0.1, rotate=True, basis=np.eye(1)),
      "rotate=True and basis"),
+    (lambda p, d: dy.simulate_dln(d, stepper=dy.Dual(rtol=1e-6), rtol=1e-3), r"stepper=Dual.* and rtol=0.001"),
+    (lambda p, d: dy.simulate_dln(d, stepper=dy.GD(lr=0.1, steps=3), optimizer="adam"), "and optimizer='adam'"),
+    (lambda p, d: dy.simulate_dln(d, method="flow", steps=100), "steps without lr for method='flow'"),
+    (lambda p, d: dy.simulate_dln(d, method="dual_rk4", dtau=0.01, times=[0.0, 1.0]), "which takes dtau and steps"),
+    (lambda p, d: dy.simulate("dense_attention", dy.AttentionProblem.teacher_student(8, 3, 2, key=0),
+                              dy.GD(lr=0.1, steps=2), per_run={"init_scael": [1.0, 2.0]}),
+     "init_scael: not an option of dense_attention"),
+    (lambda p, d: dy.critical_times(dy.StepwiseProblem.from_spectrum([1.0], 1e-2), units="paper"),
+     "units: not an option of stepwise"),
 ])
 def test_conflicting_or_ignored_arguments_are_errors_naming_them(call, match):
     prob = dy.SSLProblem.from_spectrum([1.0, 0.5], [1.0, 0.8], 2, 0.05)
     dln = dy.DLNProblem.random(10, 3, beta_star=[1.0, 0.0, 0.0], init_scale=1e-3, key=0)
     with pytest.raises(ValueError, match=match):
         call(prob, dln)
+
+
+def test_the_identity_head_flow_defaults_to_float64():
+    """simulate_head runs gradient descent in float32 by default, its flow in float64 (float32 cannot
+    resolve the flow's default rtol 1e-10)."""
+    prob = dy.HeadProblem(d=8, patches=4, feature_patches=1, batch=16, eval_batch=16, noise_bank=64)
+    fl = dy.simulate_head(prob, stepper=dy.Flow(rtol=1e-8), t_max=0.02, record_every=0.01)
+    gd = dy.simulate_head(prob, steps=2, record_every=1)
+    assert fl.settings["dtype"] == "float64" and gd.settings["dtype"] == "float32"

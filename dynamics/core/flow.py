@@ -211,13 +211,14 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: AbstractAdap
         padded = np.concatenate([ts, np.full(per - ts.size, ts[-1])])   # repeated last time: no work
         out = run(state, ctx, lr_d, key_d, rtol, atol_d, np.asarray(t0, dtype=dtype),
                   np.asarray(padded, dtype=dtype))
-        return ts, out, to_host(out[4])
+        return ts, out
 
     def collect(queue):
         """The chunk's records on the host; a run whose records turn non-finite or whose solver failed
         stops the integration there (the records before it kept)."""
         nonlocal state, done, t0, diverged_at, bad_runs
-        ts, (new, obs, acc, rej, _, t_end), ok = queue[0]
+        ts, (new, obs, acc, rej, ok, t_end) = queue[0]
+        ok = to_host(ok)        # waits for the chunk (an interrupt here still collects it)
         host = jax.tree_util.tree_map(lambda x: to_host(x)[:, :ts.size], obs)
         finite_obs = np.ones((R + pad, ts.size), bool)
         for leaf in jax.tree_util.tree_leaves(host):

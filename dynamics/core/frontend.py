@@ -289,9 +289,10 @@ def stepper_from_keywords(family: Family, *, method=None, lr=None, steps=None, o
     extras = {k: v for k, v in (("times", times), ("t_max", t_max), ("rtol", rtol), ("atol", atol),
                                 ("solver", solver)) if v is not None}
     if extras:
+        takes = "lr and steps" if cls is GD else "dtau and steps"
         raise ValueError(f"{', '.join(extras)} given: times, t_max, rtol, atol and solver are for the ODE methods "
                          f"{tuple(c.method for c in family.steppers if c.adaptive)}, not method={method!r} "
-                         "(which takes lr and steps)")
+                         f"(which takes {takes})")
     if lr is None:
         raise ValueError(f"method={method!r} needs lr > 0 (the step size)")
     if steps is None:
@@ -403,13 +404,17 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
                          "float64 (the default) or give rtol >= 1e-6")
     given = dict(options or {})
     options = family.check_options(probs, stepper, given)
-    if given:       # an option the family does not know is an error, never silently ignored
+    if given or per_run:    # an option the family does not know is an error, never silently ignored
         known = _known_options(family, probs, stepper)
-        unknown = sorted(set(given) - known)
+        unknown = sorted((set(given) | set(per_run)) - known)
         if unknown:
             raise ValueError(f"{', '.join(unknown)}: not an option of {family.name} (its options: "
                              f"{', '.join(sorted(known)) or 'none'})")
     run_options = [{**options, **{k: v[i] for k, v in per_run.items()}} for i in range(R)]
+    if per_run:     # each run's options checked as a single run's would be
+        for i, o in enumerate(run_options):
+            if o != options:
+                run_options[i] = {**family.check_options(probs[i:i + 1], stepper, dict(o))}
 
     keys = derive_run_keys(key, R)
     shared = len({id(p) for p in probs}) == 1       # one problem for every run: share its matrices
@@ -555,7 +560,13 @@ def critical_times(problem, objective=None, fraction=0.5, **theory_options):
     """
     family = family_of(problem, objective)
     fraction = check_fraction("fraction", fraction)
-    tc = family.critical_times(problem, fraction, **theory_options)
+    try:
+        tc = family.critical_times(problem, fraction, **theory_options)
+    except TypeError as e:      # an option this family's theory does not take
+        if theory_options and "unexpected keyword" in str(e):
+            raise ValueError(f"{', '.join(theory_options)}: not an option of {family.name}'s critical times "
+                             f"({e})") from None
+        raise
     if tc is None:
         raise ValueError(f"{family.name} has no critical times for this problem (no analytic theory: compare a "
                          f"simulation's own with traj.critical_times(fraction))")

@@ -235,11 +235,13 @@ def simulate_head(problem, *, stepper=None, head=True, batchnorm=True, lr=None, 
     8000.  Returns a Trajectory: .t = lr * step (gradient-flow time, as for every family),
     .overlaps (T, k, 2) cos(w_j, v_l), .head_offdiag (T, k(k-1)) when head, .loss on a fixed
     evaluation batch, .norms; the phase times (``head_phases``, in t) are in ``.settings["phases"]``.
-    float32 by default (no theory to match; the sampling dominates the cost)."""
+    float32 by default for gradient descent (no theory to match; the sampling dominates the cost), float64
+    for the flow; ``dy.simulate("identity_head", ...)`` defaults to float64 like every family."""
     if stepper is None:
         lr = 0.02 if lr is None else lr
         steps = 8000 if steps is None and times is None and t_max is None else steps
-    dtype = np.float32 if dtype is None else dtype
+    adaptive = stepper.adaptive if stepper is not None else method == "flow"
+    dtype = (np.float64 if adaptive else np.float32) if dtype is None else dtype   # a flow in float64
     traj = frontend.simulate(HEAD, problem, stepper, lr=lr, steps=steps, record_every=record_every,
                              method=method, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,
                              record_log=record_log, runs=runs, key=key, dtype=dtype, progress=progress,

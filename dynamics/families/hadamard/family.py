@@ -168,10 +168,15 @@ def simulate_uv(family, problem, *, stepper=None, method=None, lr=None, steps=No
     if kind == "dual" and t_max is not None:
         raise ValueError("t_max with method='dual': the dual flow runs in rescaled time tau = t / log(1/alpha); "
                          "give tau_max (or times in tau)")
+    if kind in ("flow", "dual") and stepper is None and times is None and t_max is None \
+            and (lr is None) != (steps is None):
+        given, missing = ("lr", "steps") if steps is None else ("steps", "lr")
+        raise ValueError(f"{given} without {missing} for method={kind!r}: give both (to record on gd's grid "
+                         f"lr * step), or times, t_max or tau_max")
+    # the keyword form goes to the driver as given: with a stepper, any of them is an error naming both
     common = dict(record_every=record_every, record_log=record_log, runs=runs, key=key, dtype=dtype,
-                  progress=progress, on_divergence=on_divergence, desc=f"{family.name} {kind}")
-    if stepper is None:
-        common.update(method=method, optimizer=optimizer, rtol=rtol, atol=atol, solver=solver)
+                  progress=progress, on_divergence=on_divergence, desc=f"{family.name} {kind}",
+                  method=method, optimizer=optimizer, rtol=rtol, atol=atol, solver=solver)
     if kind == "gd" and stepper is None and steps is None:
         if lr is None:
             raise ValueError("method='gd' needs lr > 0")
