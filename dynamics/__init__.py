@@ -30,7 +30,8 @@ _configure_cpu_devices()
 from . import core, exact, families  # noqa: E402,F401
 from .core import compare, engine, flow, frontend, metrics, stepsize, trajectory  # noqa: E402,F401
 from .core.compare import BatchCrossCheck, CrossCheck, crosscheck  # noqa: E402
-from .core.engine import DivergenceError, record_schedule  # noqa: E402
+from .core.chunks import DivergenceError  # noqa: E402
+from .core.engine import record_schedule  # noqa: E402
 from .core.flow import flow_times  # noqa: E402
 from .core.frontend import simulate  # noqa: E402
 from .core.steppers import AbstractAdaptive, AbstractStepper, Dual, DualRK4, Flow, GD  # noqa: E402

@@ -14,7 +14,8 @@ import pytest
 
 import dynamics as dy
 from dynamics.core import frontend
-from dynamics.core.engine import DivergenceError, Model
+from dynamics.core.chunks import DivergenceError
+from dynamics.core.engine import Model
 from dynamics.core.flow import flow_times, integrate
 from dynamics.core.steppers import Flow
 

@@ -32,13 +32,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .chunks import DivergenceError, EngineOutput, finish, run_chunks
+from .chunks import EngineOutput, finish, run_chunks
 from .distributed import agree, global_put, multiprocess, process_index, to_host
 from .resources import check_memory
 from .validation import check_choice, check_int
 
-__all__ = ["Model", "EngineOutput", "DivergenceError", "simulate", "record_schedule",
-           "make_optimizer", "batch_mesh", "batch_layout"]
+__all__ = ["Model", "simulate", "record_schedule", "make_optimizer", "batch_mesh", "batch_layout", "RK4"]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from . import frontend
 from .compare import crosscheck
 from .family import get_family
 from .io import jsonable
-from .engine import DivergenceError
+from .chunks import DivergenceError
 from .resources import ResourceError, step_budget
 from .validation import check_choice, check_int, check_positive
 
