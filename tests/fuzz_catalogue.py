@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import signal
 import tempfile
 import warnings
@@ -248,10 +249,18 @@ def _has_nan(x, depth=0):
     return False
 
 
+#: the step budget (run-steps) of a fuzzed call: a mutated ``steps`` of 1e7-1e9 is a valid run (the
+#: library's own budget is 1e10, about a day of one core) that would take minutes, not a finding; under
+#: this budget it is refused up front, which names ``steps`` (``core.resources.check_steps``)
+FUZZ_STEP_BUDGET = "1e6"
+
+
 def classify(fn, args, kwargs, name, timeout=30.0):
     """(outcome, detail) of one call: "clear", "ok", "unclear", "nan" or "hang"."""
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
+    budget = os.environ.get("DYNAMICS_STEP_BUDGET")
+    os.environ["DYNAMICS_STEP_BUDGET"] = FUZZ_STEP_BUDGET
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -266,6 +275,10 @@ def classify(fn, args, kwargs, name, timeout=30.0):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        if budget is None:
+            del os.environ["DYNAMICS_STEP_BUDGET"]
+        else:
+            os.environ["DYNAMICS_STEP_BUDGET"] = budget
     if _has_nan(out):
         named = [w for w in caught if issubclass(w.category, (RuntimeWarning, UserWarning))]
         if named:     # a documented "no such value" (e.g. no fixed point), said in a warning

@@ -160,6 +160,10 @@ def _check_sizes(n_samples, n_tokens, d, heads, layers):
                  4 * 8 * n_samples * n_tokens * d, hint="fewer samples, tokens or a smaller d")
     check_memory(f"the parameters (2 x d x heads x layers = 2 x {d:,} x {heads:,} x {layers:,}, and their "
                  "d x d products)", 16 * 8 * d * d * heads * layers, hint="fewer heads or layers, or a smaller d")
+    # every forward pass forms each head's attention scores softmax(Z diag(q) Z^T): n_tokens^2 per sample
+    check_memory(f"the attention scores (n_samples x n_tokens^2 x heads = {n_samples:,} x {n_tokens:,}^2 x "
+                 f"{heads:,}, a few copies in a forward pass)", 4 * 8 * n_samples * n_tokens * n_tokens * heads,
+                 hint="fewer tokens or samples")
 
 
 def rotated_teacher(n_samples=200, n_tokens=6, d=6, *, kq=(3.0, 2.0, 1.2), vo=(2.5, 1.5, 0.8), noise=0.0,

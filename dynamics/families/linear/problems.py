@@ -124,7 +124,9 @@ class LinearProblem(StatefulProblem):
         """
         Sxx = check_symmetric_pd("Sxx", Sxx, tol=tol)
         d = Sxx.shape[0]
-        Syx = check_array("Syx", Syx, shape=(d, d))
+        Syx = check_array("Syx", Syx)
+        if Syx.shape != (d, d):
+            raise ValueError(f"Syx must have the shape of Sxx, {(d, d)}, got {Syx.shape} (Sxx is {d} x {d})")
         if Syy is None:
             Syy = Sxx
         Syy = check_symmetric_pd("Syy", Syy, tol=tol, semi=True)
