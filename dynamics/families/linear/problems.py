@@ -126,7 +126,7 @@ class LinearProblem(StatefulProblem):
         d = Sxx.shape[0]
         Syx = check_array("Syx", Syx)
         if Syx.shape != (d, d):
-            raise ValueError(f"Syx must have the shape of Sxx, {(d, d)}, got {Syx.shape} (Sxx is {d} x {d})")
+            raise ValueError(f"Syx must have shape {(d, d)}, that of Sxx; got {Syx.shape}")
         if Syy is None:
             Syy = Sxx
         Syy = check_symmetric_pd("Syy", Syy, tol=tol, semi=True)
