@@ -13,6 +13,10 @@ importing (the float64 paths then refuse to run and say so).
 It also exposes one JAX CPU device per core (``jax_num_cpu_devices``) when the program has not chosen
 a count and JAX has not started yet, so that sweeps are split across the cores: see
 ``dynamics.core.devices`` (``DYNAMICS_CPU_DEVICES=1`` turns it off).  It does not import matplotlib.
+
+With ``DYNAMICS_CACHE_DIR=<folder>`` in the environment it keeps compiled programs and tables on disk
+(``dynamics.core.cache``; ``dy.enable_cache()`` does the same from a program, and the command line and
+the test suite do it by default).
 """
 
 from .core.version import __version__  # noqa: E402,F401
@@ -27,10 +31,15 @@ from .core.devices import configure_cpu_devices as _configure_cpu_devices  # noq
 
 _configure_cpu_devices()
 
+from .core.cache import enable_from_environment as _enable_cache_from_environment  # noqa: E402
+
+_enable_cache_from_environment()          # DYNAMICS_CACHE_DIR=<folder> keeps compiled programs on disk
+
 from . import core, exact, families  # noqa: E402,F401
 from .core import compare, engine, flow, frontend, metrics, stepsize, trajectory  # noqa: E402,F401
 from .core.compare import BatchCrossCheck, CrossCheck, crosscheck  # noqa: E402
 from .core.chunks import DivergenceError  # noqa: E402
+from .core.cache import CacheInfo, CacheWarning, cache_info, clear_cache, disable_cache, enable_cache  # noqa: E402
 from .core.engine import record_schedule  # noqa: E402
 from .core.flow import flow_times  # noqa: E402
 from .core.frontend import simulate  # noqa: E402
@@ -71,6 +80,7 @@ __all__ = [
     "StepwiseProblem", "simulate_stepwise", "solve_stepwise",
     "Family", "Example", "get_family", "registered_families",
     "simulate", "GD", "Flow", "Dual", "DualRK4", "AbstractStepper", "AbstractAdaptive", "flow_times", "gd_error", "lr_for", "StepSizeAdvice", "ResourceError",
+    "enable_cache", "disable_cache", "cache_info", "clear_cache", "CacheInfo", "CacheWarning",
     "core", "exact", "families", "engine", "metrics", "hadamard", "dln", "attention", "byol",
     "identity_head", "stepwise", "jepa",
     "__version__",

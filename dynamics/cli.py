@@ -4,7 +4,11 @@
     dynamics run SPEC.toml [--out DIR]   run an experiment spec from sims/
     dynamics solve SPEC.toml             theory only: print the critical times
     dynamics list [--dir sims]           the specs available
+    dynamics cache info|clear [--dir D]  what the on-disk cache holds / empty it
 Options: --seed N, --x32 (float32 simulation; the default is float64), --no-progress.
+Compiled programs and tables are kept on disk between runs (``dynamics.core.cache``): in
+$DYNAMICS_CACHE_DIR, else $XDG_CACHE_HOME/dynamics (~/.cache/dynamics); DYNAMICS_CACHE_DIR=off turns
+it off.  Results are bit-identical with and without it.
 Exit status: 0 done (every cross-check passed or was inconclusive, each printed with its verdict),
 1 a cross-check FAILED (the outputs are still written), 2 an error (bad spec, missing file, ...).
 """
@@ -26,7 +30,9 @@ def _parser():
         description="Theory and simulation of how deep linear models learn: run the default example, an "
                     "experiment spec (TOML, see sims/), or its theory only.",
         epilog="examples:\n  dynamics demo --out out/demo\n  dynamics run sims/jepa_vs_mae.toml\n"
-               "  dynamics solve sims/jepa_vs_mae.toml\n  dynamics list\n\n"
+               "  dynamics solve sims/jepa_vs_mae.toml\n  dynamics list\n  dynamics cache info\n\n"
+               "compiled programs and tables are kept in $DYNAMICS_CACHE_DIR (default\n"
+               "$XDG_CACHE_HOME/dynamics or ~/.cache/dynamics); DYNAMICS_CACHE_DIR=off turns it off\n\n"
                "exit status: 0 done (every cross-check passed or inconclusive), 1 a cross-check FAILED\n"
                "(outputs still written), 2 an error (bad spec, missing file, ...)")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -50,7 +56,23 @@ def _parser():
     ls = sub.add_parser("list", help="list the specs in a folder")
     ls.add_argument("--dir", default=None, help="folder of specs (default: ./sims if it exists, else the "
                                                 "sims/ folder beside the installed package's source)")
+    c = sub.add_parser("cache", help="the on-disk cache of compiled programs and tables: info or clear")
+    c.add_argument("action", choices=("info", "clear"), help="info: where it is and what it holds; clear: empty it")
+    c.add_argument("--dir", default=None, help="cache folder (default: $DYNAMICS_CACHE_DIR, else "
+                                               "$XDG_CACHE_HOME/dynamics or ~/.cache/dynamics)")
     return p
+
+
+def _cache_command(args):
+    from .core import cache
+
+    if args.action == "info":
+        print(cache.cache_info(args.dir))
+        return 0
+    info = cache.clear_cache(args.dir)
+    print(f"cleared {info.path}: {info.programs} compiled programs and {info.tables} tables "
+          f"({(info.program_bytes + info.table_bytes) / 2 ** 20:.1f} MiB)")
+    return 0
 
 
 def _one_line(exc, spec_error, no_theory):
@@ -95,6 +117,10 @@ def _specs_dir(given):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    if args.cmd == "cache":
+        return _cache_command(args)
+    from .core.cache import enable_from_environment
+    enable_from_environment(default_on=True)
     import matplotlib
     matplotlib.use("Agg")
     from .experiments import DEFAULT_SPEC, NoTheoryError, SpecError, load_spec, parse_spec, run_spec, solve_spec

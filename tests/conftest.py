@@ -3,3 +3,8 @@ import os
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import dynamics  # noqa: E402,F401  (enables float64 before any test builds arrays)
+from dynamics.core.cache import enable_from_environment  # noqa: E402
+
+# compiled programs and tables kept on disk between runs of the suite, as the command line does
+# (DYNAMICS_CACHE_DIR=<folder> chooses where, DYNAMICS_CACHE_DIR=off runs without)
+enable_from_environment(default_on=True)

@@ -38,6 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..core.cache import cached_arrays
+from . import mode_integrals
 from .mode_integrals import integral_parts
 
 __all__ = ["clock", "ClockTable", "clock_table", "ln_psi_of_clock"]
@@ -106,47 +108,60 @@ def _solve_nodes(c, k: int, n: int):
     return jnp.where(rl <= rh, zl, zh)
 
 
+_SOURCES = (__file__, mode_integrals.__file__)   # an on-disk table is used only if these are unchanged
+
+
+def _build(k: int, n: int) -> dict:
+    """The table's arrays: Chebyshev coefficients per segment (nodes solved to the last bit) and its
+    layout (``n_neg``, ``n_pos``, ``c_top``, ``key0``)."""
+    c_sat = float(clock(jnp.float64(_Z_SATURATE), k, n))
+    e_pos = max(_E_MIN + 1, math.ceil(math.log2(max(c_sat, 2.0 ** _E_MIN))))
+    per = 2 ** _SUB_BITS
+    n_neg = (_E_MAX_NEG - _E_MIN) * per
+    n_pos = (e_pos - _E_MIN) * per
+    key0 = np.int64(np.array(2.0 ** _E_MIN).view(np.int64) >> _SHIFT)
+    keys_neg = key0 + np.arange(n_neg, dtype=np.int64)
+    keys_pos = key0 + np.arange(n_pos, dtype=np.int64)
+    lo = np.concatenate([[0.0], (keys_neg << _SHIFT).view(np.float64), (keys_pos << _SHIFT).view(np.float64)])
+    hi = np.concatenate([[2.0 ** _E_MIN], ((keys_neg + 1) << _SHIFT).view(np.float64),
+                         ((keys_pos + 1) << _SHIFT).view(np.float64)])
+    hi[1 + n_neg - 1] = np.finfo(np.float64).max   # the last binade ends at the largest float
+    sign = np.concatenate([[1.0], -np.ones(n_neg), np.ones(n_pos)])
+    nodes = np.cos(np.pi * (np.arange(DEGREE + 1) + 0.5) / (DEGREE + 1))     # Chebyshev points
+    half = 0.5 * (hi - lo)
+    mid = lo + half
+    # the centre row spans [-2^E_MIN, 2^E_MIN]: local x = c / 2^E_MIN
+    a = mid[:, None] + half[:, None] * nodes[None, :]
+    a[0] = 2.0 ** _E_MIN * nodes
+    c = sign[:, None] * a
+    z = np.asarray(_solve_nodes(jnp.asarray(c.ravel()), k=k, n=n)).reshape(c.shape)
+    vals = np.asarray(_lnpsi(jnp.asarray(z)))
+    # interpolating Chebyshev coefficients: c_j = (2 - [j = 0]) / N sum_i f(x_i) T_j(x_i)
+    N = DEGREE + 1
+    T = np.cos(np.outer(np.arange(N), np.pi * (np.arange(N) + 0.5) / N))   # T_j(x_i)
+    coef = vals @ T.T * (2.0 / N)
+    coef[:, 0] *= 0.5
+    return {"coef": coef, "n_neg": np.int64(n_neg), "n_pos": np.int64(n_pos), "c_top": np.float64(2.0 ** e_pos),
+            "key0": np.int64(key0)}
+
+
 class ClockTable:
     """Chebyshev coefficients of ln psi(c) per segment; rows: centre, negative binades, positive ones.
 
     ``coef`` has shape (rows, DEGREE + 1); ``n_neg`` and ``n_pos`` count the segments on each side and
-    ``c_top`` is the clock value from which psi = 1.
+    ``c_top`` is the clock value from which psi = 1.  Built once per (k, n) and process, and kept on
+    disk when the cache is on (``core.cache.cached_arrays``: keyed by this module's and
+    ``mode_integrals``' source, verified on load).
     """
 
     def __init__(self, k: int, n: int):
         if k < 1 or n < 1:
             raise ValueError(f"clock tables need k >= 1 and n >= 1, got k={k}, n={n}")
         self.k, self.n = k, n
-        c_sat = float(clock(jnp.float64(_Z_SATURATE), k, n))
-        e_pos = max(_E_MIN + 1, math.ceil(math.log2(max(c_sat, 2.0 ** _E_MIN))))
-        per = 2 ** _SUB_BITS
-        self.n_neg = (_E_MAX_NEG - _E_MIN) * per
-        self.n_pos = (e_pos - _E_MIN) * per
-        self.c_top = 2.0 ** e_pos
-        key0 = np.int64(np.array(2.0 ** _E_MIN).view(np.int64) >> _SHIFT)
-        keys_neg = key0 + np.arange(self.n_neg, dtype=np.int64)
-        keys_pos = key0 + np.arange(self.n_pos, dtype=np.int64)
-        lo = np.concatenate([[0.0], (keys_neg << _SHIFT).view(np.float64), (keys_pos << _SHIFT).view(np.float64)])
-        hi = np.concatenate([[2.0 ** _E_MIN], ((keys_neg + 1) << _SHIFT).view(np.float64),
-                             ((keys_pos + 1) << _SHIFT).view(np.float64)])
-        hi[1 + self.n_neg - 1] = np.finfo(np.float64).max   # the last binade ends at the largest float
-        sign = np.concatenate([[1.0], -np.ones(self.n_neg), np.ones(self.n_pos)])
-        nodes = np.cos(np.pi * (np.arange(DEGREE + 1) + 0.5) / (DEGREE + 1))     # Chebyshev points
-        half = 0.5 * (hi - lo)
-        mid = lo + half
-        # the centre row spans [-2^E_MIN, 2^E_MIN]: local x = c / 2^E_MIN
-        a = mid[:, None] + half[:, None] * nodes[None, :]
-        a[0] = 2.0 ** _E_MIN * nodes
-        c = sign[:, None] * a
-        z = np.asarray(_solve_nodes(jnp.asarray(c.ravel()), k=k, n=n)).reshape(c.shape)
-        vals = np.asarray(_lnpsi(jnp.asarray(z)))
-        # interpolating Chebyshev coefficients: c_j = (2 - [j = 0]) / N sum_i f(x_i) T_j(x_i)
-        N = DEGREE + 1
-        T = np.cos(np.outer(np.arange(N), np.pi * (np.arange(N) + 0.5) / N))   # T_j(x_i)
-        coef = vals @ T.T * (2.0 / N)
-        coef[:, 0] *= 0.5
-        self.coef = coef
-        self.key0 = int(key0)
+        t = cached_arrays("clock", {"k": k, "n": n}, lambda: _build(k, n), sources=_SOURCES)
+        self.coef = t["coef"]
+        self.n_neg, self.n_pos = int(t["n_neg"]), int(t["n_pos"])
+        self.c_top, self.key0 = float(t["c_top"]), int(t["key0"])
 
     def __call__(self, c):
         """ln psi at clock values ``c`` (any shape, jax or numpy float64)."""

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from ..core import engine, frontend
 from ..core.family import Example, Family, register, register_problem
@@ -404,6 +403,8 @@ def _solve_byol_one(problem, times, rtol, atol):
     if times[-1] == 0:      # nothing to integrate: the initial state on every requested time
         Y = np.broadcast_to(np.asarray(y0, float), (times.size, len(y0)))
     else:
+        from scipy.integrate import solve_ivp   # imported when first used (import dynamics stays light)
+
         sol = solve_ivp(lambda t, y: _byol_rhs(y, x, lam_s, ap, eta, beta, n, simsiam, np),
                         (0.0, float(times[-1])), y0, t_eval=times, method="DOP853", rtol=rtol, atol=atol)
         if not sol.success:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.optimize import nnls
 
 from ..core.family import Example, register, register_problem
 from ..core.keys import as_key
@@ -105,6 +104,8 @@ def nnls_jump(problem: DLNProblem, beta, s, entering, *, boundary_tol=1e-12):
     out = np.zeros(problem.p)
     if J.size:
         A = problem.X[:, J] * np.sign(s[J])[None, :] / np.sqrt(n)
+        from scipy.optimize import nnls   # imported when first used (import dynamics stays light)
+
         gamma, _ = nnls(A, problem.y / np.sqrt(n), maxiter=50 * max(10, J.size))
         out[J] = np.sign(s[J]) * gamma
         out[np.abs(out) < 1e-14 * max(1.0, np.abs(out).max())] = 0.0

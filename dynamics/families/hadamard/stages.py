@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from ...core.compare import BatchCrossCheck, Reference, verdict
 from ...core.io import jsonable
@@ -135,6 +134,8 @@ def fast_flow(problem, beta, support, *, seed=1e-6, t_chunk=1e3, max_chunks=60, 
     rhs = lambda t, rr: np.asarray(rhs_j(jnp.asarray(rr), sign_j, sup_j, zero_j, data))  # noqa: E731
     jac = lambda t, rr: np.asarray(jac_j(jnp.asarray(rr), sign_j, sup_j, zero_j, data))  # noqa: E731
     converged = False
+    from scipy.integrate import solve_ivp   # imported when first used (import dynamics stays light)
+
     for _ in range(max_chunks):
         sol = solve_ivp(rhs, (0.0, t_chunk), r, method="LSODA", jac=jac, rtol=1e-10, atol=1e-12)
         r = sol.y[:, -1]

@@ -6,7 +6,6 @@ scipy: the problem types (``problems.py``) build on it, and ``generalized.py`` o
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 __all__ = ["VALIDITY", "normalized_commutator", "generalized_eig", "error_estimate", "noncommuting_message"]
 
@@ -41,6 +40,8 @@ def generalized_eig(Sxx, Syx):
     sign makes its largest-magnitude entry positive (a deterministic choice)."""
     Sxx = np.asarray(Sxx, float)
     S = 0.5 * (np.asarray(Syx, float) + np.asarray(Syx, float).T)
+    import scipy.linalg   # imported when first used (import dynamics stays light)
+
     rho, A = scipy.linalg.eigh(S, Sxx)          # A^T Sxx A = I, rho ascending
     order = np.argsort(-rho, kind="stable")
     rho, A = rho[order], A[:, order]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import scipy.linalg
 
 from ...core import frontend
 from ...core.family import get_family
@@ -43,6 +42,8 @@ def noncommuting_problem(d, angle, depth, init_scale, *, key, lam_range=(0.3, 1.
     K = rng.normal(size=(d, d))
     K = K - K.T
     K /= np.linalg.norm(K)
+    import scipy.linalg   # imported when first used (import dynamics stays light)
+
     R = scipy.linalg.expm(angle * K)
     Sxx = (Q * (lam / rho)) @ Q.T
     Syx = R @ (Q * lam) @ Q.T @ R.T
