@@ -39,7 +39,7 @@ from . import core, exact, families  # noqa: E402,F401
 from .core import compare, engine, flow, frontend, metrics, stepsize, trajectory  # noqa: E402,F401
 from .core.compare import BatchCrossCheck, CrossCheck, crosscheck  # noqa: E402
 from .core.chunks import DivergenceError  # noqa: E402
-from .core.cache import CacheInfo, CacheWarning, cache_info, clear_cache, disable_cache, enable_cache  # noqa: E402
+from .core.cache import CacheInfo, CacheWarning, cache_info, clear_cache, disable_cache, enable_cache, verify_cache  # noqa: E402
 from .core.engine import record_schedule  # noqa: E402
 from .core.flow import flow_times  # noqa: E402
 from .core.frontend import simulate  # noqa: E402
@@ -80,7 +80,7 @@ __all__ = [
     "StepwiseProblem", "simulate_stepwise", "solve_stepwise",
     "Family", "Example", "get_family", "registered_families",
     "simulate", "GD", "Flow", "Dual", "DualRK4", "AbstractStepper", "AbstractAdaptive", "flow_times", "gd_error", "lr_for", "StepSizeAdvice", "ResourceError",
-    "enable_cache", "disable_cache", "cache_info", "clear_cache", "CacheInfo", "CacheWarning",
+    "enable_cache", "disable_cache", "cache_info", "clear_cache", "verify_cache", "CacheInfo", "CacheWarning",
     "core", "exact", "families", "engine", "metrics", "hadamard", "dln", "attention", "byol",
     "identity_head", "stepwise", "jepa",
     "__version__",

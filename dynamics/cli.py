@@ -4,7 +4,7 @@
     dynamics run SPEC.toml [--out DIR]   run an experiment spec from sims/
     dynamics solve SPEC.toml             theory only: print the critical times
     dynamics list [--dir sims]           the specs available
-    dynamics cache info|clear [--dir D]  what the on-disk cache holds / empty it
+    dynamics cache info|clear|verify     what the on-disk cache holds / empty it / drop damaged entries
 Options: --seed N, --x32 (float32 simulation; the default is float64), --no-progress.
 Compiled programs and tables are kept on disk between runs (``dynamics.core.cache``): in
 $DYNAMICS_CACHE_DIR, else $XDG_CACHE_HOME/dynamics (~/.cache/dynamics); DYNAMICS_CACHE_DIR=off turns
@@ -57,7 +57,8 @@ def _parser():
     ls.add_argument("--dir", default=None, help="folder of specs (default: ./sims if it exists, else the "
                                                 "sims/ folder beside the installed package's source)")
     c = sub.add_parser("cache", help="the on-disk cache of compiled programs and tables: info or clear")
-    c.add_argument("action", choices=("info", "clear"), help="info: where it is and what it holds; clear: empty it")
+    c.add_argument("action", choices=("info", "clear", "verify"),
+                   help="info: where it is and what it holds; clear: empty it; verify: remove damaged entries")
     c.add_argument("--dir", default=None, help="cache folder (default: $DYNAMICS_CACHE_DIR, else "
                                                "$XDG_CACHE_HOME/dynamics or ~/.cache/dynamics)")
     return p
@@ -68,6 +69,10 @@ def _cache_command(args):
 
     if args.action == "info":
         print(cache.cache_info(args.dir))
+        return 0
+    if args.action == "verify":
+        checked, removed = cache.verify_cache(args.dir)
+        print(f"checked {checked} entries in {cache.cache_info(args.dir).path}: removed {removed} damaged")
         return 0
     info = cache.clear_cache(args.dir)
     print(f"cleared {info.path}: {info.programs} compiled programs and {info.tables} tables "

@@ -27,8 +27,9 @@ Where and when:
   ``$XDG_CACHE_HOME/dynamics`` (``~/.cache/dynamics``), and a library program runs without a cache until
   it calls ``dy.enable_cache()`` (JAX's compilation cache is process-wide state; the library does not
   switch it on behind a program's back).
-* ``dynamics cache info`` / ``dynamics cache clear`` (or ``dy.cache_info()`` / ``dy.clear_cache()``)
-  show and empty it.  A program that set JAX's own cache folder (``JAX_COMPILATION_CACHE_DIR``) keeps it:
+* ``dynamics cache info`` / ``clear`` / ``verify`` (or ``dy.cache_info()``, ``dy.clear_cache()``,
+  ``dy.verify_cache()``) show it, empty it, or remove its damaged entries (a compiled program cut short
+  by a killed process: JAX warns and recompiles it, but keeps the file).  A program that set JAX's own cache folder (``JAX_COMPILATION_CACHE_DIR``) keeps it:
   the default switch-on then caches only the tables.
 """
 
@@ -47,7 +48,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 __all__ = ["ENV", "CacheWarning", "CacheInfo", "default_cache_dir", "enable_cache", "disable_cache",
-           "cache_dir", "cache_info", "clear_cache", "cached_arrays", "enable_from_environment",
+           "cache_dir", "cache_info", "clear_cache", "verify_cache", "cached_arrays", "enable_from_environment",
            "DEFAULT_MAX_BYTES", "DEFAULT_MIN_COMPILE_SECS"]
 
 ENV = "DYNAMICS_CACHE_DIR"
@@ -79,7 +80,7 @@ class CacheInfo:
 
     def __str__(self):
         mb = 2 ** 20
-        return (f"cache {self.path} ({'in use' if self.enabled else 'not in use by this process'}): "
+        return (f"cache {self.path}{' (in use)' if self.enabled else ''}: "
                 f"{self.programs} compiled programs ({self.program_bytes / mb:.1f} MiB), "
                 f"{self.tables} tables ({self.table_bytes / mb:.1f} MiB)")
 
@@ -213,6 +214,57 @@ def clear_cache(path=None) -> CacheInfo:
     return info
 
 
+def _program_ok(data: bytes) -> bool:
+    """Whether a compiled-program entry decompresses (JAX writes zlib, or zstd where available; both
+    carry a checksum) and holds more than its 4-byte compile-time header."""
+    import zlib
+
+    try:
+        return len(zlib.decompress(data)) > 4
+    except zlib.error:
+        pass
+    try:
+        import zstandard
+    except ImportError:
+        return False
+    try:
+        return len(zstandard.ZstdDecompressor().decompress(data)) > 4
+    except zstandard.ZstdError:
+        return False
+
+
+def verify_cache(path=None) -> tuple[int, int]:
+    """Check every entry of the cache folder ``path`` (default as ``cache_info``) and remove the damaged
+    ones (a compiled program that does not decompress, a table that is unreadable or fails its
+    checksum), so that they are rebuilt.  Returns (entries checked, entries removed).
+
+    JAX itself never runs a damaged program (it warns "Error reading persistent compilation cache entry"
+    and compiles afresh) but keeps the file; tables are checked on every load anyway."""
+    folder = Path(cache_info(path).path)
+    checked = removed = 0
+    for p in _files(folder / "xla", "*-cache"):
+        checked += 1
+        try:
+            ok = _program_ok(p.read_bytes())
+        except OSError:
+            continue
+        if not ok:
+            p.unlink(missing_ok=True)
+            removed += 1
+    for p in _files(folder / "tables", "*.npz"):
+        checked += 1
+        try:
+            with open(p, "rb") as fh, np.load(fh, allow_pickle=False) as z:
+                meta = json.loads(str(z["__meta__"]))
+                ok = all(_digest(np.array(z[k])) == d for k, d in meta["digests"].items())
+        except Exception:
+            ok = False
+        if not ok:
+            p.unlink(missing_ok=True)
+            removed += 1
+    return checked, removed
+
+
 # ---------------------------------------------------------------------------------------------------
 # tables
 
@@ -242,7 +294,7 @@ def _digest(a: np.ndarray) -> str:
 def _read(path: Path, full_key: dict):
     """The arrays of a verified entry, or (None, reason)."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             meta = json.loads(str(z["__meta__"]))
             if meta.get("key") != full_key:
                 return None, "stale (built for another version of the code, JAX or NumPy)"
