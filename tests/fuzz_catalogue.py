@@ -166,6 +166,7 @@ CALLS = {
     "simulate": lambda: (dy.simulate, ("jepa", P(), dy.GD(lr=0.05, steps=20)), dict(record_every=5, **_Q)),
     "flow_times": lambda: (dy.flow_times, (), dict(t_max=1.0, records=5)),
     "gd_error": lambda: (dy.gd_error, ("jepa", P(), 0.05), dict(t_max=2.0, records=10)),
+    "cache_info": lambda: (dy.cache_info, (tempfile.mkdtemp(),), {}),
     "lr_for": lambda: (dy.lr_for, ("jepa", P(), 0.05), dict(t_max=2.0, records=10)),
 }
 
@@ -192,6 +193,12 @@ NOT_CALLED = {
     "ResourceError": "an exception class",
     "AbstractStepper": "the abstract base class of the steppers (GD, Flow, Dual, DualRK4 are fuzzed)",
     "AbstractAdaptive": "the abstract base class of the adaptive steppers (Flow, Dual are fuzzed)",
+    "enable_cache": "switches the process's compilation cache (tests/test_cache.py checks its arguments)",
+    "disable_cache": "takes no arguments",
+    "clear_cache": "deletes a folder's cache entries: not fuzzed with mutated paths (tests/test_cache.py)",
+    "verify_cache": "deletes a folder's damaged entries: not fuzzed with mutated paths (tests/test_cache.py)",
+    "CacheInfo": "a result (returned by cache_info)",
+    "CacheWarning": "a warning class",
 }
 
 # ------------------------------------------------------------------------------------------ mutations

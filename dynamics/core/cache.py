@@ -117,9 +117,7 @@ def enable_cache(path=None, *, max_bytes: int = DEFAULT_MAX_BYTES,
     if path is None:
         off, env_dir = _env()
         path = env_dir or default_cache_dir()
-    elif not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a folder (str or os.PathLike), got {type(path).__name__}")
-    folder = Path(os.path.expanduser(os.fspath(path))).absolute()
+    folder = _folder(path)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"path {str(folder)!r} exists and is not a folder")
     import jax
@@ -188,10 +186,18 @@ def _files(folder: Path, pattern: str):
         return []
 
 
+def _folder(path) -> Path:
+    if path is None:
+        return cache_dir() or _env()[1] or default_cache_dir()
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a cache folder (str or os.PathLike), got {type(path).__name__}")
+    return Path(os.path.expanduser(os.fspath(path))).absolute()
+
+
 def cache_info(path=None) -> CacheInfo:
     """What the cache folder ``path`` (default: the one in use, else the one ``enable_cache()`` would
     use) holds."""
-    folder = Path(path) if path is not None else (cache_dir() or _env()[1] or default_cache_dir())
+    folder = _folder(path)
     progs = _files(folder / "xla", "*-cache")
     tabs = _files(folder / "tables", "*.npz")
     size = lambda ps: sum(p.stat().st_size for p in ps if p.exists())   # noqa: E731
