@@ -96,15 +96,19 @@ def test_a_stale_table_entry_is_rebuilt(folder, tmp_path):
 
 
 def test_an_unwritable_cache_warns_once_and_still_answers(folder):
-    os.chmod(folder / "tables", 0o500)
-    try:
-        if os.access(folder / "tables", os.W_OK):
-            pytest.skip("running as a user who can write anywhere (root): nothing to refuse")
-        with pytest.warns(cache.CacheWarning, match="cannot be written"):
-            out = cache.cached_arrays("demo", {"k": 1}, Builder())
-        assert out["n"] == 7
-    finally:
-        os.chmod(folder / "tables", 0o700)
+    """The tables' folder replaced by a file (unwritable even for root): a CacheWarning, the answer all
+    the same, and no second warning for the same folder."""
+    import shutil
+    import warnings
+
+    shutil.rmtree(folder / "tables")
+    (folder / "tables").write_text("not a folder")
+    with pytest.warns(cache.CacheWarning, match="cannot be written"):
+        out = cache.cached_arrays("demo", {"k": 1}, Builder())
+    assert out["n"] == 7
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cache.CacheWarning)
+        assert cache.cached_arrays("demo", {"k": 2}, Builder())["n"] == 7
 
 
 def test_off_means_no_files(tmp_path, monkeypatch):
@@ -136,6 +140,23 @@ def test_the_clock_table_from_disk_equals_the_one_built(folder):
     assert calls == []
     assert again.coef.tobytes() == fresh.coef.tobytes()
     assert (again.n_neg, again.n_pos, again.c_top, again.key0) == (fresh.n_neg, fresh.n_pos, fresh.c_top, fresh.key0)
+
+
+def test_switching_on_trims_the_compiled_programs_oldest_first(tmp_path):
+    xla = tmp_path / "c" / "xla"
+    xla.mkdir(parents=True)
+    for i in range(10):                                   # 10 x 1000 bytes, entry 0 the oldest
+        (xla / f"p{i}-cache").write_bytes(bytes(1000))
+        os.utime(xla / f"p{i}-cache", (1e9 + i, 1e9 + i))
+    before = cache.cache_dir()
+    try:
+        cache.enable_cache(tmp_path / "c", max_bytes=8000)  # over: trimmed to <= 3/4 of 8000
+        left = sorted(p.name for p in xla.iterdir())
+        assert left == [f"p{i}-cache" for i in range(4, 10)]
+        cache.enable_cache(tmp_path / "c", max_bytes=6000)  # not over: nothing removed
+        assert len(list(xla.iterdir())) == 6
+    finally:
+        cache.enable_cache(before) if before is not None else cache.disable_cache()
 
 
 def test_enable_cache_checks_its_arguments(tmp_path):
