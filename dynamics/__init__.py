@@ -42,7 +42,8 @@ from .core.chunks import DivergenceError  # noqa: E402
 from .core.cache import CacheInfo, CacheWarning, cache_info, clear_cache, disable_cache, enable_cache, verify_cache  # noqa: E402
 from .core.engine import record_schedule  # noqa: E402
 from .core.flow import flow_times  # noqa: E402
-from .core.frontend import simulate  # noqa: E402
+from .core.frontend import max_stable_lr, simulate  # noqa: E402
+from .core.stability import StabilityLimit  # noqa: E402
 from .core.steppers import AbstractAdaptive, AbstractStepper, Dual, DualRK4, Flow, GD  # noqa: E402
 from .core.resources import ResourceError  # noqa: E402
 from .core.stepsize import StepSizeAdvice, gd_error, lr_for  # noqa: E402
@@ -80,7 +81,7 @@ __all__ = [
     "StepwiseProblem", "simulate_stepwise", "solve_stepwise",
     "Family", "Example", "get_family", "registered_families",
     "simulate", "GD", "Flow", "Dual", "DualRK4", "AbstractStepper", "AbstractAdaptive", "flow_times", "gd_error", "lr_for", "StepSizeAdvice", "ResourceError",
-    "enable_cache", "disable_cache", "cache_info", "clear_cache", "verify_cache", "CacheInfo", "CacheWarning",
+    "max_stable_lr", "StabilityLimit", "enable_cache", "disable_cache", "cache_info", "clear_cache", "verify_cache", "CacheInfo", "CacheWarning",
     "core", "exact", "families", "engine", "metrics", "hadamard", "dln", "attention", "byol",
     "identity_head", "stepwise", "jepa",
     "__version__",

@@ -30,7 +30,7 @@ import numpy as np
 from .family import get_family
 from .io import jsonable
 from .metrics import hitting_times
-from .steppers import AbstractAdaptive
+from .steppers import GD, AbstractAdaptive
 from .trajectory import Trajectory
 from .validation import check_fraction, check_instance, check_positive
 
@@ -218,6 +218,40 @@ FLOW_ERROR_FACTOR = 1e3
 GD_TOLERANCES = (5e-2, 2e-2)
 
 
+#: gradient descent against its exact discrete map at the same lr (the deep linear families' ``solve_*(...,
+#: lr=lr)``, theory/discrete.md): the same arithmetic in another order (a dense rotated network against a
+#: scalar per mode), so rounding only; measured <= 2e-14 relative per record over 4,000 steps
+#: (tests/test_discrete.py), so 1e-10 leaves a margin of 5,000 for longer runs
+DISCRETE_MAP_RTOL = 1e-10
+
+
+def _discrete_map_match(a, b):
+    """(map, gd, why) when one side is an exact discrete map of gradient descent and the other a plain
+    gradient-descent simulation ("sgd"), else None; ``why`` is "" when the map describes that run exactly
+    (same lr, the aligned init on population moments, float64), else what differs."""
+    maps = [x for x in (a, b) if x.kind == "theory" and x.method == "discrete"]
+    if len(maps) != 1:
+        return None
+    other = b if maps[0] is a else a
+    stepper = other.stepper
+    if other.kind != "simulation" or not isinstance(stepper, GD) or stepper.optimizer != "sgd":
+        return None
+    lr_map, lr_gd = np.asarray(maps[0].settings.get("lr"), float), np.asarray(other.settings.get("lr"), float)
+    try:
+        same = bool(np.allclose(lr_map, lr_gd, rtol=1e-12, atol=0))
+    except ValueError:
+        same = False
+    st = other.settings
+    why = [] if same else [f"the map is of lr = {maps[0].settings.get('lr')}, the run's lr = {st.get('lr')}"]
+    if st.get("init", "aligned") != "aligned":
+        why.append(f"the map starts from the aligned init, the run from init={st.get('init')!r}")
+    if st.get("batch_size") is not None or st.get("n_data") is not None:
+        why.append("the map is on population moments, the run on samples (batch_size / data)")
+    if st.get("dtype", "float64") != "float64":
+        why.append(f"the run is in {st.get('dtype')}")
+    return maps[0], other, "; ".join(why)
+
+
 def tolerance_policy(a, b):
     """(rtol, ctol, why): the default tolerances for comparing ``a`` with ``b`` and the rule that set them.
 
@@ -227,8 +261,19 @@ def tolerance_policy(a, b):
       error, at least gradient descent's;
     * adaptive flows and exact theories only: ``FLOW_ERROR_FACTOR`` x the solver's rtol (1e-7 at the
       default 1e-10) for both, since neither has a step-size error;
+    * gradient descent against its exact discrete map at the same lr: :data:`DISCRETE_MAP_RTOL`
+      (rounding only);
     * gradient descent on either side: :data:`GD_TOLERANCES` (its O(lr) step error).
     """
+    match = _discrete_map_match(a, b)
+    if match is not None and not match[2]:
+        return (DISCRETE_MAP_RTOL, DISCRETE_MAP_RTOL,
+                f"gradient descent against its exact discrete map at the same lr: rounding only ({DISCRETE_MAP_RTOL:g}; "
+                "theory/discrete.md)")
+    if match is not None:
+        return (*GD_TOLERANCES, f"gradient descent against a discrete map that is not its own ({match[2]}): compared "
+                f"as gradient descent ({GD_TOLERANCES[0]:g} / {GD_TOLERANCES[1]:g}); solve with the run's lr from "
+                "its aligned init to compare exactly")
     approx = [x.settings["approximation"]["error_estimate"] for x in (a, b)
               if x.kind == "theory" and isinstance(x.settings.get("approximation"), dict)
               and not x.settings["approximation"].get("exact", False)]
@@ -253,6 +298,17 @@ def default_tolerances(a, b):
 def _step_advice(a, b, err, tol):
     """Where gradient descent is compared with a reference that has no step error and fails: the lr
     that the first-order error law (error ~ lr) puts under the tolerance, with a safety factor 2."""
+    match = _discrete_map_match(a, b)
+    if match is not None and not match[2]:
+        if np.isfinite(err) and err <= tol:
+            return ""
+        return ("gradient descent and its exact discrete map differ beyond rounding: the map assumes the aligned "
+                "balanced init on population moments (init='aligned', no batch_size or data) and float64; "
+                "check the simulation's settings (a diverging run: lr above the stability limit "
+                f"{match[0].settings.get('map_stability_limit', float('nan')):.4g} of the map)")
+    if match is not None:
+        return "" if np.isfinite(err) and err <= tol else (
+            f"the discrete map does not describe this run ({match[2]}): a smaller lr would not close the gap")
     gd = [x for x in (a, b) if _has_step_error(x)]
     if len(gd) != 1 or not (np.isfinite(err) and err > tol):
         return ""

@@ -170,6 +170,12 @@ class Family(abc.ABC):
         ``theory_options`` are the family's own (e.g. the linear families' units and approx)."""
         return None
 
+    def stability_limit(self, problem, init):
+        """The largest stable lr of plain gradient descent (a ``core.stability.StabilityLimit``): along the
+        theory's path when ``init`` is None, else at that init; or None where the family has none yet
+        (``dy.max_stable_lr`` then says so)."""
+        return None
+
     def theory(self, problem, times):
         """The analytic reference on the 1-D grid ``times`` (a Trajectory, or a reference object with a
         ``crosscheck`` method such as the rank-growth ``Stages``), or None."""

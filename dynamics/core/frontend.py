@@ -573,14 +573,49 @@ def critical_times(problem, objective=None, fraction=0.5, **theory_options):
     return tc
 
 
-def solve(fn, problem, times, *, what="times"):
-    """Evaluate the theory ``fn(problem, times_1d) -> Trajectory`` on the times of any result.
+def max_stable_lr(family, problem, init=None):
+    """The largest learning rate at which plain gradient descent ("sgd") is stable: 2 Re(mu) / |mu|^2
+    for the eigenvalue mu of the Jacobian of the full network's gradient field that binds (2 / lambda_max
+    of the loss Hessian where there is one), the smallest along the theory's path from its init
+    (``init=None``), or at the given ``init`` (a name or a dict of parameters).  theory/discrete.md sec. 3.
+
+    family : a registered name ("jepa", "mae", "saxe") or a Family; None: the problem's own family.
+    Returns a ``StabilityLimit`` (``float()`` of it is the lr; ``.t`` where on the path it binds).
+    Above it, gradient descent leaves the path the theory describes along some direction, even when
+    rounding keeps it there for a while (a problem in its own basis has exact zeros off the diagonal)."""
+    try:
+        fam = family_of(problem, family)
+    except (ValueError, TypeError) as e:       # family_of names its argument "objective"
+        raise type(e)(str(e).replace("objective", "family")) from None
+    out = fam.stability_limit(problem, init)
+    if out is None:
+        raise ValueError(f"{fam.name} has no stability limit yet (the deep linear families jepa, mae and saxe "
+                         "have one); measure it with a short run at a few lr")
+    return out
+
+
+def solve(fn, problem, times, *, what="times", per_run=None):
+    """Evaluate the theory ``fn(problem, times_1d, **kwargs) -> Trajectory`` on the times of any result.
 
     times : (T,) one grid, or (R, T) one grid per run (a batch with several learning rates).
     problem : one problem, or a list of R (a batch of problems).  A batch in either gives a batched
     trajectory (``runs`` = R, fields (R, T, ...)); its ``t`` is (T,) when every run shares it.
+    per_run : {name: value} passed to ``fn`` as keywords; a 1-d array of R values gives run i its i-th
+    (e.g. one ``lr`` per run of a batch), a scalar is passed to every run.
     """
     t = check_array(what, times)
+    per_run = dict(per_run or {})
+    varying = {k: np.asarray(v) for k, v in per_run.items() if v is not None and np.ndim(v) == 1}
+    fixed = {k: v for k, v in per_run.items() if k not in varying}
+    for k, v in per_run.items():
+        if v is not None and np.ndim(v) > 1:
+            raise ValueError(f"{k} must be a number or a 1-d array with one value per run, got shape {np.shape(v)}")
+    if varying and t.ndim == 1 and not isinstance(problem, (list, tuple)):
+        R = len(next(iter(varying.values())))
+        if R < 2:
+            varying, fixed = {}, {**fixed, **{k: v[0] for k, v in varying.items()}}
+        else:
+            t = np.broadcast_to(t, (R, t.size))
     probs = list(problem) if isinstance(problem, (list, tuple)) else None
     if probs is not None and not probs:
         raise ValueError("problem must be a problem or a non-empty list of problems (one per run), got []")
@@ -590,11 +625,15 @@ def solve(fn, problem, times, *, what="times"):
         raise ValueError(f"{what} must have 1 dimension (one grid) or be the (R, T) times of a batch of "
                          f"R >= 2 runs, got shape {t.shape}")
     if t.ndim == 1 and probs is None:
-        return fn(problem, t)
+        return fn(problem, t, **fixed)
     R = t.shape[0] if t.ndim == 2 else len(probs)
     if probs is not None and len(probs) != R:
         raise ValueError(f"{len(probs)} problems for {R} time grids: give one problem or one per run")
+    for k, v in varying.items():
+        if v.shape[0] != R:
+            raise ValueError(f"{k} has {v.shape[0]} values for a batch of {R} runs: give one value or one per run")
     probs = probs if probs is not None else [problem] * R
     grids = t if t.ndim == 2 else np.broadcast_to(t, (R, t.size))
-    return stack_runs([fn(p, g) for p, g in zip(probs, grids)],
+    return stack_runs([fn(p, g, **fixed, **{k: v[i].item() for k, v in varying.items()})
+                       for i, (p, g) in enumerate(zip(probs, grids))],
                       problem=probs if isinstance(problem, (list, tuple)) else problem)

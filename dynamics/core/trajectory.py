@@ -209,10 +209,15 @@ def stack_runs(trajs, *, problem=None) -> Trajectory:
     same = all(t.shape == ts[0].shape and np.array_equal(t, ts[0]) for t in ts)
     fps = [tr.fixed_point for tr in trajs]
     fp = None if any(f is None for f in fps) else np.stack([np.asarray(f, float) for f in fps])
+    settings = dict(first.settings)
+    for k, v in first.settings.items():      # a number that differs between runs (e.g. lr): one per run
+        vals = [tr.settings.get(k) for tr in trajs]
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and any(x != v for x in vals):
+            settings[k] = vals
     return Trajectory(t=ts[0] if same else np.stack(ts),
                       fields={k: np.stack([np.asarray(tr.fields[k]) for tr in trajs]) for k in first.fields},
                       kind=first.kind, model=first.model, problem=first.problem if problem is None else problem,
-                      settings=first.settings, fixed_point=fp, status=min(tr.status for tr in trajs),
+                      settings=settings, fixed_point=fp, status=min(tr.status for tr in trajs),
                       message=first.message, runs=len(trajs), method=first.method, primary=first.primary)
 
 

@@ -104,7 +104,7 @@ simulate_jepa.__doc__ = _SIM_DOC.format(
 simulate_mae.__doc__ = _SIM_DOC.format(name="MAE (reconstruction of y)", extra="")
 
 
-def solve_jepa(problem, *, times, units="gf", approx=None):
+def solve_jepa(problem, *, times, units="gf", approx=None, lr=None):
     """Exact JEPA trajectory at ``times`` (aligned balanced init): the implicit solution
 
         lam t = [ -sum_{m=1}^{2L-1} 1/(m rho^(2L-m-1) v^m) + rho^(1-2L) ln(v/(rho - v)) ]_{v0}^{v}
@@ -116,15 +116,21 @@ def solve_jepa(problem, *, times, units="gf", approx=None):
     A problem whose covariances do not commute is refused (the error names its normalised commutator)
     unless ``approx="generalized"``: the same formulas on its generalised modes, an approximation named
     with its estimated error in ``.settings["approximation"]`` (theory/generalized.md).
+    ``lr``: gradient descent at this step size instead of the flow, exactly (the per-mode discrete map,
+    theory/discrete.md), on times that lie on its grid lr * step (a simulation's ``t``); one lr per run
+    for a batch.  ``crosscheck(gd, solve_jepa(p, times=gd.t, lr=lr))`` then compares to rounding.
     """
-    return frontend.solve(lambda p, t: solve_linear(JEPA, p, times=t, units=units, approx=approx), problem, times)
+    return frontend.solve(lambda p, t, lr=None: solve_linear(JEPA, p, times=t, units=units, approx=approx, lr=lr),
+                          problem, times, per_run={"lr": lr})
 
 
-def solve_mae(problem, *, times, units="gf", approx=None):
+def solve_mae(problem, *, times, units="gf", approx=None, lr=None):
     """Exact MAE trajectory at ``times``: lam t = int_{v0}^{v} du / (u^L (1 - u^(L+1)/rho)), in closed
     form through partial fractions over the (L+1)-th roots of unity (theory/jepa.md sec. 3).
-    ``times`` and ``problem`` may be those of a batch, and ``approx`` is as in :func:`solve_jepa`."""
-    return frontend.solve(lambda p, t: solve_linear(MAE, p, times=t, units=units, approx=approx), problem, times)
+    ``times`` and ``problem`` may be those of a batch, and ``approx`` and ``lr`` (gradient descent's exact
+    discrete map) are as in :func:`solve_jepa`."""
+    return frontend.solve(lambda p, t, lr=None: solve_linear(MAE, p, times=t, units=units, approx=approx, lr=lr),
+                          problem, times, per_run={"lr": lr})
 
 
 def _objective(objective):

@@ -46,8 +46,10 @@ def simulate_saxe(problem, *, stepper=None, lr=None, steps=None, method=None, ti
                                       "snapshots": snapshots})
 
 
-def solve_saxe(problem, *, times):
+def solve_saxe(problem, *, times, lr=None):
     """Exact mode trajectories at ``times``. For L = 2 this is Saxe et al.'s logistic solution
     u(t) = rho e^(2 lam t) / (e^(2 lam t) - 1 + rho/u0) (theory/saxe.md). ``times`` and ``problem``
-    may be those of a batch."""
-    return frontend.solve(lambda p, t: solve_linear(SAXE, p, times=t), problem, times)
+    may be those of a batch.  ``lr``: gradient descent at this step size, exactly (the per-mode discrete
+    map, theory/discrete.md; for L = 2, u <- u (1 + lr (lam - sigma2 u))^2), on times lr * step."""
+    return frontend.solve(lambda p, t, lr=None: solve_linear(SAXE, p, times=t, lr=lr), problem, times,
+                          per_run={"lr": lr})

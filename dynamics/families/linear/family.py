@@ -18,11 +18,12 @@ import numpy as np
 
 from ...core import engine, frontend
 from ...core.family import Example, Family, families
-from ...core.steppers import Flow
+from ...core.steppers import GD, Flow
 from ...core.keys import run_keys as run_keys_for
 from ...core.validation import check_array, check_int, check_positive
 from .network import (INITS, Objective, encoder, gaussian_draws, init_params, loss_and_grads,  # noqa: F401
                       sample_loss)
+from .discrete import fixed_point_limit, path_stability
 from .problems import LinearProblem
 from .theory import critical_times_linear, solve_linear
 
@@ -130,7 +131,28 @@ class LinearFamily(Family):
                 raise ValueError(f"data must be (x, y) of shape (n, {d}) each, got {x.shape} and {y.shape}")
             o["data"] = (x, y)
         o["snapshots"] = bool(o["snapshots"])
+        if isinstance(stepper, GD) and stepper.optimizer == "sgd" and o["data"] is None and o["batch_size"] is None:
+            self._warn_unstable(problems, stepper)
         return o
+
+    def _warn_unstable(self, problems, stepper):
+        """Warn before running plain gradient descent at an lr above the stability limit at the theory's
+        fixed point (closed form, theory/discrete.md sec. 3; dy.max_stable_lr gives it along the path)."""
+        lrs = np.atleast_1d(np.asarray(stepper.lr, float))
+        limits = np.array([fixed_point_limit(self.objective, p) for p in problems])
+        if lrs.size != limits.size:
+            lrs, limits = np.array([lrs.max()]), np.array([limits.min()])
+        ratio = lrs / limits
+        i = int(np.argmax(ratio))
+        if ratio[i] > 1.0:
+            warnings.warn(f"lr = {lrs[i]:g} is above the stability limit 2/lambda_max = {limits[i]:.6g} of gradient "
+                          f"descent at the {self.name} fixed point ({ratio[i]:.3g}x): the run will leave the "
+                          "theory's path (or diverge) once rounding excites the unstable direction; use "
+                          f"lr < {limits[i]:.4g} (dy.max_stable_lr; theory/discrete.md sec. 3)", RuntimeWarning,
+                          stacklevel=5)
+
+    def stability_limit(self, problem, init):
+        return path_stability(self.objective, problem, init)
 
     def model(self, problem, form, options):
         n_data = None if options["data"] is None else options["data"][0].shape[0]

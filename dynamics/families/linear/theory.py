@@ -19,9 +19,10 @@ from ...core.engine import batch_mesh
 from ...core.io import versions
 from ...core.trajectory import Trajectory
 from ...core.linalg import diag_in_basis
-from ...core.validation import check_array, check_choice, check_fraction, check_instance
+from ...core.validation import check_array, check_choice, check_fraction, check_instance, check_positive
 from ...exact.mode_integrals import elapsed, psi_at_grid_jax, z_from_psi
 from ...exact.mode_tables import clock, clock_table, ln_psi_of_clock
+from .discrete import discrete_modes, map_slope, steps_of
 from .generalized import approximation_info, check_approx, generalized_modes
 from .problems import LinearProblem
 
@@ -96,8 +97,12 @@ def _to_gf_time(times, units, L, objective):
     return times
 
 
-def solve_linear(objective, problem, *, times, units="gf", approx=None):
+def solve_linear(objective, problem, *, times, units="gf", approx=None, lr=None):
     """Exact per-mode solution at ``times`` for the aligned balanced init (theory/jepa.md sec. 3).
+
+    ``lr``: instead of the gradient flow, gradient descent at this step size, exactly: the per-mode
+    discrete map of ``discrete.py`` (theory/discrete.md) at the steps times / lr (the times must lie on
+    that grid, as a simulation's ``t`` does).
 
     On the learning branch (every 0 < psi0 < 1, the usual case) psi(t) = G(I(psi0) + t / pref) with the
     tabulated inverse clock G of ``mode_tables`` (no root finding; relative error ~1e-13): the whole
@@ -111,6 +116,8 @@ def solve_linear(objective, problem, *, times, units="gf", approx=None):
     if np.any(times < 0):
         raise ValueError("times must be >= 0")
     what = f"solve_{objective.name}"
+    if lr is not None:
+        return _solve_discrete(objective, problem, times, units, approx, lr, what)
     spectrum = theory_spectrum(problem, what, approx)
     _, sigma2, syy, approximation = spectrum
     lam, rho, L, eps, scale, psi0 = theory_inputs(objective, problem, what, approx, spectrum)
@@ -171,6 +178,39 @@ def solve_linear(objective, problem, *, times, units="gf", approx=None):
         fp = np.where(learned, objective.fixed_point(np.where(learned, rho, 1.0), L), 0.0)
     return Trajectory(t=np.asarray(times, float), fields=fields, kind="theory", model=objective.name,
                       problem=problem, settings=settings, fixed_point=fp, method="exact", primary="modes")
+
+
+def _solve_discrete(objective, problem, times, units, approx, lr, what):
+    """The discrete map of gradient descent at ``lr`` on ``times`` (discrete.py, theory/discrete.md)."""
+    lr = check_positive("lr", lr)
+    if approx is not None:
+        raise ValueError(f"lr and approx={approx!r} given together: the discrete map of gradient descent is exact for "
+                         "a problem with a common eigenbasis only; drop one of them")
+    lam, sigma2, syy, _ = theory_spectrum(problem, what)
+    L, eps = problem.depth, problem.init_scale
+    t_gf = _to_gf_time(times, units, L, objective)
+    steps = steps_of(t_gf, lr)
+    x0 = np.full(lam.size, eps ** (1.0 / L))
+    with np.errstate(over="ignore", invalid="ignore"):
+        x = discrete_modes(objective, lam, sigma2, x0, L, lr, steps)
+        modes, loss = _modes_and_loss(x, lam, sigma2, syy, L=L, head=objective.head,
+                                      self_target=objective.target == "self", xp=np)
+    slope = map_slope(objective, lam, sigma2, L)
+    limit = float(2.0 / slope.max())
+    bad = ~np.all(np.isfinite(x), axis=0)
+    if bad.any():
+        warnings.warn(f"{what}: the discrete map of gradient descent diverges for feature(s) {np.flatnonzero(bad).tolist()} "
+                      f"at lr = {lr:g}: its stability limit at the fixed point is lr < 2 / g'(x*) = {limit:.6g} "
+                      "(theory/discrete.md sec. 2)", RuntimeWarning, stacklevel=4)
+    fields = {"modes": modes, "gains": np.abs(modes), "loss": loss}
+    if objective.head:
+        fields["head"] = x
+    settings = {"units": units, "objective": objective.name, "lr": lr, "steps": int(steps.max(initial=0)),
+                "map_stability_limit": limit, **versions()}
+    with np.errstate(invalid="ignore"):
+        fp = objective.fixed_point(lam / sigma2, L)
+    return Trajectory(t=np.asarray(times, float), fields=fields, kind="theory", model=objective.name,
+                      problem=problem, settings=settings, fixed_point=fp, method="discrete", primary="modes")
 
 
 #: with several processes, a theory grid with at least this many features is split over the devices of
