@@ -115,8 +115,9 @@ CALLS = {
     "random_rotation": lambda: (dy.random_rotation, (3,), {"key": 0}),
     "simulate_jepa": lambda: (dy.simulate_jepa, (P(),), dict(lr=0.05, steps=20, record_every=5, **_Q)),
     "simulate_mae": lambda: (dy.simulate_mae, (P(),), dict(lr=0.05, steps=20, record_every=5, **_Q)),
-    "solve_jepa": lambda: (dy.solve_jepa, (P(),), {"times": [0.0, 1.0, 10.0]}),
+    "solve_jepa": lambda: (dy.solve_jepa, (P(),), {"times": [0.0, 1.0, 10.0], "lr": 0.5}),
     "solve_mae": lambda: (dy.solve_mae, (P(),), {"times": [0.0, 1.0, 10.0]}),
+    "max_stable_lr": lambda: (dy.max_stable_lr, ("jepa", P()), {"init": None}),
     "critical_times": lambda: (dy.critical_times, (P(), "jepa", 0.5), {}),
     "critical_times_asymptotic": lambda: (dy.critical_times_asymptotic, (P(), "jepa"), {}),
     "fixed_points": lambda: (dy.fixed_points, (P(), "jepa"), {}),
@@ -126,7 +127,7 @@ CALLS = {
     "finite_sample_study": lambda: (dy.finite_sample_study, (P(), [60]), dict(resamples=2, records=60)),
     "datasets.image_views": lambda: (dy.datasets.image_views, ("neighbor",), dict(patch=2, n=50, key=0)),
     "simulate_saxe": lambda: (dy.simulate_saxe, (R(),), dict(lr=0.05, steps=20, record_every=5, **_Q)),
-    "solve_saxe": lambda: (dy.solve_saxe, (R(),), {"times": [0.0, 1.0, 10.0]}),
+    "solve_saxe": lambda: (dy.solve_saxe, (R(),), {"times": [0.0, 1.0, 10.0], "lr": 0.5}),
     "crosscheck": lambda: (dy.crosscheck, (SIM(), TH()), dict(fraction=0.5, rtol=0.05, ctol=0.05)),
     "load": lambda: (dy.load, (SAVED(),), {}),
     "record_schedule": lambda: (dy.record_schedule, (100,), {"every": 10}),
@@ -199,6 +200,7 @@ NOT_CALLED = {
     "verify_cache": "deletes a folder's damaged entries: not fuzzed with mutated paths (tests/test_cache.py)",
     "CacheInfo": "a result (returned by cache_info)",
     "CacheWarning": "a warning class",
+    "StabilityLimit": "a result (returned by max_stable_lr)",
 }
 
 # ------------------------------------------------------------------------------------------ mutations

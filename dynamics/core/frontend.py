@@ -608,7 +608,7 @@ def solve(fn, problem, times, *, what="times", per_run=None):
     varying = {k: np.asarray(v) for k, v in per_run.items() if v is not None and np.ndim(v) == 1}
     fixed = {k: v for k, v in per_run.items() if k not in varying}
     for k, v in per_run.items():
-        if v is not None and np.ndim(v) > 1:
+        if v is not None and (np.ndim(v) > 1 or np.size(v) == 0):
             raise ValueError(f"{k} must be a number or a 1-d array with one value per run, got shape {np.shape(v)}")
     if varying and t.ndim == 1 and not isinstance(problem, (list, tuple)):
         R = len(next(iter(varying.values())))
