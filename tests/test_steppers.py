@@ -60,6 +60,20 @@ def test_the_engine_rk4_rule_has_the_exact_rk4_amplification():
     np.testing.assert_allclose(out.records["x"][0, :, 0], factor ** np.arange(n + 1), rtol=1e-13)
 
 
+def test_a_diverging_rk4_run_names_its_step_size_dtau():
+    """The engine's divergence message speaks the stepper's language: dtau and tau for the RK4 rule
+    (DualRK4), lr and t for gradient descent.  dx/dt = a x with a = 1e3 overflows within 150 RK4 steps."""
+    a = 1e3
+    model = engine.Model(grad=lambda p, aux, c, k: (jnp.sum(p["x"] ** 2), {"x": -a * p["x"]}),
+                         observe=lambda p, aux, c: {"x": p["x"]}, stochastic=False)
+    for rule, words in ((engine.RK4, ("dtau = 0.1", "tau = ", "smaller step size")),
+                        ("sgd", ("lr = 0.1", "(t = ", "smaller learning rate"))):
+        out = engine.simulate(model, {"x": jnp.ones((1, 1))}, {}, {}, jnp.array([0.1]),
+                              record_steps=np.arange(400), key=jnp.zeros((1, 2), dtype=jnp.uint32),
+                              optimizer=rule, on_divergence="stop")
+        assert out.status == -1 and all(w in out.message for w in words), out.message
+
+
 def test_dual_rk4_converges_to_the_adaptive_dual_at_fourth_order():
     """DualRK4 integrates the same vector field as Dual: past the first jump (tau = 0.39) its error falls
     ~16x when dtau halves (measured 17.1 from dtau = 0.005 to 0.0025, 2.7e-8 -> 1.6e-9 relative; the

@@ -352,9 +352,11 @@ def simulate(model: Model, params, aux, ctx, lr, *, record_steps, key, optimizer
         runs = np.nonzero((bad[:R] >= 0))[0].tolist()
         lr_np = np.asarray(lr)
         lr_bad = float(lr_np[runs[0]])
+        # the RK4 rule steps the dual time tau by dtau (DualRK4); every other rule is lr on t = lr * step
+        h, clock, what = ("dtau", "tau", "step size") if optimizer == RK4 else ("lr", "t", "learning rate")
         message = (f"diverged: non-finite loss or parameters at step {diverged_at} "
-                   f"(t = {lr_bad * diverged_at:.6g}) in run(s) {runs[:10]} with lr = {lr_bad:g}; try a smaller "
-                   f"learning rate, e.g. lr = {lr_bad / 4:g}. The {steps.size} records before step "
+                   f"({clock} = {lr_bad * diverged_at:.6g}) in run(s) {runs[:10]} with {h} = {lr_bad:g}; try a smaller "
+                   f"{what}, e.g. {h} = {lr_bad / 4:g}. The {steps.size} records before step "
                    f"{diverged_at} are kept.")
         status = -1
     out = EngineOutput(steps=steps, records=records, final_params=final_params, final_aux=final_aux,
