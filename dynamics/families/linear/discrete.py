@@ -18,19 +18,18 @@ which ``tests/test_discrete.py`` ports as the independent reference.
 Stability of (1) at its fixed point x* (theory/discrete.md sec. 2): g'(x*) = sigma2 x*^(2L) (JEPA),
 (L+1) sigma2 x*^(2L) (MAE), L sigma2 x*^(2L-2) (Saxe); the map converges monotonically for
 lr g'(x*) < 1, with oscillation for 1 < lr g'(x*) < 2, and leaves x* for lr g'(x*) > 2.  That is the stability of the *aligned path*; the full network can be
-less stable along other directions (``stability.max_stable_lr``).
+less stable along other directions (``fixed_point_eigenvalues`` here; along the path ``stability.py``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["steps_of", "discrete_modes", "map_slope", "fixed_point_eigenvalues", "fixed_point_limit", "path_stability"]
+__all__ = ["steps_of", "discrete_modes", "map_slope", "fixed_point_eigenvalues", "fixed_point_limit"]
 
 
 def steps_of(times, lr) -> np.ndarray:
@@ -133,59 +132,3 @@ def discrete_modes(objective, lam, sigma2, x0, L, lr, steps):
     out[order] = np.asarray(xs)
     return out
 
-
-def path_stability(objective, problem, init=None, *, points=48):
-    """The largest stable lr of gradient descent on the full network (``core.stability``), the smallest
-    along the theory's path from the aligned init (``points`` times up to 3x the last critical time, and
-    the fixed point), or at one given init (a dict of parameters, or an init name drawn with key 0).
-    Returns a ``StabilityLimit``."""
-    from ...core.stability import StabilityLimit, step_limits
-    from ...core.validation import check_int
-    from .network import encoder, init_params, loss_and_grads
-    from .theory import critical_times_linear, solve_linear, theory_spectrum
-
-    points = check_int("points", points, minimum=2)
-    Sxx, Syx, Syy = (jnp.asarray(np.asarray(m, float)) for m in (problem.Sxx, problem.Syx, problem.Syy))
-
-    if objective.target == "self":
-        # JEPA's update uses the target T = Wbar at its current value: the field's Jacobian must see T move
-        # (stop_gradient would hide it from forward-mode autodiff too).  R = A Sxx - T Syx is the residual
-        # of the identity-target formulas with Syx replaced by T Syx, so those give the same field.
-        as_identity = dataclasses.replace(objective, target="identity")
-
-        def field(params):
-            TSyx = encoder(params["W"]) @ Syx
-            return loss_and_grads(as_identity, params, {}, Sxx, TSyx, Syy, full_loss=False)[1]
-    else:
-        def field(params):
-            return loss_and_grads(objective, params, {}, Sxx, Syx, Syy, full_loss=False)[1]
-
-    if init is not None and not (isinstance(init, str) and init == "aligned"):
-        params = init_params(problem, objective, init, key=0)
-        ((lr, mu),) = step_limits(field, [{k: jnp.asarray(v, jnp.float64) for k, v in params.items()}])
-        return StabilityLimit(lr, mu, None, np.array([0.0]), np.array([lr]))
-    theory_spectrum(problem, "max_stable_lr")                   # refuses a non-commuting problem, naming it
-    L, U = problem.depth, np.asarray(problem.basis, float)
-    with np.errstate(over="ignore", invalid="ignore"):
-        tc = critical_times_linear(objective, problem)
-    finite = tc[np.isfinite(tc)]
-    t_end = 3.0 * float(finite.max()) if finite.size else 1.0
-    t = np.concatenate([[0.0], np.geomspace(t_end * 1e-3, t_end, points - 1)])
-    th = solve_linear(objective, problem, times=t)
-    m = np.asarray(th.modes)
-    x = np.sign(m) * np.abs(m) ** (1.0 / L)                      # per-layer modes along the path
-    fp = np.asarray(objective.fixed_point(problem.lam / problem.sigma2, L), float)
-    x = np.vstack([x, np.sign(fp) * np.abs(fp) ** (1.0 / L)])     # and the fixed point (t = inf)
-    t = np.append(t, np.inf)
-
-    def params_at(xi):
-        Wa = (U * xi[None, :]) @ U.T                             # U diag(x) U^T
-        out = {"W": jnp.asarray(np.stack([Wa] * L))}
-        if objective.head:
-            out["V"] = jnp.asarray(Wa)
-        return out
-
-    lims = step_limits(field, [params_at(xi) for xi in x])
-    lrs = np.array([lr for lr, _ in lims])
-    i = int(np.argmin(lrs))
-    return StabilityLimit(float(lrs[i]), lims[i][1], float(t[i]), t, lrs)

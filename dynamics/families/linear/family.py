@@ -23,7 +23,8 @@ from ...core.keys import run_keys as run_keys_for
 from ...core.validation import check_array, check_int, check_positive
 from .network import (INITS, Objective, encoder, gaussian_draws, init_params, loss_and_grads,  # noqa: F401
                       sample_loss)
-from .discrete import fixed_point_limit, path_stability
+from .discrete import fixed_point_limit
+from .stability import path_stability
 from .problems import LinearProblem
 from .theory import critical_times_linear, solve_linear
 
@@ -149,7 +150,7 @@ class LinearFamily(Family):
                           f"descent at the {self.name} fixed point ({ratio[i]:.3g}x): the run will leave the "
                           "theory's path (or diverge) once rounding excites the unstable direction; use "
                           f"lr < {limits[i]:.4g} (dy.max_stable_lr; theory/discrete.md sec. 3)", RuntimeWarning,
-                          stacklevel=5)
+                          stacklevel=6)
 
     def stability_limit(self, problem, init):
         return path_stability(self.objective, problem, init)
