@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .distributed import process_index, to_host
+from .cache import cacheable
 from .chunks import EngineOutput, finish, run_chunks
 from .engine import Model, batch_layout
 from .steppers import SOLVERS, AbstractAdaptive, Flow
@@ -146,7 +147,7 @@ def _compiled_flow(model: Model, solver_name: str, max_steps: int, ctx_batched: 
         return y1, obs, sol.stats["num_accepted_steps"], sol.stats["num_rejected_steps"], ok & finite, t_end
 
     cx = 0 if ctx_batched else None
-    return jax.jit(jax.vmap(one, in_axes=(0, cx, 0, 0, None, 0, None, None)))
+    return cacheable(jax.jit(jax.vmap(one, in_axes=(0, cx, 0, 0, None, 0, None, None))))
 
 
 def integrate(model: Model, params, aux, ctx, lr, *, times, solver: AbstractAdaptive | None = None, key=None,

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core import engine, frontend
+from ..core.cache import cacheable
 from ..core.family import Example, Family, register, register_problem
 from ..core.steppers import Flow
 from ..core.io import versions
@@ -475,7 +476,7 @@ def _byol_batch_solver(n, simsiam, rtol, atol, max_steps):
                                   max_steps=max_steps, throw=False)
         return sol.ys, sol.result == diffrax.RESULTS.successful
 
-    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0, 0)))
+    return cacheable(jax.jit(jax.vmap(one, in_axes=(None, 0, 0, 0, 0))))
 
 
 def byol_collapse_threshold(tau, sigma2):
