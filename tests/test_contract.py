@@ -153,8 +153,10 @@ def test_crosscheck_of_a_too_short_run_is_inconclusive(fam):
 
 
 def test_divergence_raises(fam):
+    """A diverging run names its step and a smaller step: "learning rate" for gradient descent, "step size"
+    (dtau) for the u*v families' fixed-step dual RK4."""
     family, ex = fam
-    with pytest.raises(dy.DivergenceError, match=r"step \d+.*smaller learning rate") as info:
+    with pytest.raises(dy.DivergenceError, match=r"step \d+.*smaller (learning rate|step size)") as info:
         _sim(fam, lr=ex.diverging_lr, key=5, options={**ex.options, **ex.diverging_options})
     assert info.value.partial is not None and info.value.partial.model == family.name
 
