@@ -220,7 +220,7 @@ GD_TOLERANCES = (5e-2, 2e-2)
 
 #: gradient descent against its exact discrete map at the same lr (the deep linear families' ``solve_*(...,
 #: lr=lr)``, theory/discrete.md): the same arithmetic in another order (a dense rotated network against a
-#: scalar per mode), so rounding only; measured <= 2e-14 relative per record over 4,000 steps
+#: scalar per mode), so rounding only; measured <= 2e-14 relative per record over 1,500-3,500 steps
 #: (tests/test_discrete.py), so 1e-10 leaves a margin of 5,000 for longer runs
 DISCRETE_MAP_RTOL = 1e-10
 
@@ -304,8 +304,8 @@ def _step_advice(a, b, err, tol):
             return ""
         return ("gradient descent and its exact discrete map differ beyond rounding: the map assumes the aligned "
                 "balanced init on population moments (init='aligned', no batch_size or data) and float64; "
-                "check the simulation's settings (a diverging run: lr above the stability limit "
-                f"{match[0].settings.get('map_stability_limit', float('nan')):.4g} of the map)")
+                "check the simulation's settings; or lr is above the full network's stability limit "
+                "(dy.max_stable_lr: the network then leaves the aligned path the map follows)")
     if match is not None:
         return "" if np.isfinite(err) and err <= tol else (
             f"the discrete map does not describe this run ({match[2]}): a smaller lr would not close the gap")
