@@ -122,8 +122,7 @@ def enable_cache(path=None, *, max_bytes: int = DEFAULT_MAX_BYTES,
             or not np.isfinite(min_compile_secs) or min_compile_secs < 0):
         raise ValueError(f"min_compile_secs must be a finite number >= 0 (seconds), got {min_compile_secs!r}")
     if path is None:
-        off, env_dir = _env()
-        path = env_dir or default_cache_dir()
+        path = _env()[1] or default_cache_dir()
     folder = _folder(path)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"path {str(folder)!r} exists and is not a folder")
