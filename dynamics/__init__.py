@@ -54,7 +54,8 @@ from .families import attention, byol, dln, identity_head, jepa, saxe, stepwise 
 from .families.attention import AttentionProblem, rotated_teacher, simulate_attention, simulate_dense_attention  # noqa: E402
 from .families.byol import (BYOLProblem, byol_collapse_threshold, byol_fixed_points,  # noqa: E402
                             byol_time_to_learn, simulate_byol, solve_byol, solve_byol_batch)
-from .families.dln import DLNProblem, simulate_dln  # noqa: E402
+from .families.dln import (DLNProblem, EndpointCheck, ImplicitBias, effective_init_scale,  # noqa: E402
+                           hyperbolic_interpolator, implicit_bias, simulate_dln)
 from .families.hadamard import api as hadamard  # noqa: E402
 from .families.hadamard.stages import StageCheck, Stages, crosscheck_stages, stages  # noqa: E402
 from .families.identity_head import HeadProblem, head_phases, simulate_head  # noqa: E402
@@ -75,7 +76,8 @@ __all__ = [
     "simulate_saxe", "solve_saxe", "saxe",
     "Trajectory", "CrossCheck", "BatchCrossCheck", "crosscheck", "load", "DivergenceError", "record_schedule",
     "DLNProblem", "AttentionProblem", "stages", "Stages", "StageCheck", "crosscheck_stages",
-    "simulate_dln", "simulate_attention", "simulate_dense_attention", "rotated_teacher",
+    "simulate_dln", "implicit_bias", "ImplicitBias", "EndpointCheck", "effective_init_scale",
+    "hyperbolic_interpolator", "simulate_attention", "simulate_dense_attention", "rotated_teacher",
     "BYOLProblem", "simulate_byol", "solve_byol", "solve_byol_batch", "byol_fixed_points", "byol_time_to_learn",
     "byol_collapse_threshold", "HeadProblem", "simulate_head", "head_phases",
     "StepwiseProblem", "simulate_stepwise", "solve_stepwise",

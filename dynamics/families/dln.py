@@ -22,6 +22,8 @@ from ..core.family import Example, register, register_problem
 from ..core.keys import as_key
 from ..core.validation import check_array, check_int, check_positive, check_instance
 from .hadamard.family import HadamardFamily, simulate_uv
+from .hadamard.implicit_bias import EndpointCheck, ImplicitBias, effective_init_scale, implicit_bias
+from .hadamard.interpolator import hyperbolic_interpolator
 from .hadamard.model import HadamardProblem, check_alpha
 from .hadamard.stages import crosscheck_stages
 from .hadamard.stages import stages as _stages
@@ -96,6 +98,14 @@ class DLNProblem(HadamardProblem):
     def jump(self, beta, s, entering):
         return nnls_jump(self, beta, s, entering)
 
+    def regression(self):
+        return self.X, self.y
+
+    def flow_endpoint(self):
+        """The gradient flow's endpoint: the hyperbolic-entropy interpolator at alpha (exact;
+        theory/dln_steps.md eq. 3)."""
+        return hyperbolic_interpolator(self.X, self.y, self.init_scale)
+
 
 def nnls_jump(problem: DLNProblem, beta, s, entering, *, boundary_tol=1e-12):
     """Closed-form jump: argmin L on the sign-constrained face {s_j beta_j >= 0 if |s_j| = 1, else 0}."""
@@ -150,4 +160,5 @@ def simulate_dln(problem, *, stepper=None, method=None, lr=None, steps=None, tau
                        optimizer=optimizer, progress=progress, on_divergence=on_divergence)
 
 
-__all__ += ["crosscheck_stages"]
+__all__ += ["crosscheck_stages", "implicit_bias", "ImplicitBias", "EndpointCheck", "effective_init_scale",
+            "hyperbolic_interpolator"]

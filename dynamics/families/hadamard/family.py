@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 
 import jax
 import numpy as np
@@ -13,9 +14,15 @@ from ...core.family import Family
 from ...core.steppers import Dual, DualRK4, Flow, GD
 from ...core.validation import check_choice, check_instance, check_positive
 from .model import HadamardProblem, beta_from_dual, beta_from_wz
-from .stages import stages
+from .stability import path_stability
+from .stages import default_tau_max, stages
 
 __all__ = ["HadamardFamily", "simulate_uv", "default_tau_max"]
+
+#: gradient descent below this fraction of the stability limit at the init and the endpoint is not
+#: examined along the whole path before it runs (the path's own limit is never below half of theirs in
+#: tests/test_dln_steps.py)
+SCREEN = 0.25
 
 
 @functools.lru_cache(maxsize=32)
@@ -112,17 +119,39 @@ class HadamardFamily(Family):
     def settings(self, problem, method, options):
         return {"init_scale": problem.init_scale}
 
+    def check_options(self, problems, stepper, options):
+        if isinstance(stepper, GD) and options == {}:
+            self._warn_unstable(problems, stepper)
+        return options
+
+    def _warn_unstable(self, problems, stepper):
+        """Warn before running gradient descent at an lr above the stability limit along the theory's path
+        (``stability.py``; theory/dln_steps.md sec. 4)."""
+        lrs = np.broadcast_to(np.asarray(stepper.lr, float), (len(problems),))
+        for lr, p in zip(lrs, problems):
+            # the flow's path costs a solve: examined only where the init and endpoint's limit is within
+            # SCREEN of lr (measured: along the path the limit stays above 0.5 x theirs, test_dln_steps.py)
+            if lr <= SCREEN * path_stability(p, path=False).lr:
+                continue
+            limit = path_stability(p)
+            if lr > limit.lr:
+                where = ("at the init" if limit.t == 0 else "at the flow's endpoint" if not np.isfinite(limit.t)
+                         else f"at t = {limit.t:.4g} on the flow's path")
+                warnings.warn(f"lr = {lr:g} is above the stability limit 2/lambda_max = {limit.lr:.6g} of gradient "
+                              f"descent on this {self.name} {where} ({lr / limit.lr:.3g}x): the run will leave the "
+                              f"theory's path there (oscillate, flip a sign or diverge); use lr < {limit.lr:.4g} "
+                              "(dy.max_stable_lr; theory/dln_steps.md sec. 4)", RuntimeWarning, stacklevel=6)
+                return
+
+    def stability_limit(self, problem, init):
+        return path_stability(problem, init)
+
     def theory(self, problem, times):
         """The alpha -> 0 stage prediction (a ``Stages``; ``times`` is not needed)."""
         return stages(problem)
 
     def example(self):
         return None if self._example is None else self._example()
-
-
-def default_tau_max(problems):
-    """Past the last predicted stage: 1.15 x the last jump time + 0.3 (the largest over a batch)."""
-    return max(1.15 * float(stages(p).times[-1]) + 0.3 for p in problems)
 
 
 def simulate_uv(family, problem, *, stepper=None, method=None, lr=None, steps=None, tau_max=None, dtau=None,

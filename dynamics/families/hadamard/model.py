@@ -54,6 +54,16 @@ class HadamardProblem:
     def grad(self, beta):
         return np.asarray(_grad_jit(type(self).loss_fn)(jnp.asarray(beta, dtype=jnp.float64), self.data))
 
+    def regression(self):
+        """(X (n, p), y (n,)) where the loss is the squared loss of the linear model beta (a DLN), else
+        None."""
+        return None
+
+    def flow_endpoint(self):
+        """(p,) where the gradient flow from alpha (u0, v0) ends, where known in closed form (a DLN:
+        ``hadamard.interpolator``), else None."""
+        return None
+
 
 def check_alpha(alpha):
     return check_positive("init_scale", alpha, upper=1.0)

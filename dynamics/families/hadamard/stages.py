@@ -22,7 +22,7 @@ from ...core.trajectory import Trajectory
 from ...core.validation import check_array, check_int, check_positive, check_instance
 from .model import HadamardProblem
 
-__all__ = ["Stages", "StageCheck", "stages", "crosscheck_stages", "fast_flow"]
+__all__ = ["Stages", "StageCheck", "stages", "crosscheck_stages", "fast_flow", "default_tau_max"]
 
 
 @dataclass(frozen=True)
@@ -226,6 +226,11 @@ def stages(problem, *, jump=None, max_stages=200, tol=1e-9, tie_tol=1e-7):
                 converged=converged, message=message)
     extras = getattr(problem, "stage_extras", None)
     return dataclasses.replace(st, extra=extras(st)) if extras is not None else st
+
+
+def default_tau_max(problems):
+    """Past the last predicted stage: 1.15 x the last jump time + 0.3 (the largest over a batch)."""
+    return max(1.15 * float(stages(p).times[-1]) + 0.3 for p in problems)
 
 
 @dataclass(frozen=True)
