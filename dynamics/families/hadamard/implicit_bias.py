@@ -246,6 +246,11 @@ def implicit_bias(problem, lr=None, *, t_end=None):
         return ImplicitBias(problem=problem, beta=flow_beta, lr=None, init_scale=a, shift=np.zeros(problem.p),
                             flow_beta=flow_beta)
     lr = check_positive("lr", lr)
+    g0 = float(np.abs(problem.grad(np.zeros(problem.p))).max())
+    if lr * g0 >= 1.0:          # refused at the init already, before the flow's solve
+        raise ValueError(f"lr = {lr:g}: lr |grad L| reaches {lr * g0:.3g} >= 1 on the flow's path (first at t = 0): "
+                         "a step then flips the sign of u + v or u - v and eq. (1)-(3) do not apply; the prediction "
+                         f"needs lr < {1.0 / g0:.4g} (theory/dln_steps.md)")
     t_end = (default_tau_max([problem]) * problem.log_inv_alpha if t_end is None
              else check_positive("t_end", t_end))
     for _ in range(8):

@@ -38,8 +38,10 @@ def wz_of_beta(problem, beta):
     w0, z0 = alpha * (problem.u0 + problem.v0), alpha * (problem.u0 - problem.v0)
     c = w0 * z0
     root = np.sqrt(4.0 * beta * beta + c * c)
-    w = np.sqrt(np.maximum(2.0 * beta + root, 0.0))
-    z = np.sqrt(np.maximum(-2.0 * beta + root, 0.0))
+    big = np.sqrt(2.0 * np.abs(beta) + root)          # the larger of |w|, |z|: no cancellation
+    with np.errstate(divide="ignore", invalid="ignore"):
+        small = np.where(big > 0, np.abs(c) / big, 0.0)   # |w z| = |c|
+    w, z = np.where(beta >= 0, big, small), np.where(beta >= 0, small, big)
     return np.where(w0 < 0, -w, w), np.where(z0 < 0, -z, z)
 
 
