@@ -55,6 +55,10 @@ def DLN():
     return _once("DLN", lambda: dy.DLNProblem.random(12, 3, beta_star=[1.0, -0.5, 0.0], init_scale=1e-3, key=0))
 
 
+def GDDLN():
+    return _once("GDDLN", lambda: dy.simulate_dln(DLN(), lr=0.05, steps=20, progress=False))
+
+
 def ATT():
     return _once("ATT", lambda: dy.AttentionProblem.teacher_student(8, 3, 2, init_scale=1e-2, key=0))
 
@@ -139,6 +143,9 @@ CALLS = {
     "stages": lambda: (dy.stages, (DLN(),), {}),
     "crosscheck_stages": lambda: (dy.crosscheck_stages, (DUAL(), STAGES()), {"rtol": 0.05}),
     "simulate_dln": lambda: (dy.simulate_dln, (DLN(),), dict(method="gd", lr=0.05, steps=20, **_Q)),
+    "implicit_bias": lambda: (dy.implicit_bias, (DLN(),), {"lr": None}),
+    "hyperbolic_interpolator": lambda: (dy.hyperbolic_interpolator, (DLN().X, DLN().y, 0.1), {"shift": None}),
+    "effective_init_scale": lambda: (dy.effective_init_scale, (GDDLN(),), {}),
     "simulate_attention": lambda: (dy.simulate_attention, (ATT(),), dict(method="gd", lr=0.05, steps=20, **_Q)),
     "simulate_dense_attention": lambda: (dy.simulate_dense_attention, (ATT(),),
                                          dict(init_scales=[1.0], lr=0.01, steps=10, **_Q)),
@@ -201,6 +208,8 @@ NOT_CALLED = {
     "CacheInfo": "a result (returned by cache_info)",
     "CacheWarning": "a warning class",
     "StabilityLimit": "a result (returned by max_stable_lr)",
+    "ImplicitBias": "a result (returned by implicit_bias)",
+    "EndpointCheck": "a result (returned by crosscheck against an ImplicitBias)",
 }
 
 # ------------------------------------------------------------------------------------------ mutations

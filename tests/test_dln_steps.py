@@ -60,7 +60,7 @@ def test_interpolator_matches_scipy(n, p):
     assert f(beta) <= f(ref.x) + 1e-12
 
 
-def test_interpolator_at_tiny_init_scale_is_min_l1():
+def test_interpolator_limits_l1_and_l2():
     """alpha = 1e-30 (exponents ~140, the Newton steps capped): psi_alpha's minimiser tends to the minimum-l1
     interpolator (linprog) as alpha -> 0 (Woodworth et al. 2020); here within 1e-4 (measured 5e-6), and
     its l1 norm within 1e-6 of the linear program's optimum."""
@@ -73,6 +73,9 @@ def test_interpolator_at_tiny_init_scale_is_min_l1():
     np.testing.assert_allclose(beta, lp.x[:p] - lp.x[p:], atol=1e-4)
     assert np.abs(beta).sum() == pytest.approx(lp.fun, rel=1e-6)
     np.testing.assert_allclose(X @ beta, y, atol=1e-12)
+    # and as alpha -> inf the minimum-l2 interpolator (psi_a ~ |beta|^2 / (4 a^2)): a^2 sinh formed without
+    # cancellation, to rounding
+    np.testing.assert_allclose(dy.hyperbolic_interpolator(X, y, 1e12), np.linalg.pinv(X) @ y, atol=1e-12)
 
 
 def test_gradient_descent_identities_per_step(over):

@@ -19,10 +19,13 @@ __all__ = ["hyperbolic_interpolator"]
 
 
 def _scaled_sinh(log_a2, zeta):
-    """a^2 sinh(zeta) and a^2 cosh(zeta) from log(a^2), without overflow of the factors."""
-    with np.errstate(over="ignore"):
+    """a^2 sinh(zeta) and a^2 cosh(zeta) from log(a^2): exp(ln a^2 +- zeta) where |zeta| is large (no overflow
+    of the factors at a tiny or huge a), a^2 sinh(zeta) itself where it is small (no cancellation)."""
+    with np.errstate(over="ignore", under="ignore"):
         e1, e2 = np.exp(log_a2 + zeta), np.exp(log_a2 - zeta)
-    return 0.5 * (e1 - e2), 0.5 * (e1 + e2)
+        small = np.abs(zeta) < 1.0
+        s = np.where(small, np.exp(log_a2) * np.sinh(np.where(small, zeta, 0.0)), 0.5 * (e1 - e2))
+    return s, 0.5 * (e1 + e2)
 
 
 def hyperbolic_interpolator(X, y, init_scale, shift=None, *, tol=1e-12, max_iter=500):
@@ -35,9 +38,12 @@ def hyperbolic_interpolator(X, y, init_scale, shift=None, *, tol=1e-12, max_iter
     X = check_array("X", X, ndim=2)
     y = check_array("y", y, shape=(X.shape[0],))
     p = X.shape[1]
-    a = np.broadcast_to(check_array("init_scale", init_scale), (p,)).astype(float)
-    if not (np.all(np.isfinite(a)) and np.all(a > 0)):
-        raise ValueError(f"init_scale must be > 0 and finite in every coordinate, got min {a.min():g}")
+    a = check_array("init_scale", init_scale)
+    if a.ndim > 1 or a.size not in (1, p):
+        raise ValueError(f"init_scale must be a scalar or one value per coordinate (shape ({p},)), got shape {a.shape}")
+    a = np.broadcast_to(a.reshape(-1) if a.ndim else a, (p,)).astype(float)
+    if not (np.all(np.isfinite(a)) and np.all(a > 0) and np.all(a < 1e150)):
+        raise ValueError(f"init_scale must be > 0 and below 1e150 in every coordinate, got {a.min():g} .. {a.max():g}")
     shift = np.zeros(p) if shift is None else check_array("shift", shift, shape=(p,))
     U, S, Vt = np.linalg.svd(X, full_matrices=False)
     r = int(np.sum(S > S[0] * max(X.shape) * np.finfo(float).eps)) if S.size and S[0] > 0 else 0
