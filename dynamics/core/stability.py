@@ -16,13 +16,14 @@ densely up to ``DENSE_LIMIT`` parameters; beyond that a few eigenvalues of large
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["DENSE_LIMIT", "StabilityLimit", "step_limits"]
+__all__ = ["DENSE_LIMIT", "StabilityLimit", "step_limits", "limit_along", "warn_above_limit"]
 
 #: parameters up to which J is formed densely (2048^2 float64 = 32 MiB)
 DENSE_LIMIT = 2048
@@ -85,3 +86,24 @@ def step_limits(field, points) -> list[tuple[float, complex]]:
                             dtype=np.float64)
         out.append(_limit_of(eigs(op, k=6, which="LM", return_eigenvectors=False, tol=1e-8)))
     return out
+
+
+def limit_along(field, points, times) -> StabilityLimit:
+    """The smallest step limit of ``field`` over ``points`` (pytrees of parameters), one per entry of
+    ``times`` (where on the path each lies; inf for a fixed point): a ``StabilityLimit`` binding at the
+    smallest, with every point's limit in ``path_lr``."""
+    lims = step_limits(field, points)
+    lrs = np.array([lr for lr, _ in lims])
+    i = int(np.argmin(lrs))
+    return StabilityLimit(float(lrs[i]), lims[i][1], float(np.asarray(times, float)[i]),
+                          np.asarray(times, float), lrs)
+
+
+def warn_above_limit(lr, limit, where, theory, *, stacklevel=7):
+    """The one warning a simulator gives before running gradient descent at ``lr`` above the stability
+    limit ``limit`` (a float), ``where`` it binds ("at the jepa fixed point", ...), derived in ``theory``
+    (a theory/ page and section)."""
+    warnings.warn(f"lr = {lr:g} is above the stability limit 2/lambda_max = {limit:.6g} of gradient descent {where} "
+                  f"({lr / limit:.3g}x): the run will leave the theory's path there (oscillate or diverge) once "
+                  f"rounding excites the unstable direction; use lr < {limit:.4g} (dy.max_stable_lr; {theory})",
+                  RuntimeWarning, stacklevel=stacklevel)

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import functools
-import warnings
 
 import jax
 import numpy as np
 
 from ...core import engine, frontend
 from ...core.family import Family
+from ...core.stability import warn_above_limit
 from ...core.steppers import Dual, DualRK4, Flow, GD
 from ...core.validation import check_choice, check_instance, check_positive
 from .model import HadamardProblem, beta_from_dual, beta_from_wz
@@ -137,10 +137,7 @@ class HadamardFamily(Family):
             if lr > limit.lr:
                 where = ("at the init" if limit.t == 0 else "at the flow's endpoint" if not np.isfinite(limit.t)
                          else f"at t = {limit.t:.4g} on the flow's path")
-                warnings.warn(f"lr = {lr:g} is above the stability limit 2/lambda_max = {limit.lr:.6g} of gradient "
-                              f"descent on this {self.name} {where} ({lr / limit.lr:.3g}x): the run will leave the "
-                              f"theory's path there (oscillate, flip a sign or diverge); use lr < {limit.lr:.4g} "
-                              "(dy.max_stable_lr; theory/dln_steps.md sec. 4)", RuntimeWarning, stacklevel=6)
+                warn_above_limit(float(lr), limit.lr, f"on this {self.name} {where}", "theory/dln_steps.md sec. 4")
                 return
 
     def stability_limit(self, problem, init):

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ...core.stability import StabilityLimit, step_limits
+from ...core.stability import StabilityLimit, limit_along, step_limits
 from .model import beta_from_wz
 from .stages import default_tau_max
 
@@ -89,8 +89,7 @@ def path_stability(problem, init=None, *, path=True):
             betas.append(end)
             ts.append(np.inf)
     pts = [dict(zip(("w", "z"), (jnp.asarray(x) for x in wz_of_beta(problem, b)))) for b in betas]
-    lims = step_limits(field, pts)
-    lrs = np.array([lr for lr, _ in lims])
-    i = int(np.argmin(lrs))
-    return StabilityLimit(float(lrs[i]), lims[i][1], None if init is not None else float(ts[i]),
-                          np.array(ts), lrs)
+    if init is not None:
+        ((lr, mu),) = step_limits(field, pts)
+        return StabilityLimit(lr, mu, None, np.array([0.0]), np.array([lr]))
+    return limit_along(field, pts, ts)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ...core import engine, frontend
 from ...core.family import Example, Family, families
+from ...core.stability import warn_above_limit
 from ...core.steppers import GD, Flow
 from ...core.keys import run_keys as run_keys_for
 from ...core.validation import check_array, check_int, check_positive
@@ -146,11 +147,8 @@ class LinearFamily(Family):
         ratio = lrs / limits
         i = int(np.argmax(ratio))
         if ratio[i] > 1.0:
-            warnings.warn(f"lr = {lrs[i]:g} is above the stability limit 2/lambda_max = {limits[i]:.6g} of gradient "
-                          f"descent at the {self.name} fixed point ({ratio[i]:.3g}x): the run will leave the "
-                          "theory's path (or diverge) once rounding excites the unstable direction; use "
-                          f"lr < {limits[i]:.4g} (dy.max_stable_lr; theory/discrete.md sec. 3)", RuntimeWarning,
-                          stacklevel=6)
+            warn_above_limit(float(lrs[i]), float(limits[i]), f"at the {self.name} fixed point",
+                             "theory/discrete.md sec. 3")
 
     def stability_limit(self, problem, init):
         return path_stability(self.objective, problem, init)

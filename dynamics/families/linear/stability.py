@@ -9,7 +9,7 @@ import dataclasses
 import jax.numpy as jnp
 import numpy as np
 
-from ...core.stability import StabilityLimit, step_limits
+from ...core.stability import StabilityLimit, limit_along, step_limits
 from ...core.validation import check_int
 from .network import encoder, init_params, loss_and_grads
 from .theory import critical_times_linear, solve_linear, theory_spectrum
@@ -63,7 +63,4 @@ def path_stability(objective, problem, init=None, *, points=48):
             out["V"] = jnp.asarray(Wa)
         return out
 
-    lims = step_limits(field, [params_at(xi) for xi in x])
-    lrs = np.array([lr for lr, _ in lims])
-    i = int(np.argmin(lrs))
-    return StabilityLimit(float(lrs[i]), lims[i][1], float(t[i]), t, lrs)
+    return limit_along(field, [params_at(xi) for xi in x], t)
