@@ -220,3 +220,44 @@ def test_directpred_rules_differ_and_the_paper_rule_is_the_default():
     assert np.abs(a.p[-1] - b.p[-1]).max() > 1e-2          # not the same rule at another eps
     with pytest.raises(ValueError, match="directpred_rule must be one of"):
         pb.replace(directpred_rule="luckmatters")
+
+
+def test_stability_limit_against_finite_differences_and_gd():
+    """SimSiam with a trained predictor (theory/heads.md, "Step size"): max_stable_lr's limit where the
+    aligned theory has settled equals 2 Re mu / |mu|^2 of a NumPy central-difference Jacobian of the field
+    (written here from the update rule, the target W differentiated too: gradient descent moves it) to 1e-5.
+    Gradient descent at 0.9x ends at the theory's fixed point (1e-8) without a warning; at 1.1x it warns
+    and ends away from it (> 1e-3)."""
+    import warnings
+
+    p = dy.get_family("byol").example().problem
+    lim = dy.max_stable_lr("byol", p)
+    X, S = p.X, p.X + p.X_aug
+    U = p.basis
+    th = dy.solve_byol(p, times=[0.0, float(lim.path_t[-1])])
+    W = (U * (np.sign(p.w0) * np.sqrt(th.s[-1]))) @ U.T
+    Wp = (U * th.p[-1]) @ U.T
+    n = W.shape[0]
+
+    def field(theta):
+        W_, P_ = theta[:n * n].reshape(n, n), theta[n * n:].reshape(n, n)
+        R = W_ @ X - P_ @ W_ @ S
+        gW, gP = -P_.T @ R + p.eta * W_, -p.alpha_p * R @ W_.T + p.eta * P_
+        if p.symmetric:
+            gP = 0.5 * (gP + gP.T)
+        return np.concatenate([gW.ravel(), gP.ravel()])
+    theta = np.concatenate([W.ravel(), Wp.ravel()])
+    h = 1e-6
+    J = np.array([(field(theta + h * e) - field(theta - h * e)) / (2 * h) for e in np.eye(theta.size)]).T
+    mu = np.linalg.eigvals(J)
+    mu = mu[mu.real > 1e-9]
+    assert lim.path_lr[-1] == pytest.approx(np.min(2 * mu.real / np.abs(mu) ** 2), rel=1e-5)
+    for factor, warns in ((0.9, False), (1.1, True)):
+        lr = factor * float(lim)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            g = dy.simulate_byol(p, lr=lr, steps=int(3 * lim.path_t[-1] / lr), record_every=50, progress=False,
+                                 on_divergence="stop")
+        assert any("above the stability limit" in str(x.message) for x in w) == warns
+        gap = np.abs(g.p[-1] - dy.solve_byol(p, times=[0.0, float(g.t[-1])]).p[-1]).max()
+        assert (gap < 1e-8) if not warns else (gap > 1e-3), gap

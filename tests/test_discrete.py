@@ -204,6 +204,8 @@ def test_max_stable_lr_arguments():
     with pytest.raises(ValueError, match="family"):
         dy.max_stable_lr("nope", p)
     with pytest.raises(ValueError, match="no stability limit"):
-        dy.max_stable_lr("byol", dy.BYOLProblem.isotropic(3, 0.5))
+        dy.max_stable_lr("dense_attention", dy.AttentionProblem.teacher_student(8, 3, 2, key=0))
+    with pytest.raises(ValueError, match="EMA target"):
+        dy.max_stable_lr("byol", dy.BYOLProblem.isotropic(3, 0.5, beta=0.5))
     at_init = dy.max_stable_lr("jepa", p, init="gaussian")
     assert at_init.t is None and float(at_init) > float(dy.max_stable_lr("jepa", p))   # small weights: larger steps

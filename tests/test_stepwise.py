@@ -65,3 +65,32 @@ def test_bad_input():
         StepwiseProblem(np.eye(2), 0.0)
     with pytest.raises(ValueError, match="init must be one of"):
         dy.simulate_stepwise(StepwiseProblem(np.eye(2), 1e-3), lr=0.1, steps=10, init="xavier")
+
+
+def test_stability_limit_closed_form_and_warning():
+    """max_stable_lr = 1 / (4 gamma_1) at the fixed point (theory/stepwise.md, "Step size"): against the
+    autodiff path limit's fixed-point entry (1e-10) and against a NumPy finite-difference Hessian of the
+    loss at W* (central differences of the analytic gradient, 1e-6).  Gradient descent at 0.95x reaches
+    C = I without a warning; at 1.05x it warns and does not (the top mode oscillates)."""
+    import warnings
+
+    from dynamics.families.stepwise import fixed_point_limit
+    p = StepwiseProblem.from_spectrum([1.0, 0.5, 0.3], 1e-2, key=1)
+    lim = dy.max_stable_lr("stepwise", p)
+    assert np.isinf(lim.path_t[-1]) and lim.path_lr[-1] == pytest.approx(fixed_point_limit(p), rel=1e-10)
+    assert float(lim) == pytest.approx(0.25, rel=1e-6)       # gamma_1 = 1; binds on approach to the fixed point
+    W = (1.0 / np.sqrt(p.gammas))[:, None] * p.V.T
+    G = p.Gamma
+
+    def grad(w):
+        W_ = w.reshape(W.shape)
+        return (4.0 * (W_ @ G @ W_.T - np.eye(W.shape[0])) @ W_ @ G).ravel()
+    h, n = 1e-6, W.size
+    H = np.array([(grad(W.ravel() + h * e) - grad(W.ravel() - h * e)) / (2 * h) for e in np.eye(n)])
+    assert 2.0 / np.linalg.eigvalsh(0.5 * (H + H.T)).max() == pytest.approx(fixed_point_limit(p), rel=1e-6)
+    for factor, warns in ((0.95, False), (1.05, True)):
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            g = dy.simulate_stepwise(p, lr=factor * float(lim), steps=3000, record_every=100, progress=False)
+        assert any("above the stability limit" in str(x.message) for x in w) == warns
+        assert (np.abs(g.eigenvalues[-1] - 1.0).max() < 1e-8) != warns, g.eigenvalues[-1]

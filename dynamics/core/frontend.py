@@ -579,7 +579,8 @@ def max_stable_lr(family, problem, init=None):
     of the loss Hessian where there is one), the smallest along the theory's path from its init
     (``init=None``), or at the given ``init`` (a name or a dict of parameters).  theory/discrete.md sec. 3.
 
-    family : a registered name ("jepa", "mae", "saxe") or a Family; None: the problem's own family.
+    family : a registered name ("jepa", "mae", "saxe", "dln", "attention", "stepwise", "byol") or a Family;
+        None: the problem's own family.
     Returns a ``StabilityLimit`` (``float()`` of it is the lr; ``.t`` where on the path it binds).
     Above it, gradient descent leaves the path the theory describes along some direction, even when
     rounding keeps it there for a while (a problem in its own basis has exact zeros off the diagonal)."""
@@ -589,8 +590,8 @@ def max_stable_lr(family, problem, init=None):
         raise type(e)(str(e).replace("objective", "family")) from None
     out = fam.stability_limit(problem, init)
     if out is None:
-        raise ValueError(f"{fam.name} has no stability limit yet (the deep linear families jepa, mae and saxe "
-                         "have one); measure it with a short run at a few lr")
+        raise ValueError(f"{fam.name} has no stability limit yet (jepa, mae, saxe, dln, attention, stepwise and "
+                         "byol have one); measure it with a short run at a few lr")
     return out
 
 

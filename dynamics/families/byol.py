@@ -36,7 +36,8 @@ import numpy as np
 from ..core import engine, frontend
 from ..core.cache import cacheable
 from ..core.family import Example, Family, register, register_problem
-from ..core.steppers import Flow
+from ..core.stability import StabilityLimit, limit_along, step_limits, warn_above_limit
+from ..core.steppers import GD, Flow
 from ..core.io import versions
 from ..core.linalg import diag_in_basis, random_rotation
 from ..core.trajectory import Trajectory
@@ -252,7 +253,20 @@ class BYOLFamily(Family):
         if isinstance(stepper, Flow) and problems[0].predictor == "directpred":
             raise ValueError("predictor='directpred' sets W_p from a per-step moving average and an "
                              "eigendecomposition, which has no gradient flow: use method='gd' for it")
-        return {"init": None, **options}
+        options = {"init": None, **options}
+        if isinstance(stepper, GD) and options["init"] is None:
+            lrs = np.broadcast_to(np.asarray(stepper.lr, float), (len(problems),))
+            for lr, p in zip(lrs, problems):
+                limit = path_stability(p) if _has_limit(p) else None
+                if limit is not None and lr > limit.lr:
+                    where = ("at the fixed point" if not np.isfinite(limit.t)
+                             else f"at t = {limit.t:.4g} on the aligned theory's path")
+                    warn_above_limit(float(lr), limit.lr, f"on this byol {where}", "theory/heads.md, \"Step size\"")
+                    break
+        return options
+
+    def stability_limit(self, problem, init):
+        return path_stability(problem, init)       # refuses, with the reason, where none is known
 
     def model(self, problem, form, options):
         return _byol_model(problem.predictor, problem.stop_grad, problem.symmetric, problem.beta is None,
@@ -314,6 +328,48 @@ class BYOLFamily(Family):
 
 
 BYOL = register(BYOLFamily())
+
+
+def _has_limit(problem):
+    """Whether the limit is known: gradient descent is theta <- theta - lr F(theta) with F a field of the
+    parameters alone (SimSiam: an EMA target is updated after the step from the new W; a trained
+    predictor) and the aligned theory gives the path (stop-gradient, X and X_aug commuting)."""
+    return problem.beta is None and problem.predictor == "trained" and BYOL._aligned(problem)
+
+
+@functools.lru_cache(maxsize=16)
+def path_stability(problem, init=None, *, points=48):
+    """The largest stable lr of gradient descent on (W, W_p) (``core.stability``; SimSiam with a trained
+    predictor): the smallest along the aligned theory's path (``solve_byol`` on ``points`` times, until it
+    has settled) or at one ``init`` (a dict of W, Wp).  Cached per problem (compared by identity)."""
+    check_instance("problem", problem, BYOLProblem)
+    if not _has_limit(problem):
+        raise ValueError("byol's stability limit covers SimSiam (beta=None) with a trained predictor, stop-gradient "
+                         "and commuting X, X_aug: with an EMA target or DirectPred the step is not theta - lr F(theta), "
+                         "and the ablations have no theory's path")
+    model = _byol_model(problem.predictor, problem.stop_grad, problem.symmetric, True, problem.directpred_rule)
+    ctx = {k: jnp.asarray(v) for k, v in BYOL.context(problem, "params", {}).items()}
+
+    def field(params):
+        return model.grad(params, {}, ctx, None, 0.0)[1]
+
+    if init is not None:
+        params, _ = BYOL.initial_state(problem, None, "params", {"init": init})
+        ((lr, mu),) = step_limits(field, [{k: jnp.asarray(v) for k, v in params.items()}])
+        return StabilityLimit(lr, mu, None, np.array([0.0]), np.array([lr]))
+    x, lam_s, *_ = _byol_theory_inputs(problem, "max_stable_lr")
+    t_end = 10.0
+    for _ in range(16):          # until the theory has settled: p moves < 1e-8 over the last doubling
+        p_end = np.asarray(_solve_byol_one(problem, np.array([0.5 * t_end, t_end]), 1e-11, 1e-13).p)
+        if np.abs(p_end[1] - p_end[0]).max() <= 1e-8 * max(1.0, np.abs(p_end[1]).max()):
+            break
+        t_end *= 2.0
+    t = np.concatenate([[0.0], np.geomspace(t_end * 1e-4, t_end, points - 1)])
+    th = _solve_byol_one(problem, t, 1e-11, 1e-13)
+    w = np.sign(problem.w0) * np.sqrt(np.asarray(th.s))
+    U = problem.basis
+    pts = [{"W": jnp.asarray((U * wi) @ U.T), "Wp": jnp.asarray((U * pi) @ U.T)} for wi, pi in zip(w, np.asarray(th.p))]
+    return limit_along(field, pts, t)
 
 
 def simulate_byol(problem, *, stepper=None, lr=None, steps=None, method=None, times=None, t_max=None, rtol=None, atol=None,

@@ -26,6 +26,8 @@ import numpy as np
 from ..core import engine, frontend
 from ..core.family import Example, Family, register, register_problem
 from ..core.io import versions
+from ..core.stability import StabilityLimit, limit_along, step_limits, warn_above_limit
+from ..core.steppers import GD
 from ..core.linalg import random_rotation
 from ..core.trajectory import Trajectory
 from ..core.validation import check_array, check_choice, check_fraction, check_int, check_positive, check_symmetric_pd, check_instance
@@ -113,7 +115,20 @@ class StepwiseFamily(Family):
     def check_options(self, problems, stepper, options):
         options = {"init": "aligned", **options}
         check_choice("init", options["init"], {"aligned", "random"})
+        if isinstance(stepper, GD) and stepper.optimizer == "sgd":
+            # the limit at the fixed point, closed form (every fixed point W = O diag(gamma^-1/2) V_d^T has
+            # the same spectrum): theory/stepwise.md sec. "Step size"
+            lrs = np.broadcast_to(np.asarray(stepper.lr, float), (len(problems),))
+            for lr, p in zip(lrs, problems):
+                limit = fixed_point_limit(p)
+                if lr > limit:
+                    warn_above_limit(float(lr), limit, "at the stepwise fixed point (1 / (4 gamma_1))",
+                                     "theory/stepwise.md")
+                    break
         return options
+
+    def stability_limit(self, problem, init):
+        return path_stability(problem, init)
 
     def model(self, problem, form, options):
         return _model()
@@ -183,6 +198,39 @@ def _solve_one(problem, times):
     return Trajectory(t=t, fields={"eigenvalues": lam_sorted, "modes": lam, "loss": np.sum((lam - 1) ** 2, axis=1)},
                       kind="theory", model="stepwise", settings={"units": "gf", **versions()}, problem=problem,
                       method="exact", primary="eigenvalues", fixed_point=np.ones(problem.d))
+
+
+def fixed_point_limit(problem):
+    """2 / lambda_max of the loss Hessian at a fixed point C = I: 1 / (4 gamma_1).  There J(dW) =
+    4 (dW Gamma W^T + W Gamma dW^T) W Gamma; with dW = A V_d^T and Q = diag(gamma^(1/2)) its eigenvalues are
+    8 gamma_j (A diagonal), 4 (gamma_i + gamma_j) and 0 (symmetric / antisymmetric off-diagonal pairs) and
+    0 (dW orthogonal to V_d): the largest is 8 gamma_1 (theory/stepwise.md)."""
+    return 1.0 / (4.0 * float(problem.gammas[0]))
+
+
+def path_stability(problem, init=None, *, points=48):
+    """The largest stable lr of gradient descent on W (``core.stability``): the smallest along the aligned
+    theory's path (``points`` times up to twice the last step time, and the fixed point), or at one init
+    ("aligned", or "random" drawn with key 0).  Returns a ``StabilityLimit``."""
+    check_instance("problem", problem, StepwiseProblem)
+    G = jnp.asarray(problem.Gamma)
+    grad = _model().grad
+
+    def field(params):
+        return grad(params, {}, {"Gamma": G}, None)[1]
+
+    if init is not None:
+        check_choice("init", init, {"aligned", "random"})
+        params, _ = STEPWISE.initial_state(problem, jax.random.PRNGKey(0), "params", {"init": init})
+        ((lr, mu),) = step_limits(field, [{"W": jnp.asarray(params["W"])}])
+        return StabilityLimit(lr, mu, None, np.array([0.0]), np.array([lr]))
+    t_end = 2.0 * float(np.max(step_times(problem)))
+    t = np.concatenate([[0.0], np.geomspace(t_end * 1e-3, t_end, points - 1)])
+    lam = np.asarray(_solve_one(problem, t).modes)                       # (T, d), mode order
+    s = np.vstack([np.sqrt(lam / problem.gammas), 1.0 / np.sqrt(problem.gammas)])     # and the fixed point
+    V = problem.V                                                        # (m, d)
+    pts = [{"W": jnp.asarray(si[:, None] * V.T)} for si in s]
+    return limit_along(field, pts, np.append(t, np.inf))
 
 
 def step_times(problem, *, approximate=False, fraction=0.5):
