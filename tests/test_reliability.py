@@ -149,3 +149,53 @@ def test_asymptotic_series_and_fixed_points_check_like_the_exact_theory():
     for fn in (dy.critical_times, dy.critical_times_asymptotic, dy.fixed_points):
         with pytest.raises(ValueError, match="simultaneously diagonalisable"):
             fn(Q, objective="jepa")
+
+
+@pytest.mark.parametrize("which,c", [("y", 1e8), ("y", 1e-8), ("X", 1e4), ("X", 1e-4)])
+def test_stages_do_not_depend_on_the_units_of_the_data(which, c):
+    """Scaling y by c scales the plateaus by c and the jump times by 1/c (g(0) = -X^T y / n scales by c);
+    scaling X by c scales both by 1/c.  The tolerances (gradient zero, ties, the jump's cleanup) are
+    relative to the problem's own scales, so the stage count, active sets and ties are unchanged and the
+    numbers scale to 1e-9 (NNLS and the event times carry ~1e-12 relative rounding)."""
+    ref = dy.DLNProblem.random(60, 4, beta_star=[3.0, -1.0, 0.3, 0.0], init_scale=1e-3, key=0)
+    X, y = (ref.X, c * ref.y) if which == "y" else (c * ref.X, ref.y)
+    b_fac, t_fac = (c, 1 / c) if which == "y" else (1 / c, 1 / c)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # no false ties
+        a, b = dy.stages(ref), dy.stages(dy.DLNProblem(X, y, 1e-3))
+    assert b.n_stages == a.n_stages == 3 and b.active == a.active and b.ties == a.ties == []
+    np.testing.assert_allclose(b.points, b_fac * a.points, rtol=1e-9, atol=1e-9 * b_fac * np.abs(a.points).max())
+    np.testing.assert_allclose(b.times, t_fac * a.times, rtol=1e-9)
+
+
+def test_spectrum_builders_refuse_what_float64_cannot_hold():
+    """sigma2 = lam / rho that overflows or underflows, and negative variances, are refused naming them
+    (they used to give sigma2 = inf, rho = 0 and inf critical times)."""
+    S = dy.SSLProblem.from_spectrum
+    with pytest.raises(ValueError, match=r"sigma2 = lam / rho must be finite and > 0.*feature\(s\) \[0\]"):
+        S([1e200, 1.0], [1e-200, 1.0], 2, 1e-2)
+    with pytest.raises(ValueError, match=r"sigma2 = lam / rho"):
+        S([1e-200], [1e200], 2, 1e-2)                   # underflows to 0
+    with pytest.raises(ValueError, match=r"syy .* must be finite and >= 0"):
+        S([1.0, 1.0], [1.0, 1.0], 2, 1e-2, syy=[-1.0, -1.0])
+    # the edges that float64 does hold are accepted
+    with pytest.warns(UserWarning, match="shrinks them"):       # init above rho^L: said, not refused
+        assert S([1e150], [1e-150], 2, 1e-2).sigma2[0] == pytest.approx(1e300)
+
+
+@pytest.mark.parametrize("s0", [1e-300, 1e-160, 1e-20, 0.3])
+def test_stepwise_step_times_at_tiny_inits_match_mpmath(s0):
+    """t_j = ln(1/lambda_j(0) - 1) / (8 gamma_j) with lambda_j(0) = gamma_j s0^2 (theory/stepwise.md), in logs:
+    right to 1e-12 for an init down to 1e-300, where s0^2 underflows (they used to be inf, and the closed
+    form 0 then NaN).  The solution is 1/2 at the half time (1e-9)."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    p = dy.StepwiseProblem.from_spectrum([1.0, 0.5], s0, key=0)
+    t = dy.critical_times(p)
+    for j, g in enumerate([1.0, 0.5]):
+        l0 = mpmath.mpf(g) * mpmath.mpf(s0) ** 2
+        assert t[j] == pytest.approx(float(mpmath.log(1 / l0 - 1) / (8 * g)), rel=1e-12)
+    th = dy.solve_stepwise(p, times=t)
+    np.testing.assert_allclose(np.diag(th.modes), 0.5, rtol=1e-9)
+    assert np.all(np.isfinite(th.eigenvalues))

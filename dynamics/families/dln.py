@@ -118,7 +118,7 @@ def nnls_jump(problem: DLNProblem, beta, s, entering, *, boundary_tol=1e-12):
 
         gamma, _ = nnls(A, problem.y / np.sqrt(n), maxiter=50 * max(10, J.size))
         out[J] = np.sign(s[J]) * gamma
-        out[np.abs(out) < 1e-14 * max(1.0, np.abs(out).max())] = 0.0
+        out[np.abs(out) < 1e-14 * np.abs(out).max()] = 0.0      # relative: the units of y do not matter
     return out
 
 

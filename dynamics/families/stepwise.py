@@ -189,10 +189,15 @@ def _solve_one(problem, times):
     if np.any(t < 0):
         raise ValueError("times must be >= 0")
     g = problem.gammas
-    lam0 = g * problem.init_scale ** 2
+    log_lam0, logit0 = _initial_logit(problem)
     x = 8.0 * g[None, :] * t[:, None]
-    # logistic in a stable form: lam = 1 / (1 + (1/lam0 - 1) e^(-x))
-    lam = 1.0 / (1.0 + (1.0 / lam0 - 1.0)[None, :] * np.exp(-x))
+    # logistic in a stable form: lam = 1 / (1 + (1/lam0 - 1) e^(-x)), the coefficient as e^(logit0) while
+    # lam0 < 1 (no overflow at a tiny init), directly (in (-1, 0]) from at or above the fixed point
+    below = log_lam0 < 0.0
+    with np.errstate(over="ignore"):
+        coef_exp = np.exp(np.where(below, logit0, 0.0)[None, :] - x)
+        direct = (np.exp(-np.where(below, 0.0, log_lam0)) - 1.0)[None, :] * np.exp(-x)
+    lam = 1.0 / (1.0 + np.where(below[None, :], coef_exp, direct))
     order = np.argsort(-lam, axis=1, kind="stable")
     lam_sorted = np.take_along_axis(lam, order, axis=1)
     return Trajectory(t=t, fields={"eigenvalues": lam_sorted, "modes": lam, "loss": np.sum((lam - 1) ** 2, axis=1)},
@@ -241,9 +246,17 @@ def step_times(problem, *, approximate=False, fraction=0.5):
     check_instance("problem", problem, StepwiseProblem)
     fraction = check_fraction("fraction", fraction)
     g = problem.gammas
-    lam0 = g * problem.init_scale ** 2
+    log_lam0, logit0 = _initial_logit(problem)
     if approximate:
-        return -np.log(lam0) / (8 * g)
-    fraction = check_fraction("fraction", fraction)
-    with np.errstate(divide="ignore"):
-        return np.where(lam0 < fraction, np.log((1.0 / lam0 - 1.0) / (1.0 / fraction - 1.0)) / (8 * g), 0.0)
+        return -log_lam0 / (8 * g)
+    return np.where(log_lam0 < np.log(fraction), (logit0 - np.log(1.0 / fraction - 1.0)) / (8 * g), 0.0)
+
+
+def _initial_logit(problem):
+    """(ln lambda_j(0), ln(1/lambda_j(0) - 1)) in logs, lambda_j(0) = gamma_j s0^2: right for an init scale
+    down to the smallest float64 (s0^2 would underflow below 1e-154); the logit is nan where lambda_j(0) >= 1
+    (the mode starts at or past its fixed point)."""
+    log_lam0 = np.log(problem.gammas) + 2.0 * np.log(problem.init_scale)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logit0 = np.log(-np.expm1(log_lam0)) - log_lam0
+    return log_lam0, logit0

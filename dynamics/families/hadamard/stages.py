@@ -161,7 +161,9 @@ def stages(problem, *, jump=None, max_stages=200, tol=1e-9, tie_tol=1e-7):
     else :func:`fast_flow` on the active set plus the entering coordinates, seeded with sign(s)).
     Events within ``tie_tol`` (relative, in [0, 0.1)) of each other are taken together and reported as
     ties (with a warning). Gradients below ``tol`` (relative, in (0, 0.1)) count as 0. Stops at a
-    stationary point of L.
+    stationary point of L.  Both tolerances are relative to the problem's own scales -- the gradient at
+    the init g_ref = max |grad L(0)| and the time 1 / g_ref -- so that the stages of X, c y (c X) are those
+    of X, y with beta scaled by c (1/c) and tau by 1/c: the units of the data do not change the answer.
     """
     check_int("max_stages", max_stages, minimum=1)
     tol = check_positive("tol", tol, upper=0.1)
@@ -178,12 +180,15 @@ def stages(problem, *, jump=None, max_stages=200, tol=1e-9, tie_tol=1e-7):
     times, points, losses, actives, entered, left, ties, ss = [0.0], [beta.copy()], [problem.loss(beta)], \
         [()], [[]], [[]], [], [s.copy()]
     converged, message = False, f"stopped after max_stages={max_stages} stages"
+    g_ref = float(np.abs(problem.grad(beta)).max())
+    if not np.isfinite(g_ref):
+        raise ValueError(f"the gradient at beta = 0 is not finite ({g_ref}): rescale the data")
+    tau_ref = 1.0 / g_ref if g_ref > 0 else 1.0
     for _ in range(max_stages):
         g = problem.grad(beta)
         active = beta != 0
         g = np.where(active, 0.0, g)
-        scale = max(1.0, np.abs(g).max())
-        g = np.where(np.abs(g) < tol * scale, 0.0, g)
+        g = np.where(np.abs(g) < tol * g_ref, 0.0, g)
         with np.errstate(divide="ignore", invalid="ignore"):
             up = np.where((g < 0) & (a > 0), (1.0 - s) / -g, np.inf)
             down = np.where((g > 0) & (b > 0), (1.0 + s) / g, np.inf)
@@ -193,7 +198,7 @@ def stages(problem, *, jump=None, max_stages=200, tol=1e-9, tie_tol=1e-7):
             converged, message = True, "converged: no inactive coordinate has a gradient"
             break
         dmin = delta.min()
-        group = np.nonzero(delta <= dmin + tie_tol * max(1.0, dmin))[0]
+        group = np.nonzero(delta <= dmin + tie_tol * max(tau_ref, dmin))[0]
         if group.size > 1:
             ties.append({"stage": len(times), "coordinates": group.tolist(), "time": T + dmin})
             warnings.warn(f"stage {len(times)}: coordinates {group.tolist()} reach |s| = 1 together at "
@@ -242,7 +247,7 @@ class StageCheck:
     plateau losses, jump_pred (K,) = times[1:]; jump_error = jump_sim - jump_pred (nan where not crossed).
     outcome : "passed" (every plateau middle and jump inside the run compared and within tolerance),
     "failed", or "inconclusive" (some predicted plateau or jump lies beyond the run: ``advice`` says how
-    far to run).  Tolerance: beta errors <= rtol * max(1, max |beta^k|), jump errors <= rtol * max(1, T_k);
+    far to run).  Tolerance: beta errors <= rtol * max |beta^k|, jump errors <= rtol * T_k (the data's own scales);
     at finite alpha both shrink like 1/log(1/alpha).
     """
 
@@ -315,13 +320,15 @@ def crosscheck_stages(sim: Trajectory, st: Stages, *, rtol=0.05):
             jumps[k] = tau[j - 1] + w * (tau[j] - tau[j - 1])
     pred = st.times[1:]
     reasons, failed, missing = [], False, []
-    btol = rtol * max(1.0, float(np.abs(st.points).max()) if st.points.size else 1.0)
+    # relative to the stages' own scales (the units of the data do not change a verdict)
+    beta_scale = float(np.abs(st.points).max()) if st.points.size else 0.0
+    btol = rtol * (beta_scale if beta_scale > 0 else 1.0)
     for k in np.nonzero(inside)[0]:
         if not beta_err[k] <= btol:
             failed = True
             reasons.append(f"plateau {k}: |beta - beta^{k}| = {beta_err[k]:.3e} > {btol:.3g} at tau = {mids[k]:.4g}")
     for k in range(st.n_stages):
-        jtol = rtol * max(1.0, pred[k])
+        jtol = rtol * pred[k]
         if np.isfinite(jumps[k]):
             if not abs(jumps[k] - pred[k]) <= jtol:
                 failed = True

@@ -270,6 +270,26 @@ class LinearProblem(StatefulProblem):
     def _build(cls, U, sigma2, lam, syy, depth, init_scale, *, source, check_lam=True):
         depth = check_int("depth", depth, minimum=1)
         init_scale = check_positive("init_scale", init_scale)
+        sigma2, lam = np.asarray(sigma2, float), np.asarray(lam, float)
+        built = source.get("builder") == "from_spectrum"
+        bad = np.nonzero(~np.isfinite(sigma2) | (sigma2 <= 0))[0]
+        if bad.size:
+            what = "sigma2 = lam / rho" if built else "Sxx's eigenvalues sigma2"
+            raise ValueError(f"{what} must be finite and > 0 in float64 (a variance), got {sigma2[bad][:5]} for "
+                             f"feature(s) {bad[:5].tolist()}: rescale lam and rho (or the data) so that their "
+                             "ratio stays within 1e-300 .. 1e300")
+        rho = lam / sigma2
+        bad = np.nonzero(~np.isfinite(lam) | ~np.isfinite(rho) | ((lam != 0) & (rho == 0)))[0]
+        if bad.size:
+            raise ValueError(f"lam and rho = lam / sigma2 must be finite and representable in float64, got lam = "
+                             f"{lam[bad][:5]}, rho = {rho[bad][:5]} for feature(s) {bad[:5].tolist()}: rescale the "
+                             "problem")
+        if syy is not None:
+            syy = np.asarray(syy, float)
+            bad = np.nonzero(~np.isfinite(syy) | (syy < 0))[0]
+            if bad.size:
+                raise ValueError(f"syy (the target view's variances in the feature basis) must be finite and >= 0, "
+                                 f"got {syy[bad][:5]} for feature(s) {bad[:5].tolist()}")
         # the dense matrices are formed on first access (``_Dense``); U = None: the identity basis
         prob = cls(depth=depth, init_scale=init_scale, basis=U, sigma2=np.asarray(sigma2, float),
                    lam=np.asarray(lam, float), source=source,
