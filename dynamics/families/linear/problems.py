@@ -318,7 +318,8 @@ class LinearProblem(StatefulProblem):
     def _warn_init(self):
         """Warn when init_scale >= rho^L for some feature (JEPA cannot learn it from there)."""
         rho = self.rho
-        bad = np.nonzero(self.init_scale >= np.where(rho > 0, rho, np.inf) ** self.depth)[0]
+        with np.errstate(over="ignore", under="ignore"):
+            bad = np.nonzero(self.init_scale >= np.where(rho > 0, rho, np.inf) ** self.depth)[0]
         if bad.size:
             warnings.warn(
                 f"init_scale={self.init_scale:g} >= rho^L for feature(s) {bad.tolist()} (rho^L = "

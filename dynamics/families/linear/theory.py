@@ -88,6 +88,84 @@ def _decaying_modes(objective, lam, sigma2, x0, L, t):
     return out
 
 
+def _log_time_rate(objective, lam, sigma2, L):
+    """dt/du = 1 / (lam x^(k-1) (1 - (sigma2 / lam) x^n)) at u = ln x, formed in logs (lam > 0, below the
+    fixed point), as a function of u; and u* = ln of the fixed point x* = (lam / sigma2)^(1/n)."""
+    k, n = objective.k(L), objective.n(L)
+    ll, lr = np.log(lam), np.log(sigma2 / lam)
+
+    def dt_du(u):
+        with np.errstate(over="ignore"):
+            return np.exp(-(ll + (k - 1) * u) - np.log(-np.expm1(lr + n * u)))
+    return dt_du, -lr / n
+
+
+def _modes_by_inverse_clock(objective, lam, sigma2, x0, L, t):
+    """Per-layer modes of the features whose rescaled clock float64 cannot hold (:func:`_clock_out_of_range`):
+    the time as a function of u = ln x, t(u) = int_{ln x0}^{u} dt/du, integrated where it is smooth (the
+    mode itself sweeps through decades of x in less than one ulp of t at depth, the inverse does not), then
+    inverted at each requested time by bracketing root finding on its dense output; past
+    x = x* (1 - 1e-13) the fixed point."""
+    from scipy.integrate import solve_ivp
+    from scipy.optimize import brentq
+    out = np.empty((t.size, lam.size))
+    for j in range(lam.size):
+        dt_du, u_star = _log_time_rate(objective, lam[j], sigma2[j], L)
+        u0 = np.log(x0)
+        u_end = u_star + np.log1p(-1e-13) / objective.n(L)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            sol = solve_ivp(lambda u, y: [dt_du(u)], (u0, u_end), [0.0], method="DOP853", rtol=1e-13, atol=1e-300,
+                            dense_output=True)
+        if not sol.success:
+            raise RuntimeError(f"the clock of feature {j} could not be integrated: {sol.message}")
+        t_end = float(sol.y[0, -1])
+        for i, ti in enumerate(t):
+            if ti <= 0:
+                out[i, j] = x0
+            elif not ti < t_end:
+                out[i, j] = np.exp(u_star)
+            else:
+                out[i, j] = np.exp(brentq(lambda u: float(sol.sol(u)[0]) - ti, u0, u_end, xtol=1e-15, rtol=1e-15))
+    return out
+
+
+def _clock_out_of_range(objective, k, n, psi0, pref, t_gf):
+    """(F,) features on the learning branch whose rescaled clock is not representable in float64: the time
+    prefactor is 0 or inf, the rescaled horizon t / pref overflows, psi0 is below the smallest normal
+    number, or the clock I(psi0) (~ psi0^(1-k) / (k-1)) overflows."""
+    t_max = float(np.max(t_gf)) if t_gf.size else 0.0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        bad = ~(np.isfinite(pref) & (pref > 0)) | ~np.isfinite(t_max / pref)
+        if k >= 1:      # (k = 0 is solved in x itself: a psi0 below the normal range loses nothing)
+            bad = bad | (psi0 < np.finfo(float).tiny)
+        if k >= 2:      # ln I(psi0) ~ (1 - k) ln psi0 - ln(k - 1)
+            bad = bad | ((1 - k) * np.log(np.where(psi0 > 0, psi0, 1.0)) - np.log(k - 1.0) > 700.0)
+    return bad & (psi0 < 1)
+
+
+def _critical_times_by_quadrature(objective, lam, sigma2, x0, xstar, L):
+    """t = int_{x0}^{x*} dx / (lam x^k - sigma2 x^(k+n)) per feature, by quadrature in u = ln x with the
+    integrand formed in logs: for the features whose rescaled clock float64 cannot hold (the time itself
+    is an ordinary number).  inf where it exceeds the float64 range."""
+    from scipy.integrate import quad
+    k, n = objective.k(L), objective.n(L)
+    out = np.empty(lam.size)
+    for j in range(lam.size):
+        a, b = np.log(x0), np.log(xstar[j])
+        ln_lam, ln_ratio = np.log(lam[j]), np.log(sigma2[j] / lam[j])
+
+        def integrand(u):
+            # x / (lam x^k (1 - (sigma2 / lam) x^n)) in logs; log1p(-e^y) with y = ln(sigma2 / lam) + n u < 0
+            return np.exp((1 - k) * u - ln_lam - np.log(-np.expm1(ln_ratio + n * u)))
+        # the integrand is peaked at one end (k >= 2: at x0; k <= 1: at x*): split the range geometrically
+        edges = np.linspace(a, b, 65)
+        with np.errstate(over="ignore"):
+            total = sum(quad(integrand, lo, hi, epsabs=0.0, epsrel=1e-13, limit=200)[0]
+                        for lo, hi in zip(edges[:-1], edges[1:]))
+        out[j] = total
+    return out
+
+
 def _to_gf_time(times, units, L, objective):
     check_choice("units", units, {"gf", "paper"})
     if units == "paper":
@@ -152,12 +230,20 @@ def solve_linear(objective, problem, *, times, units="gf", approx=None, lr=None)
         if stiff.any():
             x[:, stiff] = _decaying_modes(objective, lam[stiff], sigma2[stiff], eps ** (1.0 / L), L, t_gf)
             slow = slow & ~stiff
+        # features whose rescaled clock float64 cannot hold (at depth: pref = rho^(1-2L) / lam under- or
+        # overflows, or psi0^(1-k) does, while the modes themselves are ordinary numbers): the per-mode ODE in
+        # the network's own variables instead (theory/jepa.md sec. 3, "Edges of float64")
+        out_of_range = slow & _clock_out_of_range(objective, k, n, psi0, pref, t_gf)
+        if out_of_range.any():
+            x[:, out_of_range] = _modes_by_inverse_clock(objective, lam[out_of_range], sigma2[out_of_range],
+                                                         eps ** (1.0 / L), L, t_gf)
+            slow = slow & ~out_of_range
         tau = t_gf[:, None] / pref[None, slow]
         if not slow.any():
             pass
         elif k == 0:   # d psi/d tau = 1 - psi^n with n = 1: psi = 1 - (1 - psi0) e^(-tau), written as
-            # psi0 e^(-tau) - expm1(-tau) so that a tiny psi0 is not lost in 1 - psi0
-            x[:, slow] = scale[None, slow] * (psi0[slow][None, :] * np.exp(-tau) - np.expm1(-tau))
+            # x0 e^(-tau) - scale expm1(-tau) so that a tiny init (even one whose psi0 underflows) is kept
+            x[:, slow] = eps ** (1.0 / L) * np.exp(-tau) - scale[None, slow] * np.expm1(-tau)
         else:   # warm-started along the sorted time grid (psi_at_grid_jax); times may come unsorted
             order = np.argsort(times, kind="stable")
             psi = np.empty_like(tau)
@@ -165,7 +251,12 @@ def solve_linear(objective, problem, *, times, units="gf", approx=None, lr=None)
             x[:, slow] = scale[None, slow] * psi
         if (~learned).any():
             x[:, ~learned] = _decaying_modes(objective, lam[~learned], sigma2[~learned], eps ** (1.0 / L), L, t_gf)
-        modes, loss = _modes_and_loss(x, lam, sigma2, syy, xp=np, **sig)
+        with np.errstate(over="ignore", invalid="ignore"):
+            modes, loss = _modes_and_loss(x, lam, sigma2, syy, xp=np, **sig)
+        if np.all(np.isfinite(modes)) and not np.all(np.isfinite(loss)):
+            warnings.warn("the loss exceeds the float64 range at some times (the modes, "
+                          f"up to {np.abs(modes).max():.3g}, do not): returned as inf or nan there", RuntimeWarning,
+                          stacklevel=3)
         x = x if objective.head else None
     fields = {"modes": modes, "gains": np.abs(modes), "loss": loss}
     if objective.head:
@@ -289,9 +380,18 @@ def critical_times_linear(objective, problem, *, fraction=0.5, units="gf", appro
     psi_p = fraction ** (1.0 / L)
     p0 = np.where(learned, psi0, 0.5)
     tau = np.asarray(elapsed(p0, np.full_like(p0, psi_p), k, n))
-    t = objective.pref(np.where(learned, lam, 1.0), np.where(learned, rho, 1.0), L) * tau
+    with np.errstate(invalid="ignore", over="ignore"):      # 0 * inf out of range: redone below
+        t = objective.pref(np.where(learned, lam, 1.0), np.where(learned, rho, 1.0), L) * tau
     t = np.where(psi0 >= 1.0, np.inf, np.where(psi0 >= psi_p, 0.0, t))
     t = np.where(learned, t, np.inf)
+    # where the rescaled clock or its prefactor is out of float64's range but the time is not (depth 64 at a
+    # large rho, an init near 1e-300): the same integral in the network's own variables
+    pref = objective.pref(np.where(learned, lam, 1.0), np.where(learned, rho, 1.0), L)
+    redo = learned & (psi0 < psi_p) & (~np.isfinite(t) | _clock_out_of_range(objective, k, n, psi0, pref, np.zeros(1)))
+    if np.any(redo):
+        sigma2 = lam / rho
+        t[redo] = _critical_times_by_quadrature(objective, lam[redo], sigma2[redo], eps ** (1.0 / L),
+                                                (scale * psi_p)[redo], L)
     warn_never_learned(objective, p0)
     t = t * L if units == "paper" else t
     overflow = learned & (psi0 < psi_p) & ~np.isfinite(t)
