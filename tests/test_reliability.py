@@ -199,3 +199,25 @@ def test_stepwise_step_times_at_tiny_inits_match_mpmath(s0):
     th = dy.solve_stepwise(p, times=t)
     np.testing.assert_allclose(np.diag(th.modes), 0.5, rtol=1e-9)
     assert np.all(np.isfinite(th.eigenvalues))
+
+
+def test_arguments_that_used_to_be_dropped_or_unclear_are_errors_naming_them():
+    """Issue 27, items 6 and 8: each was silently ignored or failed deep inside; now a clear error first."""
+    P = dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05)
+    x = np.random.default_rng(0).normal(size=(20, 2))
+    with pytest.raises(ValueError, match=r"data must be a pair \(x, y\).*length 3"):
+        dy.simulate_jepa(P, lr=0.1, steps=5, data=(x, x, x))
+    with pytest.raises(ValueError, match="data has 0 samples"):
+        dy.simulate_jepa(P, lr=0.1, steps=5, data=(x[:0], x[:0]))
+    with pytest.raises(ValueError, match=r"init has key\(s\) \['Z'\]"):
+        dy.simulate_jepa(P, lr=0.1, steps=5, init={"W": np.stack([0.1 * np.eye(2)] * 2), "V": 0.1 * np.eye(2),
+                                                   "Z": 1})
+    with pytest.raises(ValueError, match="key=3 without rotate=True"):
+        dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05, key=3)
+    with pytest.raises(TypeError, match="optimizer: a callable must .* got NoneType"):
+        dy.simulate_jepa(P, lr=0.1, steps=5, optimizer=lambda lr: None)
+    with pytest.raises(TypeError, match="problem must be a DLNProblem for family 'dln', got SSLProblem"):
+        dy.lr_for("dln", P, 0.05)
+    g = dy.simulate_jepa(P, lr=0.1, steps=5, progress=False)
+    with pytest.raises(ValueError, match="depth-2 problem and b for a depth-3"):
+        dy.crosscheck(g, dy.solve_jepa(P.with_depth(3), times=g.t))

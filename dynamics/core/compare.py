@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .family import get_family
+from .family import StatefulProblem, get_family
 from .io import jsonable
 from .metrics import hitting_times
 from .steppers import GD, AbstractAdaptive
@@ -184,6 +184,18 @@ class Reference(abc.ABC):
     @abc.abstractmethod
     def crosscheck(self, sim, *, rtol=None):
         """A CrossCheck (or BatchCrossCheck) of ``sim`` against this reference."""
+
+
+def _check_same_structure(a, b):
+    """Refuse two results whose problems differ in structure (their depth): no tolerance makes a depth-2
+    run and a depth-3 theory comparable, and a verdict on them would only mislead."""
+    keys = []
+    for x in (a, b):
+        p = x.problem
+        keys.append(p.summary().get("depth") if isinstance(p, StatefulProblem) else None)
+    if keys[0] is not None and keys[1] is not None and keys[0] != keys[1]:
+        raise ValueError(f"a is for a depth-{keys[0]} problem and b for a depth-{keys[1]} one: compare results of the "
+                         "same network (problem.with_depth(...) builds the other)")
 
 
 def flow_rtol(traj):
@@ -348,6 +360,7 @@ def crosscheck(a, b, *, fraction=0.5, rtol=None, ctol=None, interpolate=False):
         return b.crosscheck(a, rtol=rtol)
     for name, x in (("a", a), ("b", b)):
         check_instance(name, x, Trajectory)
+    _check_same_structure(a, b)
     rtol_d, ctol_d, why = tolerance_policy(a, b)
     policy = why if rtol is None and ctol is None else (
         "given" if rtol is not None and ctol is not None else f"partly given; default: {why}")

@@ -91,7 +91,14 @@ def make_optimizer(name_or_factory) -> Callable[[Any], optax.GradientTransformat
     """A factory lr -> optax transformation. Names: "sgd", "momentum", "adam", "adamw"; or a callable
     taking the learning rate (a traced scalar inside the batch) and returning an optax transformation.
     :data:`RK4` is passed through (the engine's fixed RK4 rule)."""
-    if callable(name_or_factory) or name_or_factory == RK4:
+    if isinstance(name_or_factory, str) and name_or_factory == RK4:
+        return name_or_factory
+    if callable(name_or_factory):
+        probe = name_or_factory(0.1)        # checked once, on a plain float: a clear error now, not in the scan
+        if not isinstance(probe, optax.GradientTransformation):
+            raise TypeError(f"optimizer: a callable must take the learning rate and return an "
+                            f"optax.GradientTransformation (e.g. lambda lr: optax.sgd(lr, momentum=0.9)), got "
+                            f"{type(probe).__name__} from optimizer(0.1)")
         return name_or_factory
     check_choice("optimizer", name_or_factory, set(_OPTIMIZERS))
     return _OPTIMIZERS[name_or_factory]

@@ -71,13 +71,23 @@ def _measure(rep, measure):
     return {"field": err, "critical": crit, "both": max(err, crit)}[measure]
 
 
+def _family_for(family, problem):
+    """The family, and the problem checked to be one it takes (a TypeError naming both, before any run)."""
+    fam = get_family(family)
+    if not isinstance(problem, fam.problem_type):
+        types = fam.problem_type if isinstance(fam.problem_type, tuple) else (fam.problem_type,)
+        raise TypeError(f"problem must be a {' or '.join(t.__name__ for t in types)} for family {fam.name!r}, "
+                        f"got {type(problem).__name__}")
+    return fam
+
+
 def gd_error(family, problem, lr, *, t_max, options=None, records=100, measure="both", key=0, flow=None):
     """gd's error at ``lr`` against the exact flow up to ``t_max`` (see the module docstring).
 
     measure : "field" (the primary field's largest relative error), "critical" (critical times),
     "both" (the larger).  flow : a flow result on the same grid to reuse (else one is run).
     Returns (error, crosscheck report, flow result)."""
-    fam = get_family(family)
+    fam = _family_for(family, problem)
     check_choice("measure", measure, {"field", "critical", "both"})
     t_max = check_positive("t_max", t_max)
     lr = check_positive("lr", lr, upper=t_max, upper_strict=False)       # at least one step within t_max
@@ -104,7 +114,7 @@ def lr_for(family, problem, tol, *, t_max=None, lr=None, options=None, measure="
     first-order regime (error ratio outside [1.7, 2.3]) lr is halved and the pair measured again, at
     most ``max_halvings`` times.  Stability can bind before accuracy: the advice is never above the
     largest lr measured to be in the first-order regime."""
-    fam = get_family(family)
+    fam = _family_for(family, problem)
     tol = check_positive("tol", tol)
     if t_max is None:
         try:

@@ -84,7 +84,7 @@ def _population(spec):
     try:
         return SSLProblem.from_generative(pb["generative"], pb["signal"], pb["noise"], pb["depth"],
                                           float(pb["init_scale"]), gamma=pb["gamma"], rotate=pb["rotate"],
-                                          key=spec["run"]["seed"])
+                                          key=spec["run"]["seed"] if pb["rotate"] else None)
     except (ValueError, TypeError) as exc:
         raise SpecError(f"[problem]: {exc}") from None
 

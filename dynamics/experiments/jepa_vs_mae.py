@@ -77,7 +77,8 @@ def check(spec):
 def _problem(spec, depth, seed):
     from ..families.linear.problems import SSLProblem
     pb = spec["problem"]
-    kw = dict(depth=depth, init_scale=float(pb["init_scale"]), rotate=pb["rotate"], key=seed)
+    kw = dict(depth=depth, init_scale=float(pb["init_scale"]), rotate=pb["rotate"],
+              key=seed if pb["rotate"] else None)     # the seed draws the basis only when rotated
     try:
         if pb["generative"] is not None:
             return SSLProblem.from_generative(pb["generative"], pb["signal"], pb["noise"],

@@ -127,10 +127,15 @@ class LinearFamily(Family):
             o["data"] = first
         if o["data"] is not None:
             d = problems[0].d
+            if not isinstance(o["data"], (tuple, list)) or len(o["data"]) != 2:
+                raise ValueError(f"data must be a pair (x, y) of arrays (n, {d}), got "
+                                 f"{type(o['data']).__name__} of length {len(o['data']) if isinstance(o['data'], (tuple, list)) else '-'}")
             x = check_array("data[0] (x)", o["data"][0], ndim=2)
             y = check_array("data[1] (y)", o["data"][1], ndim=2)
             if x.shape != y.shape or x.shape[1] != d:
                 raise ValueError(f"data must be (x, y) of shape (n, {d}) each, got {x.shape} and {y.shape}")
+            if x.shape[0] == 0:
+                raise ValueError(f"data has 0 samples (x and y of shape {x.shape}): give at least one pair")
             o["data"] = (x, y)
         o["snapshots"] = bool(o["snapshots"])
         if isinstance(stepper, GD) and stepper.optimizer == "sgd" and o["data"] is None and o["batch_size"] is None:

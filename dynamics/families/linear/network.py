@@ -217,6 +217,11 @@ def init_params(problem: LinearProblem, objective: Objective, init="aligned", *,
     """
     L, d, eps = problem.depth, problem.d, problem.init_scale
     if isinstance(init, dict):
+        allowed = {"W", "V"} if objective.head else {"W"}
+        extra = sorted(set(init) - allowed, key=str)
+        if extra:
+            raise ValueError(f"init has key(s) {extra} that {objective.name} does not have: its parameters are "
+                             f"{sorted(allowed)}")
         W = check_array("init['W']", init.get("W"), shape=(L, d, d))
         out = {"W": W}
         if objective.head:

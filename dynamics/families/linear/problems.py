@@ -245,6 +245,9 @@ class LinearProblem(StatefulProblem):
         the identity, formed only if asked for."""
         if basis is not None and rotate:
             raise ValueError("rotate=True and basis: give a basis, or rotate=True (a random one from key), not both")
+        if key is not None and not rotate:
+            raise ValueError(f"key={key!r} without rotate=True: the key draws the random basis of rotate=True and "
+                             "nothing else here; drop it, or pass rotate=True")
         if basis is not None:
             U = check_array("basis", basis, shape=(d, d))
             err = float(np.abs(U.T @ U - np.eye(d)).max())
