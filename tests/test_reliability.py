@@ -221,3 +221,37 @@ def test_arguments_that_used_to_be_dropped_or_unclear_are_errors_naming_them():
     g = dy.simulate_jepa(P, lr=0.1, steps=5, progress=False)
     with pytest.raises(ValueError, match="depth-2 problem and b for a depth-3"):
         dy.crosscheck(g, dy.solve_jepa(P.with_depth(3), times=g.t))
+
+
+def test_load_checks_meaning_naming_the_file_and_the_field(tmp_path, P):
+    """Issue 27, item 7: archives that are well-formed but mean nothing -- t shorter than the fields, NaN in t,
+    depth -3, a negative sigma2 -- are refused on load, naming the file and the field (they used to load, and
+    solve_jepa then ran on rho < 0).  The untouched file still loads."""
+    import json
+    good = tmp_path / "good.npz"
+    dy.simulate_jepa(P, lr=0.1, steps=20, record_every=1, progress=False).save(good)
+    assert dy.load(good).modes.shape == (21, 2)
+    with np.load(good, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    meta = json.loads(str(data["__meta__"]))
+
+    def edited(name, change):
+        d = {k: np.array(v, copy=True) for k, v in data.items()}
+        m = json.loads(json.dumps(meta))
+        change(d, m)
+        d["__meta__"] = np.array(json.dumps(m))
+        path = tmp_path / name
+        np.savez(path, **d)
+        return path
+
+    def sigma2_negative(d, m):
+        key = next(k for k in d if k.endswith("/sigma2"))
+        d[key] = -d[key]
+
+    cases = [("short.npz", lambda d, m: d.__setitem__("t", d["t"][:5]), r"field '\w+' has shape \(21, 2\)"),
+             ("nan.npz", lambda d, m: d["t"].__setitem__(3, np.nan), "non-finite times"),
+             ("depth.npz", lambda d, m: m["problems"][0].__setitem__("depth", -3), "depth"),
+             ("sigma2.npz", sigma2_negative, "sigma2")]
+    for name, change, msg in cases:
+        with pytest.raises(ValueError, match=f"{name}.*{msg}"):
+            dy.load(edited(name, change))

@@ -245,6 +245,26 @@ def load(path) -> Trajectory:
         raise ValueError(f"{path}: not a complete dynamics result file ({type(exc).__name__}: {exc})") from None
 
 
+def _check_records(path, data, meta):
+    """The records' meaning: t finite and non-decreasing per run, every field with t's records (and a
+    batch's runs) on its leading axes.  A ValueError naming the file and the field."""
+    t = np.asarray(data["t"])
+    if t.ndim not in (1, 2) or not np.issubdtype(t.dtype, np.number):
+        raise ValueError(f"{path}: t must be a 1-D grid (or one per run, 2-D), got shape {t.shape}")
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"{path}: t holds non-finite times ({int(np.sum(~np.isfinite(t)))} of {t.size})")
+    if t.size and np.any(np.diff(t, axis=-1) < 0):
+        raise ValueError(f"{path}: t must be non-decreasing (the record times in order)")
+    runs = meta.get("runs")
+    T = t.shape[-1]
+    for k in meta["fields"]:
+        f = np.asarray(data[f"field/{k}"])
+        lead = (runs, T) if runs is not None else (T,)
+        if f.shape[:len(lead)] != lead:
+            raise ValueError(f"{path}: field {k!r} has shape {f.shape}, but the records are {lead} "
+                             f"({'runs x ' if runs is not None else ''}times): the file is inconsistent")
+
+
 def _from_archive(path, data):
     if "__meta__" not in data:
         raise ValueError(f"{path} is not a dynamics result file (no __meta__ header)")
@@ -257,8 +277,12 @@ def _from_archive(path, data):
     probs = []
     for i, s in enumerate(meta["problems"]):
         a = {k.split("/", 1)[1]: v for k, v in data.items() if k.startswith(f"problem{i}/")}
-        probs.append(problem_from_state(a, s))
+        try:
+            probs.append(problem_from_state(a, s))
+        except ValueError as exc:
+            raise ValueError(f"{path}: problem {i} is not valid: {exc}") from None
     problem = probs if meta["problem_is_list"] else (probs[0] if probs else None)
+    _check_records(path, data, meta)
     return Trajectory(t=data["t"], fields={k: data[f"field/{k}"] for k in meta["fields"]},
                       kind=meta["kind"], model=meta["model"], problem=problem,
                       settings=meta["settings"], fixed_point=data.get("fixed_point"),

@@ -409,6 +409,19 @@ class LinearProblem(StatefulProblem):
 
     @classmethod
     def from_state(cls, arrays, scalars):
+        # what a builder would have refused is refused here too, naming the field (a file may be edited)
+        check_int("depth", scalars["depth"], minimum=1)
+        check_positive("init_scale", scalars["init_scale"])
+        sigma2 = check_array("sigma2", arrays["sigma2"], ndim=1)
+        d = sigma2.size
+        if d == 0 or not np.all(sigma2 > 0):
+            raise ValueError(f"sigma2 (Sxx's eigenvalues) must be > 0 for every feature, got {sigma2[:5]}")
+        check_array("lam", arrays["lam"], shape=(d,))
+        if "syy" in arrays and np.any(check_array("syy", arrays["syy"], shape=(d,)) < 0):
+            raise ValueError(f"syy (variances) must be >= 0, got {np.asarray(arrays['syy'])[:5]}")
+        for k in ("Sxx", "Syx", "Syy", "basis"):
+            if k in arrays:
+                check_array(k, arrays[k], shape=(d, d))
         return cls(depth=int(scalars["depth"]), init_scale=float(scalars["init_scale"]),
                    diagonalisable=bool(scalars["diagonalisable"]), source=dict(scalars["source"]),
                    syy=np.asarray(arrays["syy"]) if "syy" in arrays else None,
