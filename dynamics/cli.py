@@ -37,9 +37,19 @@ def _parser():
                "(outputs still written), 2 an error (bad spec, missing file, ...)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
+    def seed(text):
+        """--seed N: an integer in [0, 2**63) (what a spec's run.seed accepts), checked by argparse."""
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+        if not 0 <= v < 2 ** 63:
+            raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**63), got {text}")
+        return v
+
     def common(sp):
         sp.add_argument("--out", default=None, help="output folder (default out/<spec name>)")
-        sp.add_argument("--seed", type=int, default=None, help="override run.seed")
+        sp.add_argument("--seed", type=seed, default=None, help="override run.seed")
         prec = sp.add_mutually_exclusive_group()
         prec.add_argument("--x64", dest="x32", action="store_false", help="float64 simulation (default)")
         prec.add_argument("--x32", dest="x32", action="store_true", help="float32 simulation (faster)")
@@ -52,7 +62,7 @@ def _parser():
     common(r)
     s = sub.add_parser("solve", help="theory only: critical times of a spec")
     s.add_argument("spec", help="path of an experiment spec, e.g. sims/jepa_vs_mae.toml")
-    s.add_argument("--seed", type=int, default=None, help="override run.seed")
+    s.add_argument("--seed", type=seed, default=None, help="override run.seed")
     ls = sub.add_parser("list", help="list the specs in a folder")
     ls.add_argument("--dir", default=None, help="folder of specs (default: ./sims if it exists, else the "
                                                 "sims/ folder beside the installed package's source)")
@@ -147,6 +157,8 @@ def main(argv=None):
         spec = parse_spec(DEFAULT_SPEC) if args.cmd == "demo" else load_spec(args.spec)
         name = "demo" if args.cmd == "demo" else os.path.splitext(os.path.basename(args.spec))[0]
         out = args.out or os.path.join("out", name)
+        if os.path.exists(out) and not os.path.isdir(out):     # checked before the run, not after it
+            raise NotADirectoryError(f"--out {out!r} is a file, not a folder: give a folder for the outputs")
         import numpy as np
         summary = run_spec(spec, out, seed=args.seed, dtype=np.float32 if args.x32 else None,
                            progress=not args.no_progress)

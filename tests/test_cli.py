@@ -97,6 +97,7 @@ def test_solve_and_list(tmp_path, capsys):
     (TINY.replace("[run]", "[runs]"), "unknown key 'runs'"),
     (TINY.replace("rho = [1.0, 0.8]", "rho = [1.0]"), r"\[problem\]: lam and rho must have the same shape"),
     ("experiment = [", "not valid TOML"),
+    (TINY.replace("depths = [1, 2]", "depths = []"), r"run.depths must hold at least one value, got an empty list"),
 ])
 def test_bad_spec_errors_name_the_key(tmp_path, capsys, text, match):
     spec = tmp_path / "bad.toml"
@@ -238,3 +239,22 @@ def test_byol_spec_lengths_and_stepwise_single_random_run(tmp_path, capsys):
     spec.write_text('experiment = "stepwise_staircase"\n[problem]\ngammas = [1.0, 0.6]\n[run]\nrandom_runs = 1\n')
     assert main(["run", str(spec), "--out", str(tmp_path / "s"), "--no-progress"]) == 0
     assert (tmp_path / "s" / "s.png").stat().st_size > 10_000
+
+
+def test_seed_out_of_range_bom_and_out_file(tmp_path, capsys):
+    """Issue 27, item 9: --seed outside [0, 2**63) is an argparse error (exit 2) like a spec's run.seed; a spec
+    saved with a UTF-8 byte-order mark parses; --out naming a file is refused before anything runs."""
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY)
+    for bad in ("-5", str(2 ** 70)):
+        with pytest.raises(SystemExit) as e:
+            main(["run", str(spec), "--seed", bad])
+        assert e.value.code == 2 and "--seed" in capsys.readouterr().err
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + TINY.encode())
+    assert main(["solve", str(bom)]) == 0
+    capsys.readouterr()
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    assert main(["run", str(spec), "--out", str(afile), "--no-progress"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

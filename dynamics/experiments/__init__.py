@@ -60,7 +60,11 @@ def parse_spec(spec: dict) -> dict:
 def load_spec(path) -> dict:
     try:
         with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
+            text = fh.read()
+        # a UTF-8 byte-order mark (some editors write one) is not TOML: read past it
+        raw = tomllib.loads(text.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
     try:

@@ -109,5 +109,7 @@ def check_table(table, schema, where):
         if not isinstance(val, types):
             raise SpecError(f"{where}{key} must be {'/'.join(t.__name__ for t in types)}, "
                             f"got {type(val).__name__} {val!r}")
+        if isinstance(val, list) and not val:
+            raise SpecError(f"{where}{key} must hold at least one value, got an empty list")
         out[key] = val
     return out
