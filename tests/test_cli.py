@@ -91,13 +91,14 @@ def test_solve_and_list(tmp_path, capsys):
     (TINY.replace("records = 50", "records = 0"), r"run.records must be an integer >= 2"),
     (TINY.replace("lr = 0.05", "lr = 0.05\nhorizon = -1.0"), r"run.horizon must be a finite number > 0"),
     (TINY.replace("lr = 0.05", "lr = 0"), r"run.lr must be a finite number > 0, got 0"),
-    (TINY.replace("lr = 0.05", "lr = 1e-12"), r"run.lr = 1e-12 at depth 1 \(jepa\): steps = .* step budget"),
+    (TINY.replace("lr = 0.05", "lr = 1e-12"), r"run.horizon = 1.3 with run.lr = 1e-12 at depth 1 \(jepa\): steps = .* step budget"),
     (TINY.replace("depths = [1, 2]", "depths = [100000]"), r"run.depths must be integers in \[1, 64\]"),
     (TINY.replace("lr = 0.05", "lr = 0.05\nfraction = 1.5"), r"run.fraction must be a number in \(0, 1\)"),
     (TINY.replace("[run]", "[runs]"), "unknown key 'runs'"),
     (TINY.replace("rho = [1.0, 0.8]", "rho = [1.0]"), r"\[problem\]: lam and rho must have the same shape"),
     ("experiment = [", "not valid TOML"),
     (TINY.replace("depths = [1, 2]", "depths = []"), r"run.depths must hold at least one value, got an empty list"),
+    (TINY.replace("lr = 0.05", "lr = 0.05\nhorizon = 1e300"), r"run.horizon = 1e\+300 .* steps = 3.97e\+302 x"),
 ])
 def test_bad_spec_errors_name_the_key(tmp_path, capsys, text, match):
     spec = tmp_path / "bad.toml"
@@ -153,6 +154,17 @@ def test_run_small_dln_staircase(tmp_path, capsys):
     ('experiment = "dense_attention_rank"\n[problem]\n[run]\ninit_scales = [1.0]\nlr = 0.1\n',
      "missing required key run.steps"),
     ('title = "x"\n', "missing required key experiment"),
+    # issue 27, item 9: each used to name the wrong key, dump an array or fail deep inside
+    ('experiment = "dln_staircase"\n[problem]\nn = 30\nd = 3\ncorrelation = nan\n[run]\nalphas = [0.1]\n',
+     r"correlation must be finite"),
+    ('experiment = "dln_staircase"\n[problem]\nn = 30\nd = 3\n[run]\nalphas = []\n',
+     r"run.alphas must hold at least one value"),
+    ('experiment = "stepwise_staircase"\n[problem]\ngammas = [1.0, 0.5]\ninit_scale = 5.0\n[run]\nlr = 0.01\n',
+     r"problem.init_scale = 5: every mode starts at or past half"),
+    ('experiment = "jepa_vs_mae"\n[problem]\ngenerative = "dynamic"\nsignal = [1.0]\nnoise = [0.1]\n'
+     'init_scale = 0.1\n[run]\ndepths = [1]\nlr = 0.05\n', r"problem.generative must be 'static' or 'temporal', got 'dynamic'"),
+    ('experiment = "jepa_vs_mae"\n[problem]\ngenerative = "static"\nsignal = [1.0]\nnoise = [0.1]\nlam = [1.0]\n'
+     'init_scale = 0.1\n[run]\ndepths = [1]\nlr = 0.05\n', r"problem.generative and problem.lam"),
 ])
 def test_rank_spec_errors(tmp_path, capsys, text, match):
     spec = tmp_path / "bad.toml"

@@ -73,7 +73,8 @@ def check_steps(steps, runs=1, *, budget=None):
     """Raise :class:`ResourceError` when ``steps`` x ``runs`` exceeds the step budget (before anything runs)."""
     budget = step_budget() if budget is None else int(budget)
     if steps * runs > budget:
-        raise ResourceError(f"steps = {steps:,} x {runs:,} run(s) = {steps * runs:.3g} run-steps, more than the step "
+        shown = f"{steps:,}" if steps < 10 ** 15 else f"{float(steps):.3g}"     # never a 300-digit count
+        raise ResourceError(f"steps = {shown} x {runs:,} run(s) = {float(steps) * runs:.3g} run-steps, more than the step "
                             f"budget of {budget:.3g} (set DYNAMICS_STEP_BUDGET to raise it); a larger lr covers the "
                             "same time in fewer steps, or method='flow' integrates it adaptively")
     return steps

@@ -61,6 +61,8 @@ IMAGE_SCHEMA = {
 
 
 def _check_finite(spec):
+    if spec["problem"]["generative"] not in ("static", "temporal"):
+        raise SpecError(f"problem.generative must be 'static' or 'temporal', got {spec['problem']['generative']!r}")
     run = spec["run"]
     if run["objective"] not in ("jepa", "mae"):
         raise SpecError(f"run.objective must be 'jepa' or 'mae', got {run['objective']!r}")

@@ -171,11 +171,16 @@ def _check(spec):
             check_steps(run["steps"])
         elif spec["experiment"] == "stepwise_staircase":
             from ..families.stepwise import StepwiseProblem, step_times
-            T = run["horizon"] * step_times(StepwiseProblem.from_spectrum(pb["gammas"], pb["init_scale"],
-                                                                          key=pb["seed"])).max()
-            check_steps(int(np.ceil(T / run["lr"])), 1 + run["random_runs"])
+            tj = step_times(StepwiseProblem.from_spectrum(pb["gammas"], pb["init_scale"], key=pb["seed"]))
+            if not np.max(tj) > 0:
+                raise SpecError(f"problem.init_scale = {pb['init_scale']:g}: every mode starts at or past half its "
+                                "fixed point (gamma s0^2 >= 1/2), so there is no staircase to run; use init_scale < "
+                                f"{np.sqrt(0.5 / max(pb['gammas'])):.3g}")
+            check_steps(int(np.ceil(run["horizon"] * np.max(tj) / run["lr"])), 1 + run["random_runs"])
     except ResourceError as exc:
         raise SpecError(f"run.lr / run.t_max / run.steps: {exc}") from None
+    except SpecError:
+        raise
     except (ValueError, TypeError) as exc:
         raise SpecError(f"[problem]: {exc}") from None
 

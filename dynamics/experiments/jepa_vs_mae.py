@@ -49,8 +49,14 @@ def check(spec):
     pb = spec["problem"]
     if pb["generative"] is None and (pb["lam"] is None or pb["rho"] is None):
         raise SpecError("problem needs lam and rho, or generative = 'static'|'temporal' with signal and noise")
+    if pb["generative"] is not None and pb["generative"] not in ("static", "temporal"):
+        raise SpecError(f"problem.generative must be 'static' or 'temporal', got {pb['generative']!r}")
     if pb["generative"] is not None and (pb["signal"] is None or pb["noise"] is None):
         raise SpecError("problem.generative needs problem.signal and problem.noise")
+    if pb["generative"] is not None and (pb["lam"] is not None or pb["rho"] is not None):
+        given = [k for k in ("lam", "rho") if pb[k] is not None]
+        raise SpecError(f"problem.generative and problem.{'/'.join(given)}: the generative model sets lam and rho "
+                        "from signal and noise; give one or the other")
     for o in spec["run"]["objectives"]:
         if o not in ("jepa", "mae"):
             raise SpecError(f"run.objectives entries must be 'jepa' or 'mae', got {o!r}")
@@ -71,7 +77,8 @@ def check(spec):
             try:
                 check_steps(steps)
             except ResourceError as exc:
-                raise SpecError(f"run.lr = {spec['run']['lr']:g} at depth {L} ({obj}): {exc}") from None
+                raise SpecError(f"run.horizon = {spec['run']['horizon']:g} with run.lr = {spec['run']['lr']:g} at depth "
+                                f"{L} ({obj}): {exc}") from None
 
 
 def _problem(spec, depth, seed):

@@ -78,6 +78,7 @@ class DLNProblem(HadamardProblem):
         n = check_int("n", n, minimum=1)
         d = check_int("d", d, minimum=1)
         noise = check_positive("noise", noise, strict=False)
+        correlation = float(check_array("correlation", correlation, ndim=0))
         from ..core.resources import check_memory
         check_memory(f"the data X (n x d = {n:,} x {d:,}) and its d x d Gram matrix", 8 * (3 * n * d + 4 * d * d),
                      hint="a smaller n or d")
