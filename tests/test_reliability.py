@@ -255,3 +255,16 @@ def test_load_checks_meaning_naming_the_file_and_the_field(tmp_path, P):
     for name, change, msg in cases:
         with pytest.raises(ValueError, match=f"{name}.*{msg}"):
             dy.load(edited(name, change))
+
+
+def test_a_sequence_argument_makes_a_batch_even_of_one(P):
+    """One rule (issue 27, item 6): lr=[x], problem=[p] and key=[k] each return a batch of one (runs axis
+    first), a scalar / a single key an unbatched result; the batch of one equals the single run."""
+    import jax
+    one = dy.simulate_jepa(P, lr=0.1, steps=5, key=3, progress=False)
+    assert one.modes.shape == (6, 2)
+    for kw in ({"lr": [0.1], "key": 3}, {"lr": 0.1, "key": [3]}):
+        b = dy.simulate_jepa(P, steps=5, progress=False, **kw)
+        assert b.modes.shape == (1, 6, 2) and np.array_equal(b.modes[0], one.modes), kw
+    assert dy.simulate_jepa([P], lr=0.1, steps=5, key=3, progress=False).modes.shape == (1, 6, 2)
+    assert dy.simulate_jepa(P, lr=0.1, steps=5, key=jax.random.key(3), progress=False).modes.shape == (6, 2)

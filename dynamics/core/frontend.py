@@ -30,7 +30,7 @@ from .chunks import DivergenceError, EngineOutput, progress_bar
 from .family import Family, default_family, families, get_family
 from .steppers import DEFAULT_RTOL, AbstractStepper, DualRK4, Flow, GD
 from .io import versions
-from .keys import derive_run_keys, key_count
+from .keys import derive_run_keys, is_key_sequence, key_count
 from .resources import check_memory, check_steps, device_budget, memory_budget, nbytes_of
 from .trajectory import Trajectory, stack_runs
 from .validation import check_array, check_choice, check_fraction, check_instance, check_int
@@ -85,7 +85,8 @@ def resolve_batch(family: Family, problem, lr, runs, key, per_run=None):
         raise ValueError("the batch sizes disagree: " + ", ".join(f"{v} {k}" for k, v in sizes.items())
                          + "; each must be 1 or the batch size R")
     R = distinct.pop() if distinct else 1
-    batched = (R > 1 or lr_arr.ndim == 1 or isinstance(problem, (list, tuple)) or key_count(key) > 1
+    # one rule: any sequence argument (problems, learning rates, keys, per-run values) makes a batch, even of one
+    batched = (R > 1 or lr_arr.ndim == 1 or isinstance(problem, (list, tuple)) or is_key_sequence(key)
                or any(v.ndim >= 1 for v in per_run.values()))
     lrs = np.broadcast_to(lr_arr, (R,)).astype(float)
     probs = problems * R if len(problems) == 1 else problems
