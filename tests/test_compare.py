@@ -66,3 +66,23 @@ def test_crosscheck_refuses_non_finite_input():
         dy.crosscheck(sim, th, rtol=np.inf)
     with pytest.raises(TypeError, match="a must be a Trajectory"):
         dy.crosscheck(None, th)
+
+
+def test_a_mode_crossing_zero_is_compared_on_its_own_scale_and_gets_no_aligned_advice():
+    """Issue 26, case 1, its exact settings: MAE depth 4 from gaussian inits, gd at lr = 0.02 against the
+    flow.  One mode passes through 0, where the pointwise relative error used to read 3.2 (FAIL) while
+    max |gd - flow| is 1e-4: a crossing feature is now compared against max_t |b| (measured <= 0.7 %,
+    within GD's 5 %).  The critical times are not reached by t = 20: INCONCLUSIVE, and the advice does not
+    quote the aligned-init theory's times, which do not apply to a random init."""
+    import warnings
+    p = dy.SSLProblem.from_spectrum(lam=[1.0, 0.8], rho=[0.3, 0.9], depth=4, init_scale=1e-2, rotate=True, key=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = dy.simulate_mae(p, lr=0.02, steps=1000, record_every=1, init="gaussian", runs=3, key=0, progress=False)
+        f = dy.simulate_mae(p, method="flow", times=g.t, init="gaussian", runs=3, key=0, progress=False)
+    crossing = [(np.sign(f.modes[i]).min(axis=0) < 0) & (np.sign(f.modes[i]).max(axis=0) > 0) for i in range(3)]
+    assert any(c.any() for c in crossing)          # the case: some mode crosses zero
+    rep = dy.crosscheck(g, f)
+    for c in rep.checks:
+        assert c.outcome == "inconclusive" and c.max_rel_error < 0.01, c.summary()
+        assert "15.4" not in c.advice and "no predicted time" in c.advice

@@ -11,7 +11,9 @@ Three outcomes, never a PASS on comparisons that did not happen:
 
 The primary field of the family (``Trajectory.primary_field``) is compared pointwise,
 ``rel_error = |a - b| / max(|b|, floor)`` with ``floor = family.error_floor * max_t |b|`` per feature
-(0 for the deep linear modes, which never cross 0), on the times both results share (``a`` is
+(0 for the deep linear modes, which from the aligned init never cross 0), and ``floor = max_t |b|`` for
+a feature whose reference crosses 0 (a random init's mode: compared against its own scale), on the times
+both results share (``a`` is
 interpolated linearly onto ``b``'s grid where the grids differ).  Critical times are the hitting times
 of ``fraction`` of the fixed point, read off both curves the same way (``metrics.hitting_times``);
 the family's exact critical times (where it has a theory) tell a horizon too short from a feature
@@ -430,7 +432,12 @@ def _crosscheck_one(a, b, fraction, rtol, ctol, interpolate, policy=""):
     ya_b, yb_c = ya_b[inside], yb[inside]
     fam = _family(b) or _family(a)
     floor_c = 0.0 if fam is None else fam.error_floor
-    floor = np.maximum(floor_c * (np.abs(yb_c).max(axis=0) if yb_c.size else 0.0), np.finfo(float).tiny)
+    scale_b = np.abs(yb_c).max(axis=0) if yb_c.size else np.zeros(yb.shape[1:])
+    # a feature whose reference crosses zero (a random init's mode passing through 0) is compared against its
+    # own scale over the run, max_t |b|: pointwise |b| would make any time shift there an arbitrarily large
+    # "relative error" (issue 26); the others keep the family's floor
+    crosses = ((yb_c.min(axis=0) < 0) & (yb_c.max(axis=0) > 0)) if yb_c.size else np.zeros(yb.shape[1:], bool)
+    floor = np.maximum(np.where(crosses, 1.0, floor_c) * scale_b, np.finfo(float).tiny)
     flat_a = ya_b.reshape(ya_b.shape[0], -1) if ya_b.size else np.zeros((0, int(np.prod(yb.shape[1:]))))
     flat_b = yb_c.reshape(yb_c.shape[0], -1) if yb_c.size else flat_a
     rel = np.abs(flat_a - flat_b) / np.maximum(np.abs(flat_b), floor.reshape(-1))
@@ -456,7 +463,10 @@ def _crosscheck_one(a, b, fraction, rtol, ctol, interpolate, policy=""):
         cb = hitting_times(tb, yb, fp_b, fraction) if tb.size else np.full(yb.shape[1], np.inf)
         predicted = None
         prob = b.problem if b.problem is not None else a.problem
-        if fam is not None and prob is not None and not isinstance(prob, (list, tuple)):
+        aligned = all(x.settings.get("init") in (None, "aligned") for x in (a, b))
+        # the family's critical times are its theory's, from the aligned init: they say nothing about how far
+        # a run from another init has to go, so they are not used (or advised) for one
+        if fam is not None and prob is not None and not isinstance(prob, (list, tuple)) and aligned:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 try:

@@ -110,7 +110,8 @@ class Family(abc.ABC):
         A stepper's ``form`` ("params" or "dual") is what the hooks below receive as ``form``.
     optimizers : whether GD takes any optax optimizer (else only plain "sgd").
     error_floor : relative errors are |a - b| / max(|b|, error_floor * max_t |b|) per feature; 0 is a
-        plain relative error (the deep linear modes never cross 0), > 0 for fields that decay to 0.
+        plain relative error (the deep linear modes from the aligned init never cross 0), > 0 for fields
+        that decay to 0.  A feature whose reference crosses 0 is compared against max_t |b| whatever the floor.
     """
 
     name: ClassVar[str]
