@@ -120,6 +120,9 @@ def run_staircase(spec, *, seed=None, dtype=None, progress=True, echo=print):
             # the check: the smallest alpha against the alpha -> 0 stages
             checks[f"{a:.0e}"] = chk.to_dict()
             echo(f"crosscheck alpha = {a:.0e} (dual flow vs stages): {verdict(chk.outcome)} (tolerance {chk.rtol:g})")
+            for line in (*chk.reasons, chk.advice):      # every FAIL / INCONCLUSIVE says why and what to do
+                if line and chk.outcome != "passed":
+                    echo(f"  {line}")
         else:
             # larger alphas show the convergence; the stages are their limit, not their prediction
             convergence[f"{a:.0e}"] = {"max_jump_error": float(err.max()) if err.size else float("nan"),

@@ -247,7 +247,8 @@ class StageCheck:
     plateau losses, jump_pred (K,) = times[1:]; jump_error = jump_sim - jump_pred (nan where not crossed).
     outcome : "passed" (every plateau middle and jump inside the run compared and within tolerance),
     "failed", or "inconclusive" (some predicted plateau or jump lies beyond the run: ``advice`` says how
-    far to run).  Tolerance: beta errors <= rtol * max |beta^k|, jump errors <= rtol * T_k (the data's own scales);
+    far to run), or the differences may be the finite alpha's (1 / log(1/alpha) > FINITE_ALPHA_SHARE x rtol:
+    the stages are the alpha -> 0 limit).  Tolerance: beta errors <= rtol * max |beta^k|, jump errors <= rtol * T_k (the data's own scales);
     at finite alpha both shrink like 1/log(1/alpha).
     """
 
@@ -288,6 +289,11 @@ class StageCheck:
                          "advice": self.advice})
 
 
+#: a stage check FAILs only where the finite-alpha distance 1 / log(1/alpha) is below this share of rtol;
+#: above it a difference beyond the tolerance is INCONCLUSIVE (alpha too large to tell), with the reason
+FINITE_ALPHA_SHARE = 0.25
+
+
 def crosscheck_stages(sim: Trajectory, st: Stages, *, rtol=0.05):
     """Compare a simulated run (``sim.tau``, ``sim.beta``, ``sim.loss``) with the stage prediction;
     for a batch, one :class:`StageCheck` per run (a ``BatchCrossCheck``)."""
@@ -326,7 +332,8 @@ def crosscheck_stages(sim: Trajectory, st: Stages, *, rtol=0.05):
     for k in np.nonzero(inside)[0]:
         if not beta_err[k] <= btol:
             failed = True
-            reasons.append(f"plateau {k}: |beta - beta^{k}| = {beta_err[k]:.3e} > {btol:.3g} at tau = {mids[k]:.4g}")
+            reasons.append(f"plateau {k}: |beta - beta^{k}| = {beta_err[k]:.3e} > {btol:.3g} (= rtol {rtol:g} x max "
+                           f"|beta^k|) at tau = {mids[k]:.4g}")
     for k in range(st.n_stages):
         jtol = rtol * pred[k]
         if np.isfinite(jumps[k]):
@@ -346,6 +353,18 @@ def crosscheck_stages(sim: Trajectory, st: Stages, *, rtol=0.05):
                        f"{tau[-1]:.4g}): not compared")
         advice = f"run to tau >= {1.15 * last + 0.1:.4g} (tau_max=...) to reach every predicted stage"
     outcome = "failed" if failed else ("inconclusive" if (missing or missing_plateaus) else "passed")
+    alpha = sim.settings.get("init_scale")
+    finite = None if alpha is None else 1.0 / np.log(1.0 / float(alpha))
+    if failed and finite is not None and finite > FINITE_ALPHA_SHARE * rtol:
+        # the stages are the alpha -> 0 limit: at this alpha the run's distance from them (O(1 / log(1/alpha)))
+        # can exceed the tolerance without anything being wrong; a FAIL must mean something is (issue 26)
+        outcome = "inconclusive"
+        reasons.append(f"finite alpha: at alpha = {float(alpha):.3g} the run is 1/log(1/alpha) = {finite:.3g} from the "
+                       f"alpha -> 0 limit the stages describe (in tau), more than {FINITE_ALPHA_SHARE:g} x rtol, so "
+                       "these differences are not evidence against it")
+        need = float(np.exp(-1.0 / (FINITE_ALPHA_SHARE * rtol)))
+        advice = (f"compare at alpha <= {need:.1e} (method='dual' reaches 1e-100), or watch the differences shrink "
+                  "as alpha decreases" + (f"; {advice}" if advice else ""))
     return StageCheck(tau_mid=mids, beta_error=beta_err, loss_error=loss_err, jump_sim=jumps,
                       jump_pred=pred, jump_error=jumps - pred, rtol=rtol, outcome=outcome,
                       reasons=tuple(reasons), advice=advice)
