@@ -136,4 +136,5 @@ def test_finite_alpha_is_inconclusive_with_its_reason_not_a_failure():
         chk = dy.crosscheck(dy.simulate_attention(p, method="dual", progress=False), st)
         assert chk.outcome == "inconclusive" and "finite alpha" in chk.summary() and "alpha <=" in chk.advice
         p2 = p.with_init_scale(1e-100)
-        assert dy.crosscheck(dy.simulate_attention(p2, method="dual", progress=False), dy.stages(p2)).passed
+        # the stages do not depend on alpha (they are its -> 0 limit): the same ones serve
+        assert dy.crosscheck(dy.simulate_attention(p2, method="dual", progress=False), st).passed

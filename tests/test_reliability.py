@@ -268,3 +268,14 @@ def test_a_sequence_argument_makes_a_batch_even_of_one(P):
         assert b.modes.shape == (1, 6, 2) and np.array_equal(b.modes[0], one.modes), kw
     assert dy.simulate_jepa([P], lr=0.1, steps=5, key=3, progress=False).modes.shape == (1, 6, 2)
     assert dy.simulate_jepa(P, lr=0.1, steps=5, key=jax.random.key(3), progress=False).modes.shape == (6, 2)
+
+
+def test_result_objects_have_short_reprs():
+    """Issue 26, item 5: printing a result object says what it is in one line (it used to dump every array:
+    2,364 characters for five stages); the tables are one method away."""
+    p = dy.DLNProblem.random(60, 4, beta_star=[3.0, -1.0, 0.3, 0.0], init_scale=1e-3, key=0)
+    st = dy.stages(p)
+    P = dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05)
+    for obj in (st, dy.max_stable_lr("jepa", P), dy.implicit_bias(p)):
+        assert len(repr(obj)) < 200 and "\n" not in repr(obj) and "array(" not in repr(obj), repr(obj)
+    assert str(st) == st.summary() and "T_k" in str(st)

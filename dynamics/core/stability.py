@@ -45,6 +45,10 @@ class StabilityLimit:
     def __float__(self):
         return float(self.lr)
 
+    def __repr__(self):
+        where = "" if self.t is None else f", binding at t = {self.t:.4g}"
+        return f"StabilityLimit(lr = {self.lr:.6g}{where}; {np.size(self.path_lr)} point(s) examined)"
+
     def __str__(self):
         where = "" if self.t is None else f" (binding at t = {self.t:.4g} on the theory's path)"
         mu = self.eigenvalue

@@ -87,6 +87,9 @@ class EndpointCheck:
     def passed(self) -> bool:
         return self.outcome == "passed"
 
+    def __repr__(self):
+        return f"EndpointCheck({verdict(self.outcome)}: error {self.error:.3g}, tolerance {self.rtol:g})"
+
     def summary(self):
         lines = [f"crosscheck simulation vs implicit-bias endpoint: {verdict(self.outcome)} "
                  f"(relative error {self.error:.3e}, tolerance {self.rtol:g}; gradient at the last record "
@@ -122,6 +125,11 @@ class ImplicitBias(Reference):
     shift: np.ndarray
     flow_beta: np.ndarray
     quadrature_error: float = 0.0
+
+    def __repr__(self):
+        what = "the gradient flow's endpoint (exact)" if self.lr is None else f"gradient descent's at lr = {self.lr:g}"
+        return (f"ImplicitBias({what}: p = {self.beta.size}, max |beta| = {np.abs(self.beta).max():.4g}, step effect "
+                f"{self.step_effect:.3g}, min alpha_inf / alpha = {float(np.min(self.init_scale)) / self.problem.init_scale:.3g})")
 
     @property
     def step_effect(self) -> float:

@@ -57,6 +57,14 @@ class Stages(Reference):
     def n_stages(self) -> int:
         return len(self.times) - 1
 
+    def __repr__(self):
+        jumps = ", ".join(f"{x:.4g}" for x in self.times[1:6]) + (", ..." if self.n_stages > 5 else "")
+        return (f"Stages({self.n_stages} stage(s), jumps at tau = [{jumps}], final loss {self.losses[-1]:.3g}; "
+                f"{'converged' if self.converged else 'not converged'}; .summary() for the table)")
+
+    def __str__(self):
+        return self.summary()
+
     def plateau_index(self, tau):
         """Which plateau each rescaled time (>= 0) falls on."""
         tau = check_array("tau", tau)
@@ -266,6 +274,9 @@ class StageCheck:
     @property
     def passed(self) -> bool:
         return self.outcome == "passed"
+
+    def __repr__(self):
+        return f"StageCheck({verdict(self.outcome)}, tolerance {self.rtol:g}; .summary() for the table)"
 
     def summary(self):
         lines = [f"crosscheck simulation vs stages: {verdict(self.outcome)} (tolerance {self.rtol:g})",
