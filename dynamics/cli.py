@@ -160,8 +160,9 @@ def main(argv=None):
         if os.path.exists(out) and not os.path.isdir(out):     # checked before the run, not after it
             raise NotADirectoryError(f"--out {out!r} is a file, not a folder: give a folder for the outputs")
         import numpy as np
+        # progress bars on a terminal only: redirected to a log they would fill it with their redraws
         summary = run_spec(spec, out, seed=args.seed, dtype=np.float32 if args.x32 else None,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress and sys.stderr.isatty())
         failed = failed_checks(summary)
         if failed:
             print(f"dynamics: {len(failed)} cross-check(s) FAILED ({', '.join(failed)}); outputs written to {out}",

@@ -30,14 +30,16 @@ def test_gallery_script_writes_its_figure(script, tmp_path):
 
 
 def test_gallery_script_run_on_its_own_saves_its_figure_and_says_where(tmp_path):
-    """No DYNAMICS_GALLERY_OUT, a non-interactive backend: the figure is saved in the working directory."""
+    """No DYNAMICS_GALLERY_OUT, a non-interactive backend: the figure is saved under out/gallery/ of the working
+    directory (ignored by git at the repository root), nothing loose in the directory itself."""
     script = os.path.join(ROOT, "docs", "gallery", "plot_depth_greedy.py")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAMICS_GALLERY")}
     env.update(DYNAMICS_GALLERY_SMALL="1", MPLBACKEND="Agg")
     out = subprocess.run([sys.executable, script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert (tmp_path / "depth_greedy.png").stat().st_size > 20_000
-    assert f"saved {tmp_path / 'depth_greedy.png'}" in out.stdout and "JEPA L=1" in out.stdout
+    saved = tmp_path / "out" / "gallery" / "depth_greedy.png"
+    assert saved.stat().st_size > 20_000 and not list(tmp_path.glob("*.png"))
+    assert f"saved {saved}" in out.stdout and "JEPA L=1" in out.stdout
 
 
 def test_gallery_helpers_live_with_the_gallery():

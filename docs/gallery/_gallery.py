@@ -7,7 +7,8 @@ by which it holds), then
 * inside the Sphinx build (``DYNAMICS_GALLERY_SPHINX=1``, set by ``docs/conf.py``) does nothing more:
   sphinx-gallery captures the figure itself;
 * run on its own (``python docs/gallery/plot_x.py``) shows the figure with an interactive matplotlib
-  backend, or else saves ``<name>.png`` in the working directory and says where.
+  backend, or else saves ``out/gallery/<name>.png`` under the working directory (``out/`` is ignored by
+  git at the repository root) and says where.
 
 ``DYNAMICS_GALLERY_SMALL=1`` shrinks the runs (the test suite); the claims are tested at full size in
 ``tests/test_examples.py``.
@@ -32,7 +33,9 @@ def finish(fig, name, result):
         fig.savefig(os.path.join(OUT, f"{name}.png"), dpi=100)
     elif not IN_SPHINX:
         if matplotlib.get_backend().lower() in NON_INTERACTIVE:
-            path = os.path.abspath(f"{name}.png")
+            # under out/gallery/ (ignored by git at the repository root), never loose in the working directory
+            path = os.path.abspath(os.path.join("out", "gallery", f"{name}.png"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             fig.savefig(path, dpi=100)
             print(f"saved {path}")
         else:

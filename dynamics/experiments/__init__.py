@@ -97,7 +97,7 @@ def run_spec(spec, out_dir, *, seed=None, dtype=None, progress=True, echo=print)
     summary = {"spec": spec, **out.get("summary", {}), "wall_time_s": time.perf_counter() - t0}
     write_outputs(out_dir, figures=out.get("figures"), summary=summary, results=out.get("results"),
                   texts=out.get("texts"))
-    figs = ", ".join(f"{k}.png" for k in out.get("figures", {}))
-    echo(f"wrote {figs}, summary.json and {len(out.get('results', {}))} .npz file(s) in {out_dir} "
+    written = [f"{k}.png" for k in out.get("figures", {})] + sorted(out.get("texts") or {}) + ["summary.json"]
+    echo(f"wrote {', '.join(written)} and {len(out.get('results', {}))} .npz file(s) in {out_dir} "
          f"({summary['wall_time_s']:.1f} s)")
     return summary
