@@ -36,7 +36,7 @@ from .steppers import GD, AbstractAdaptive
 from .trajectory import Trajectory
 from .validation import check_fraction, check_instance, check_positive
 
-__all__ = ["Reference", "CrossCheck", "BatchCrossCheck", "crosscheck", "OUTCOMES", "verdict", "default_tolerances",
+__all__ = ["Reference", "Outcome", "closing_lines", "CrossCheck", "BatchCrossCheck", "crosscheck", "OUTCOMES", "verdict", "default_tolerances",
            "tolerance_policy", "result_label", "flow_rtol", "FLOW_ERROR_FACTOR", "GD_TOLERANCES"]
 
 OUTCOMES = ("passed", "failed", "inconclusive")
@@ -45,6 +45,20 @@ OUTCOMES = ("passed", "failed", "inconclusive")
 def verdict(outcome) -> str:
     """The word a report prints for an outcome: PASS, FAIL or INCONCLUSIVE."""
     return {"passed": "PASS", "failed": "FAIL", "inconclusive": "INCONCLUSIVE"}[outcome]
+
+
+def closing_lines(reasons, advice) -> list:
+    """The lines that close every check's summary: each reason, then the advice (what to do)."""
+    return [f"  {r}" for r in reasons] + ([f"  {advice}"] if advice else [])
+
+
+class Outcome:
+    """Mixin of the check results that carry ``outcome`` ("passed" | "failed" | "inconclusive"), ``reasons``
+    and ``advice`` (``StageCheck``, ``EndpointCheck``): ``passed``."""
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
 
 
 @dataclass(frozen=True)
@@ -105,10 +119,7 @@ class CrossCheck:
                 st = self.critical_status[i] if self.critical_status else "compared"
                 note = f"rel. error {e:.3e}" if st == "compared" else st
                 lines.append(f"    feature {i}: {la:>{w}} {ca:<12.6g} {lb:>{w}} {cb:<12.6g} {note}")
-        lines += [f"  {r}" for r in self.reasons]
-        if self.advice:
-            lines.append(f"  {self.advice}")
-        return "\n".join(lines)
+        return "\n".join(lines + closing_lines(self.reasons, self.advice))
 
     __str__ = summary
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...core.compare import FLOW_ERROR_FACTOR, GD_TOLERANCES, Reference, flow_rtol, verdict
+from ...core.compare import FLOW_ERROR_FACTOR, GD_TOLERANCES, Outcome, Reference, closing_lines, flow_rtol, verdict
 from ...core.io import jsonable
 from ...core.steppers import GD, Flow
 from ...core.trajectory import Trajectory
@@ -67,7 +67,7 @@ def effective_init_scale(sim):
 
 
 @dataclass(frozen=True)
-class EndpointCheck:
+class EndpointCheck(Outcome):
     """A run's last record against the predicted endpoint.
 
     error : max_i |beta_sim - beta_pred| / max(max_i |beta_pred|, tiny);  rtol : the one tolerance;
@@ -83,10 +83,6 @@ class EndpointCheck:
     reasons: tuple = ()
     advice: str = ""
 
-    @property
-    def passed(self) -> bool:
-        return self.outcome == "passed"
-
     def __repr__(self):
         return f"EndpointCheck({verdict(self.outcome)}: error {self.error:.3g}, tolerance {self.rtol:g})"
 
@@ -94,10 +90,7 @@ class EndpointCheck:
         lines = [f"crosscheck simulation vs implicit-bias endpoint: {verdict(self.outcome)} "
                  f"(relative error {self.error:.3e}, tolerance {self.rtol:g}; gradient at the last record "
                  f"{self.gradient:.2e} of its initial size)"]
-        lines += [f"  {r}" for r in self.reasons]
-        if self.advice:
-            lines.append(f"  {self.advice}")
-        return "\n".join(lines)
+        return "\n".join(lines + closing_lines(self.reasons, self.advice))
 
     __str__ = summary
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ...core.compare import BatchCrossCheck, Reference, verdict
+from ...core.compare import BatchCrossCheck, Outcome, Reference, closing_lines, verdict
 from ...core.io import jsonable
 from ...core.trajectory import Trajectory
 from ...core.validation import check_array, check_int, check_positive, check_instance
@@ -247,7 +247,7 @@ def default_tau_max(problems):
 
 
 @dataclass(frozen=True)
-class StageCheck:
+class StageCheck(Outcome):
     """Simulation vs stage prediction, at the middle of each plateau and at the jumps.
 
     tau_mid (K+1,), beta_error (K+1,) max |beta_sim - beta^k| there (nan past the run's end),
@@ -271,10 +271,6 @@ class StageCheck:
     reasons: tuple = ()
     advice: str = ""
 
-    @property
-    def passed(self) -> bool:
-        return self.outcome == "passed"
-
     def __repr__(self):
         return f"StageCheck({verdict(self.outcome)}, tolerance {self.rtol:g}; .summary() for the table)"
 
@@ -286,10 +282,7 @@ class StageCheck:
             jp = f"{self.jump_pred[k - 1]:>10.4g}" if k else " " * 10
             lines.append(f"{k:>3} {self.tau_mid[k]:>9.4g} {self.beta_error[k]:>11.3e} "
                          f"{self.loss_error[k]:>10.3e} {js} {jp}")
-        lines += [f"  {r}" for r in self.reasons]
-        if self.advice:
-            lines.append(f"  {self.advice}")
-        return "\n".join(lines)
+        return "\n".join(lines + closing_lines(self.reasons, self.advice))
 
     __str__ = summary
 
