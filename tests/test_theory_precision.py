@@ -32,6 +32,7 @@ def _t_of_v(lam, sigma2, k, n, v0, v):
     ("jepa", 1.0, 1.0, 10, 1e-8, None),                  # learning branch, tiny init at depth 10
     ("mae", 1.0, 0.8, 6, 1e-12, None),
     ("jepa", 1.0, 1000.0, 64, 0.01, [20.0, 36.67, 70.0]),   # rho^(1-2L) underflows: the clock in x (issue 27)
+    ("jepa", 1e200, 30.0, 64, 1e-3, None),               # a finite clock, an underflowing prefactor
 ])
 def test_theory_matches_a_40_digit_reference(obj, lam, rho, L, eps, times):
     prob = dy.SSLProblem.from_spectrum([lam], [rho], L, eps)

@@ -212,7 +212,8 @@ def solve_linear(objective, problem, *, times, units="gf", approx=None, lr=None)
         if np.any(ok):
             z0, _ = z_from_psi(jnp.asarray(np.where(ok, psi0, 0.5)))
             I0 = np.asarray(clock(z0, k, n))
-            fast = ok & np.isfinite(I0)
+            # a finite clock is not enough: its prefactor (lam at 1e200, say) may still leave float64
+            fast = ok & np.isfinite(I0) & ~_clock_out_of_range(objective, k, n, psi0, pref, t_gf)
     if fast.all():
         modes, loss, x = _fast_grid(objective, k, n, t_gf, pref, I0, psi0, scale, lam, sigma2, syy,
                                     head=objective.head, **{k_: v for k_, v in sig.items() if k_ != "head"})
