@@ -209,3 +209,11 @@ def test_max_stable_lr_arguments():
         dy.max_stable_lr("byol", dy.BYOLProblem.isotropic(3, 0.5, beta=0.5))
     at_init = dy.max_stable_lr("jepa", p, init="gaussian")
     assert at_init.t is None and float(at_init) > float(dy.max_stable_lr("jepa", p))   # small weights: larger steps
+
+
+def test_the_map_refuses_more_steps_than_it_can_run_in_a_second():
+    """A tiny lr over a long horizon is 1e10 map steps, one uninterruptible JAX loop (found by `make fuzz`:
+    it hung the fuzzer): refused up front, naming lr and the step count, pointing at the flow theory."""
+    p = CASES[0][3]
+    with pytest.raises(dy.ResourceError, match=r"lr = 1e-09 up to t = 10 is 1e\+10 steps of the discrete map"):
+        dy.solve_saxe(p, times=[0.0, 1.0, 10.0], lr=1e-9)

@@ -272,6 +272,10 @@ def solve_linear(objective, problem, *, times, units="gf", approx=None, lr=None)
                       problem=problem, settings=settings, fixed_point=fp, method="exact", primary="modes")
 
 
+#: the most steps the discrete map iterates in one call (~1e8 scalar steps a second per feature block)
+MAX_MAP_STEPS = 10 ** 8
+
+
 def _solve_discrete(objective, problem, times, units, approx, lr, what):
     """The discrete map of gradient descent at ``lr`` on ``times`` (discrete.py, theory/discrete.md)."""
     lr = check_positive("lr", lr)
@@ -282,6 +286,11 @@ def _solve_discrete(objective, problem, times, units, approx, lr, what):
     L, eps = problem.depth, problem.init_scale
     t_gf = _to_gf_time(times, units, L, objective)
     steps = steps_of(t_gf, lr)
+    if steps.size and steps.max() > MAX_MAP_STEPS:
+        from ...core.resources import ResourceError
+        raise ResourceError(f"lr = {lr:g} up to t = {float(np.max(t_gf)):.4g} is {int(steps.max()):.3g} steps of the discrete "
+                            f"map, more than {MAX_MAP_STEPS:.0e} (~1 s, and not interruptible once started): at so small "
+                            "a step the map is the flow to O(lr); leave lr out for the flow theory")
     x0 = np.full(lam.size, eps ** (1.0 / L))
     with np.errstate(over="ignore", invalid="ignore"):
         x = discrete_modes(objective, lam, sigma2, x0, L, lr, steps)
