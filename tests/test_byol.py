@@ -261,3 +261,17 @@ def test_stability_limit_against_finite_differences_and_gd():
         assert any("above the stability limit" in str(x.message) for x in w) == warns
         gap = np.abs(g.p[-1] - dy.solve_byol(p, times=[0.0, float(g.t[-1])]).p[-1]).max()
         assert (gap < 1e-8) if not warns else (gap > 1e-3), gap
+
+
+def test_a_long_horizon_is_solved_with_a_stiff_method_and_agrees():
+    """Found by `make fuzz`: solve_byol(times=[1.8e6]) took minutes with DOP853 (stiffness paid step by step).
+    Beyond LONG_HORIZON it uses LSODA: a second, and the records at t <= 1e4 agree with DOP853's to 1e-8."""
+    import time
+
+    from dynamics.families.byol import LONG_HORIZON
+    p = BYOLProblem.isotropic(3, 0.5, eta=0.02, w0=0.3, p0=0.3)
+    t0 = time.perf_counter()
+    far = dy.solve_byol(p, times=[0.0, 5.0, 50.0, 10 * LONG_HORIZON, 1.8e6])
+    assert time.perf_counter() - t0 < 10.0
+    near = dy.solve_byol(p, times=[0.0, 5.0, 50.0])
+    np.testing.assert_allclose(far.p[:3], near.p, rtol=1e-8, atol=1e-12)

@@ -437,6 +437,10 @@ def _check_times(times):
     return times
 
 
+#: beyond this horizon solve_byol integrates with LSODA (stiffness-switching) instead of DOP853
+LONG_HORIZON = 1e4
+
+
 def solve_byol(problem, *, times, rtol=1e-11, atol=1e-13):
     """The aligned per-mode ODEs (module docstring), integrated with scipy's DOP853 at tight tolerance.
 
@@ -463,7 +467,10 @@ def _solve_byol_one(problem, times, rtol, atol):
         from scipy.integrate import solve_ivp   # imported when first used (import dynamics stays light)
 
         sol = solve_ivp(lambda t, y: _byol_rhs(y, x, lam_s, ap, eta, beta, n, simsiam, np),
-                        (0.0, float(times[-1])), y0, t_eval=times, method="DOP853", rtol=rtol, atol=atol)
+                        (0.0, float(times[-1])), y0, t_eval=times, rtol=rtol, atol=atol,
+                        # an explicit solver pays for stiffness step by step: over a long horizon (the modes
+                        # settle, the fast directions stay) LSODA switches to its stiff method instead
+                        method="DOP853" if times[-1] <= LONG_HORIZON else "LSODA")
         if not sol.success:
             raise RuntimeError(f"solve_byol: the ODE solver failed: {sol.message}")
         Y = sol.y.T
