@@ -215,5 +215,5 @@ def test_the_map_refuses_more_steps_than_it_can_run_in_a_second():
     """A tiny lr over a long horizon is 1e10 map steps, one uninterruptible JAX loop (found by `make fuzz`:
     it hung the fuzzer): refused up front, naming lr and the step count, pointing at the flow theory."""
     p = CASES[0][3]
-    with pytest.raises(dy.ResourceError, match=r"lr = 1e-09 up to t = 10 is 1e\+10 steps of the discrete map"):
+    with pytest.raises(dy.ResourceError, match=r"times up to t = 10 at lr = 1e-09 are 1e\+10 steps of the discrete map"):
         dy.solve_saxe(p, times=[0.0, 1.0, 10.0], lr=1e-9)

@@ -288,9 +288,10 @@ def _solve_discrete(objective, problem, times, units, approx, lr, what):
     steps = steps_of(t_gf, lr)
     if steps.size and steps.max() > MAX_MAP_STEPS:
         from ...core.resources import ResourceError
-        raise ResourceError(f"lr = {lr:g} up to t = {float(np.max(t_gf)):.4g} is {int(steps.max()):.3g} steps of the discrete "
-                            f"map, more than {MAX_MAP_STEPS:.0e} (~1 s, and not interruptible once started): at so small "
-                            "a step the map is the flow to O(lr); leave lr out for the flow theory")
+        raise ResourceError(f"times up to t = {float(np.max(t_gf)):.4g} at lr = {lr:g} are {int(steps.max()):.3g} steps of the "
+                            f"discrete map, more than {MAX_MAP_STEPS:.0e} (~1 s, and not interruptible once started): "
+                            "a shorter horizon, a larger lr, or (at so small a step the map is the flow to O(lr)) "
+                            "no lr for the flow theory")
     x0 = np.full(lam.size, eps ** (1.0 / L))
     with np.errstate(over="ignore", invalid="ignore"):
         x = discrete_modes(objective, lam, sigma2, x0, L, lr, steps)
