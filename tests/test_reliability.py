@@ -279,3 +279,9 @@ def test_result_objects_have_short_reprs():
     for obj in (st, dy.max_stable_lr("jepa", P), dy.implicit_bias(p)):
         assert len(repr(obj)) < 200 and "\n" not in repr(obj) and "array(" not in repr(obj), repr(obj)
     assert str(st) == st.summary() and "T_k" in str(st)
+
+
+def test_an_int_seed_beyond_64_bits_is_refused_naming_key():
+    """Found by `make fuzz`: key = 2**63 ended in numpy's OverflowError from inside JAX."""
+    with pytest.raises(ValueError, match=r"key must be an int seed in \[-2\*\*63, 2\*\*63\)"):
+        dy.rotated_teacher(8, 3, 3, kq=[1.0, 0.5], vo=[1.0], key=2 ** 63)

@@ -29,6 +29,8 @@ def as_key(key, name="key"):
     if key is None:
         raise ValueError(f"{name} is required: pass key=jax.random.key(seed) or an int seed")
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        if not -2 ** 63 <= int(key) < 2 ** 63:
+            raise ValueError(f"{name} must be an int seed in [-2**63, 2**63) (a 64-bit integer), got {int(key)}")
         return jax.random.key(int(key))
     try:
         if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
