@@ -113,7 +113,8 @@ def lr_for(family, problem, tol, *, t_max=None, lr=None, options=None, measure="
     runs at ``lr`` and ``lr / 2`` (default lr: t_max / 200) against the flow.  If the pair is not in the
     first-order regime (error ratio outside [1.7, 2.3]) lr is halved and the pair measured again, at
     most ``max_halvings`` times.  Stability can bind before accuracy: the advice is never above the
-    largest lr measured to be in the first-order regime."""
+    largest lr measured to be in the first-order regime; where a pair's errors are both at rounding level
+    (1e-3 x tol: a horizon spent at the fixed point) it is the larger lr of that pair, measured within tol."""
     fam = _family_for(family, problem)
     tol = check_positive("tol", tol)
     if t_max is None:
@@ -144,6 +145,14 @@ def lr_for(family, problem, tol, *, t_max=None, lr=None, options=None, measure="
         order = math.log2(e1 / e2) if e2 > 0 and e1 > 0 else float("nan")
         if 1.7 <= e1 / max(e2, 1e-300) <= 2.3:
             break
+        if max(e1, e2) <= 1e-3 * tol:
+            # both at rounding level (e.g. a horizon spent at the fixed point): accuracy does not bind here,
+            # the largest lr measured within tol is the answer (no order to extrapolate with)
+            return StepSizeAdvice(family=fam.name, tol=float(tol), lr=float(lr), t_max=float(t_max),
+                                  lrs=tuple(lrs), errors=tuple(float(e) for e in errs), order=float("nan"),
+                                  constant=float(e1 / lr), steps=int(math.ceil(t_max / lr)),
+                                  measure={"field": f"{fam.primary} error", "critical": "critical-time error",
+                                           "both": f"{fam.primary} and critical-time error"}[measure])
         lr /= 2
     else:
         if not errs:
