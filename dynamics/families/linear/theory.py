@@ -148,15 +148,10 @@ def _critical_times_by_quadrature(objective, lam, sigma2, x0, xstar, L):
     integrand formed in logs: for the features whose rescaled clock float64 cannot hold (the time itself
     is an ordinary number).  inf where it exceeds the float64 range."""
     from scipy.integrate import quad
-    k, n = objective.k(L), objective.n(L)
     out = np.empty(lam.size)
     for j in range(lam.size):
         a, b = np.log(x0), np.log(xstar[j])
-        ln_lam, ln_ratio = np.log(lam[j]), np.log(sigma2[j] / lam[j])
-
-        def integrand(u):
-            # x / (lam x^k (1 - (sigma2 / lam) x^n)) in logs; log1p(-e^y) with y = ln(sigma2 / lam) + n u < 0
-            return np.exp((1 - k) * u - ln_lam - np.log(-np.expm1(ln_ratio + n * u)))
+        integrand = _log_time_rate(objective, lam[j], sigma2[j], L)[0]      # dt/du, formed in logs
         # the integrand is peaked at one end (k >= 2: at x0; k <= 1: at x*): split the range geometrically
         edges = np.linspace(a, b, 65)
         with np.errstate(over="ignore"):
