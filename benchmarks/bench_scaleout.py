@@ -60,7 +60,7 @@ def precision(quick):
                 _, wall = _timed(run)
             row[f"rsps_{np.dtype(dt).name}"] = R * steps / wall
         row["speedup_f32"] = row["rsps_float32"] / row["rsps_float64"]
-        probe = family.theory(ex.problem, np.linspace(0.0, 1.0, 3)) if ex.has_theory else None
+        probe = family.theory(ex.problem).trajectory(np.linspace(0.0, 1.0, 3)) if ex.has_theory else None
         if isinstance(probe, dy.Trajectory):       # a finite-time theory (not the alpha -> 0 stages)
             for dt in (np.float64, np.float32):
                 errs = []
@@ -71,7 +71,7 @@ def precision(quick):
                         sim = frontend.simulate(family, ex.problem, lr=lr, steps=ex.steps * k,
                                                 record_every=max(1, ex.steps * k // 50), method=ex.method,
                                                 optimizer=ex.optimizer, options=ex.options, dtype=dt, progress=False)
-                        th = family.theory(ex.problem, np.asarray(sim.t, float))
+                        th = family.theory(ex.problem).trajectory(np.asarray(sim.t, float))
                         errs.append(float(dy.crosscheck(sim, th, rtol=1.0, ctol=1.0).max_rel_error))
                 row[f"error_{np.dtype(dt).name}"] = errs
             row["lrs"] = [ex.lr, ex.lr / 2, ex.lr / 4]

@@ -48,25 +48,29 @@ from .core.steppers import AbstractAdaptive, AbstractStepper, Dual, DualRK4, Flo
 from .core.resources import ResourceError  # noqa: E402
 from .core.stepsize import StepSizeAdvice, gd_error, lr_for  # noqa: E402
 from .core.family import Example, Family, families as registered_families, get_family  # noqa: E402
+from .core.config import Config, NoConfig  # noqa: E402
+from .core.theory import Theory  # noqa: E402
 from .core.linalg import random_rotation  # noqa: E402
 from .core.trajectory import Trajectory, load  # noqa: E402
 from .families import attention, byol, dln, identity_head, jepa, saxe, stepwise  # noqa: E402
-from .families.attention import AttentionProblem, rotated_teacher, simulate_attention, simulate_dense_attention  # noqa: E402
-from .families.byol import (BYOLProblem, byol_collapse_threshold, byol_fixed_points,  # noqa: E402
+from .families.attention import AttentionProblem, DenseAttentionConfig, rotated_teacher, simulate_attention, simulate_dense_attention  # noqa: E402
+from .families.byol import (BYOLConfig, BYOLProblem, byol_collapse_threshold, byol_fixed_points,  # noqa: E402
                             byol_time_to_learn, simulate_byol, solve_byol, solve_byol_batch)
 from .families.dln import (DLNProblem, EndpointCheck, ImplicitBias, effective_init_scale,  # noqa: E402
                            hyperbolic_interpolator, implicit_bias, simulate_dln)
 from .families.hadamard import api as hadamard  # noqa: E402
+from .families.hadamard.family import UVConfig  # noqa: E402
 from .families.hadamard.stages import StageCheck, Stages, crosscheck_stages, stages  # noqa: E402
-from .families.identity_head import HeadProblem, head_phases, simulate_head  # noqa: E402
+from .families.identity_head import HeadConfig, HeadProblem, head_phases, simulate_head  # noqa: E402
 from .families.jepa import (FiniteSampleStudy, commutator, critical_times, critical_times_asymptotic,  # noqa: E402
                             finite_sample_study, fixed_points, generalized_fixed_points, generalized_modes,
                             simulate_jepa, simulate_mae, solve_jepa, solve_mae)
 from .core import datasets  # noqa: E402
 from .families.linear.generalized import ApproximationWarning, GeneralizedModes  # noqa: E402
 from .families.linear.problems import RegressionProblem, SSLProblem  # noqa: E402
+from .families.linear.family import LinearConfig  # noqa: E402
 from .families.saxe import simulate_saxe, solve_saxe  # noqa: E402
-from .families.stepwise import StepwiseProblem, simulate_stepwise, solve_stepwise  # noqa: E402
+from .families.stepwise import StepwiseConfig, StepwiseProblem, simulate_stepwise, solve_stepwise  # noqa: E402
 
 __all__ = [
     "SSLProblem", "RegressionProblem", "random_rotation",
@@ -81,7 +85,8 @@ __all__ = [
     "BYOLProblem", "simulate_byol", "solve_byol", "solve_byol_batch", "byol_fixed_points", "byol_time_to_learn",
     "byol_collapse_threshold", "HeadProblem", "simulate_head", "head_phases",
     "StepwiseProblem", "simulate_stepwise", "solve_stepwise",
-    "Family", "Example", "get_family", "registered_families",
+    "Family", "Example", "get_family", "registered_families", "Config", "NoConfig", "Theory", "LinearConfig",
+    "BYOLConfig", "StepwiseConfig", "HeadConfig", "DenseAttentionConfig", "UVConfig",
     "simulate", "GD", "Flow", "Dual", "DualRK4", "AbstractStepper", "AbstractAdaptive", "flow_times", "gd_error", "lr_for", "StepSizeAdvice", "ResourceError",
     "max_stable_lr", "StabilityLimit", "enable_cache", "disable_cache", "cache_info", "clear_cache", "verify_cache", "CacheInfo", "CacheWarning",
     "core", "exact", "families", "engine", "metrics", "hadamard", "dln", "attention", "byol",

@@ -176,6 +176,13 @@ CALLS = {
     "gd_error": lambda: (dy.gd_error, ("jepa", P(), 0.05), dict(t_max=2.0, records=10)),
     "cache_info": lambda: (dy.cache_info, (tempfile.mkdtemp(),), {}),
     "lr_for": lambda: (dy.lr_for, ("jepa", P(), 0.05), dict(t_max=2.0, records=10)),
+    "LinearConfig": lambda: (dy.LinearConfig, (), dict(init="gaussian", batch_size=8, ema=0.9)),
+    "BYOLConfig": lambda: (dy.BYOLConfig, (), dict(init="aligned")),
+    "StepwiseConfig": lambda: (dy.StepwiseConfig, (), dict(init="random")),
+    "HeadConfig": lambda: (dy.HeadConfig, (), dict(head=True, batchnorm=False, full_batch=True)),
+    "DenseAttentionConfig": lambda: (dy.DenseAttentionConfig, (), dict(d_head=4, init_scale=[1.0, 0.5])),
+    "simulate[config]": lambda: (dy.simulate, ("jepa", P(), dy.GD(lr=0.05, steps=20)),
+                                 dict(config=dy.LinearConfig(ema=[0.5, 0.9]), record_every=5, **_Q)),
 }
 
 # public objects that are not called with user arguments, and why
@@ -195,6 +202,10 @@ NOT_CALLED = {
     "BYOLProblem": "built through isotropic (fuzzed)",
     "StepwiseProblem": "built through from_spectrum (fuzzed)",
     "Family": "the base class of a family (the contract tests cover it)",
+    "Config": "the abstract base of the family configurations (each final one is fuzzed)",
+    "NoConfig": "takes no arguments",
+    "UVConfig": "takes no arguments",
+    "Theory": "a family's theory record (returned by Family.theory; the contract tests cover it)",
     "Example": "a family's example (the contract tests cover it)",
     "registered_families": "takes no arguments",
     "StepSizeAdvice": "a result (returned by lr_for)",

@@ -91,7 +91,7 @@ def test_batch_initial_states_equal_per_run(fam):
     family, ex = fam
     stepper = frontend.stepper_from_keywords(family, method=ex.method, lr=ex.lr, steps=ex.steps)[0]
     base = stepper.form
-    options = family.check_options([ex.problem], stepper, dict(ex.options or {}))
+    options = frontend.make_config(family, options=ex.options).check(family, [ex.problem], stepper)
     keys = derive_run_keys(7, 3)
     batch = family.initial_states([ex.problem] * 3, keys.init_keys(), base, [options] * 3)
     assert len(batch) == 3
@@ -131,7 +131,7 @@ def test_save_load_round_trip_with_the_problem(fam, base, tmp_path):
 
 def test_crosscheck_against_the_theory_passes(fam, base):
     family, ex = fam
-    ref = family.theory(ex.problem, np.asarray(base.t)) if ex.has_theory else None
+    ref = family.theory(ex.problem).trajectory(np.asarray(base.t)) if ex.has_theory else None
     if ref is None:
         # no theory: crosscheck still works for the family; a result against itself agrees exactly
         rep = dy.crosscheck(base, base)
@@ -144,7 +144,7 @@ def test_crosscheck_against_the_theory_passes(fam, base):
 def test_crosscheck_of_a_too_short_run_is_inconclusive(fam):
     family, ex = fam
     short = _sim(fam, steps=ex.short_steps, key=5)
-    ref = family.theory(ex.problem, np.asarray(short.t)) if ex.has_theory else None
+    ref = family.theory(ex.problem).trajectory(np.asarray(short.t)) if ex.has_theory else None
     if ref is None:
         pytest.skip(f"{family.name} has no theory: nothing to be inconclusive about")
     rep = dy.crosscheck(short, ref, **_tols(ex, ref))
@@ -171,10 +171,10 @@ def test_lr_batch_and_seed_batch(fam):
     seeds = _sim(fam, runs=2, key=5)
     assert seeds.runs == 2 and np.shape(seeds.t) == (T,)
     if ex.has_theory:
-        ref = family.theory(ex.problem, lrb.times(0))
+        ref = family.theory(ex.problem).trajectory(lrb.times(0))
         if isinstance(ref, dy.Trajectory):
             # the theory on the times of an lr batch is a batch; the comparison has one row per run
-            th = frontend.solve(family.theory, ex.problem, lrb.t)
+            th = frontend.solve(lambda p, t: family.theory(p).trajectory(t), ex.problem, lrb.t)
             assert th.runs == 2 and np.shape(th.t) == (2, T)
             rep = dy.crosscheck(lrb, th, rtol=2 * ex.rtol, ctol=2 * ex.ctol)
             assert len(rep) == 2 and rep.outcomes == ["passed", "passed"], str(rep)
@@ -279,3 +279,65 @@ def test_a_batch_over_every_number_equals_its_single_runs(fam):
         batch = _sim(fam, steps=steps, key=[5, 6], problem=[ex.problem, other])
         one = _sim(fam, steps=steps, key=6, problem=other)      # key i of a sequence: that seed's run alone
         _close(batch.run(1).fields[family.primary], one.fields[family.primary], batch.settings["dtype"])
+
+
+def test_a_batch_over_every_number_of_the_configuration_equals_its_single_runs(fam):
+    """Each per-run number of the family's configuration (JEPA's EMA rate, dense attention's init scale, ...)
+    given one value per run equals the single runs at those values: the number reaches the model through
+    the context, not run 0's closure (Config.structure refuses a model that reads it)."""
+    family, ex = fam
+    steps = max(4, ex.short_steps)
+    cfg = frontend.make_config(family, options=ex.options)
+    tried = 0
+    for name in family.config.numbers():
+        v = getattr(cfg, name)
+        values = [0.5, 0.9] if v is None else [v, 0.5 * v]
+        try:
+            frontend.make_config(family, options={**ex.options, name: values[0]}).check(
+                family, [ex.problem], dy.GD(lr=ex.lr, steps=1))
+        except ValueError:
+            continue        # a number this family's example does not take (e.g. ema for MAE)
+        tried += 1
+        batch = _sim(fam, steps=steps, key=[5, 5], options={**ex.options, name: values})
+        assert batch.runs == 2 and batch.settings[name] == values
+        for i, val in enumerate(values):
+            one = _sim(fam, steps=steps, key=5, options={**ex.options, name: val})
+            _close(batch.run(i).fields[family.primary], one.fields[family.primary], batch.settings["dtype"])
+        assert not np.array_equal(batch.run(0).fields[family.primary], batch.run(1).fields[family.primary])
+        with pytest.raises(TypeError, match="per-run number"):
+            getattr(cfg.structure() if v is not None else dataclasses.replace(cfg, **{name: 0.5}).structure(),
+                    name) * 2.0
+    if family.name in ("jepa", "dense_attention"):
+        assert tried == 1, f"{family.name} declares a per-run number its example should exercise"
+
+
+def test_configuration_is_typed_and_refuses_what_it_does_not_know(fam):
+    family, ex = fam
+    cfg = frontend.make_config(family, options=ex.options)
+    assert isinstance(cfg, family.config) and isinstance(cfg, dy.Config)
+    with pytest.raises(ValueError, match="not an option of"):
+        frontend.make_config(family, options={"no_such_option": 1})
+    with pytest.raises(ValueError, match="not both"):
+        frontend.make_config(family, config=cfg, keywords={"x": 1})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.x = 1
+    structural = sorted(set(family.config.names()) - set(family.config.numbers()))
+    if structural:
+        with pytest.raises(ValueError, match="not a number"):
+            frontend.make_config(family, per_run={structural[0]: [1, 2]})
+    # the generic driver takes the object: the same run as the keyword form
+    a = _sim(fam, steps=3, key=5)
+    b = frontend.simulate(family, ex.problem, config=cfg, lr=ex.lr, steps=3, method=ex.method,
+                          optimizer=ex.optimizer, key=5, record_every=1)
+    np.testing.assert_array_equal(a.fields[family.primary], b.fields[family.primary])
+
+
+def test_result_carries_its_stepper_and_configuration_through_save_and_load(fam, base, tmp_path):
+    family, ex = fam
+    cfg = frontend.make_config(family, options=ex.options)
+    for traj in (base, dy.load(base.save(tmp_path / "run.npz"))):
+        assert isinstance(traj.stepper, tuple(family.steppers))
+        assert isinstance(traj.config, family.config)
+        for name in family.config.names():     # the recorded configuration is the one that ran
+            a, b = getattr(traj.config, name), getattr(cfg.check(family, [ex.problem], traj.stepper), name)
+            assert (a == b) if not isinstance(b, (tuple, dict)) else (type(a) is type(b)), name

@@ -304,7 +304,7 @@ def test_linear_batch_init_drawn_at_once_equals_per_run():
     prob = dy.SSLProblem.from_spectrum([1.0, 0.5, 0.7], [1.0, 0.8, 0.9], 3, 0.05, rotate=True, key=0)
     keys = derive_run_keys(4, 5)
     for init in ("gaussian", "aligned_gauge"):
-        opts = [fam.check_options([prob], dy.GD(lr=0.01, steps=1), {"init": init})] * 5
+        opts = [dy.LinearConfig(init=init).check(fam, [prob], dy.GD(lr=0.01, steps=1))] * 5
         batch = fam.initial_states([prob] * 5, keys.init_keys(), "params", opts)
         for i in range(5):
             one = fam.initial_state(prob, keys.init_key(i), "params", opts[i])

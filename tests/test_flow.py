@@ -61,14 +61,14 @@ def test_flow_agrees_with_the_theory_to_1e_6(fam):
         pytest.skip(f"{family.name}: no exact finite-time theory (the u*v stages are the alpha -> 0 limit)")
     fl = frontend.simulate(family, ex.problem, method="flow", lr=ex.lr, steps=ex.steps, options=ex.options,
                            record_every=max(1, ex.steps // 200))
-    th = family.theory(ex.problem, np.asarray(fl.t))
+    th = family.theory(ex.problem).trajectory(np.asarray(fl.t))
     rep = dy.crosscheck(fl, th)
     assert rep.rtol == pytest.approx(1e-7) and rep.ctol == pytest.approx(1e-7)
     assert rep.outcome == "passed", str(rep)
     assert rep.max_rel_error <= 1e-6
     assert np.all(rep.critical_rel_error[np.isfinite(rep.critical_rel_error)] <= 1e-6)
     # and a wrong theory fails at that tolerance (the comparison can fail)
-    slow = family.theory(ex.problem, 1.001 * np.asarray(fl.t))
+    slow = family.theory(ex.problem).trajectory(1.001 * np.asarray(fl.t))
     import dataclasses
     assert dy.crosscheck(fl, dataclasses.replace(slow, t=th.t)).outcome == "failed"
 

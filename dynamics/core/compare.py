@@ -481,7 +481,8 @@ def _crosscheck_one(a, b, fraction, rtol, ctol, interpolate, policy=""):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 try:
-                    predicted = fam.critical_times(prob, fraction)
+                    th = fam.theory(prob)
+                    predicted = None if th is None or th.critical_times is None else th.critical_times(fraction)
                 except (ValueError, TypeError):
                     predicted = None
         t_end = min(ta[-1] if ta.size else 0.0, tb[-1] if tb.size else 0.0)

@@ -12,21 +12,26 @@ How to add a family (the worked example, with line counts: docs/adding_a_family.
    :func:`register_problem` so that results save and load it.  Serialisation is generic (array
    fields go to the ``.npz`` archive, the rest to its JSON header) unless the class defines
    ``state()`` / ``from_state(arrays, scalars)``.
-2. Write the engine :class:`~dynamics.core.engine.Model` of one run: ``grad``, ``observe`` and an
+2. Write the configuration: a final frozen dataclass subclass of :class:`~dynamics.core.config.Config`
+   (decorated with ``configclass``) holding the family's own options -- structural choices as plain
+   fields, numbers as ``number()`` fields (one per run) -- checked in ``__post_init__``; what needs the
+   problems or the stepper in ``check`` (refuse a stepper there where it does not apply, e.g. ``Flow``
+   for minibatches).  A family without options uses ``NoConfig``.
+3. Write the engine :class:`~dynamics.core.engine.Model` of one run: ``grad``, ``observe`` and an
    optional ``update_aux``, pure JAX functions of (params, aux, ctx, key).  Build it from the
-   problem's *structure* only (shapes, structural choices; cache it with ``functools.lru_cache``):
-   every *number* (rates, weight decay, EMA rate, ...) is read from ``ctx``, so that a batch may vary
-   it -- the contract tests check that a batch over each float field of the problem equals its single
-   runs.
-3. Subclass :class:`Family` in ``dynamics/families/<name>.py``: declare ``name``, ``problem_type``,
-   ``primary`` (the recorded field, shape (T, F), that a cross-check compares) and, where not the
-   default ``(GD, Flow)``, ``steppers``; implement ``shape`` (the structure, as {label: value}),
-   ``model``, ``initial_state`` (numpy pytrees for one run from its key) and ``context`` (the
-   per-problem arrays and numbers).  Override ``fixed_point``, ``critical_times`` and ``theory``
-   where the family knows them, and ``check_options`` for its own options (refuse a stepper there
-   where it does not apply, e.g. ``Flow`` for minibatches).  Where one run's ``initial_state``
-   dispatches several small JAX operations (~0.1 ms each), override ``initial_states`` to draw the
-   whole batch at once (bit for bit the per-run states: the contract tests check it).
+   problem's *structure* and the configuration's (``config.structure()``; cache it with
+   ``functools.lru_cache``): every *number* (rates, weight decay, EMA rate, ...) is read from ``ctx``,
+   so that a batch may vary it -- the contract tests check that a batch over each float field of the
+   problem and each number of the configuration equals its single runs.
+   Then subclass :class:`Family` in ``dynamics/families/<name>.py``: declare ``name``, ``problem_type``,
+   ``primary`` (the recorded field, shape (T, F), that a cross-check compares), ``config`` and, where
+   not the default ``(GD, Flow)``, ``steppers``; implement ``shape`` (the structure, as {label: value}),
+   ``model``, ``initial_state`` (numpy pytrees for one run from its key) and ``context`` (the per-run
+   arrays and numbers).  Override ``theory`` where the family has one: a
+   :class:`~dynamics.core.theory.Theory` of the reference trajectory, fixed point, critical times and
+   stability limit, each where known.  Where one run's ``initial_state`` dispatches several small JAX
+   operations (~0.1 ms each), override ``initial_states`` to draw the whole batch at once (bit for bit
+   the per-run states: the contract tests check it).
 4. Register an instance with :func:`register` at the bottom of the module, and write the public
    ``simulate_<name>`` as a short alias of :func:`dynamics.core.frontend.simulate` (the one driver)
    with its keywords written out (``stepper=`` among them), and ``solve_<name>`` through
@@ -50,8 +55,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .config import NoConfig
 from .keys import unstack_keys
 from .steppers import GD, Flow
+from .theory import Theory
 
 __all__ = ["Family", "Example", "register", "default_family", "get_family", "families", "register_problem",
            "problem_type", "problem_state", "problem_from_state", "StatefulProblem"]
@@ -99,26 +106,34 @@ class Example:
 class Family(abc.ABC):
     """The contract of a model family (see the module docstring for the step-by-step guide).
 
-    Declared attributes
-    -------------------
+    Declared attributes (5)
+    -----------------------
     name : registry key; ``Trajectory.model`` of its results.
     problem_type : the problem class (or a tuple of classes) ``simulate`` accepts.
     primary : the recorded field a cross-check compares, shape (T, F) for one run.
+    config : the family's configuration type (a final frozen :class:`~dynamics.core.config.Config`
+        dataclass; :class:`~dynamics.core.config.NoConfig` where it has no options).  The driver builds it
+        from the ``simulate_*`` keywords, ``Config.check`` validates it against the problems and the
+        stepper (and refuses a stepper where it does not apply), ``Config.record`` goes into a result's
+        settings.  Its numbers are per run (a batch may vary them): the hooks below get each run's own.
     steppers : the stepper types it accepts (:mod:`dynamics.core.steppers`): ``GD`` (the engine's
-        optimizer steps) and ``Flow`` (the exact gradient flow of the same parameters, adaptive) for
-        every family unless ``check_options`` refuses one; the u * v families add ``Dual`` and ``DualRK4``.
-        A stepper's ``form`` ("params" or "dual") is what the hooks below receive as ``form``.
-    optimizers : whether GD takes any optax optimizer (else only plain "sgd").
-    error_floor : relative errors are |a - b| / max(|b|, error_floor * max_t |b|) per feature; 0 is a
-        plain relative error (the deep linear modes from the aligned init never cross 0), > 0 for fields
-        that decay to 0.  A feature whose reference crosses 0 is compared against max_t |b| whatever the floor.
+        optimizer steps) and ``Flow`` (the exact gradient flow of the same parameters, adaptive) by
+        default; the u * v families add ``Dual`` and ``DualRK4``.  A stepper's ``form`` ("params" or
+        "dual") is what the hooks receive as ``form``.
+    (and, with a default of 0: ``error_floor``: relative errors are |a - b| / max(|b|, error_floor *
+    max_t |b|) per feature; 0 is a plain relative error, > 0 for fields that decay to 0.  A feature whose
+    reference crosses 0 is compared against max_t |b| whatever the floor.)
+
+    Required (4): ``shape``, ``model``, ``initial_state``, ``context``.
+    Optional (5, with defaults): ``theory``, ``example``, ``initial_states`` (a batch at once),
+    ``times`` and ``flow_tolerances`` (a family whose time or integrated variable is not the default).
     """
 
     name: ClassVar[str]
     problem_type: ClassVar[Any]
     primary: ClassVar[str]
+    config: ClassVar[type] = NoConfig
     steppers: ClassVar[tuple] = (GD, Flow)
-    optimizers: ClassVar[bool] = True
     error_floor: ClassVar[float] = 0.0
 
     # ------------------------------------------------------------------ required
@@ -131,28 +146,34 @@ class Family(abc.ABC):
         check that a batch over each number equals its single runs."""
 
     @abc.abstractmethod
-    def model(self, problem, form: str, options: dict):
-        """The engine :class:`~dynamics.core.engine.Model` for one run (cached by the family)."""
+    def model(self, problem, form: str, config):
+        """The engine :class:`~dynamics.core.engine.Model` for one run (cached by the family), built from the
+        configuration's *structure* (``config.structure()``: its numbers are placeholders that refuse to
+        be used -- read them from the context)."""
 
     @abc.abstractmethod
-    def initial_state(self, problem, key, form: str, options: dict) -> tuple:
-        """(params, aux): numpy pytrees of one run's initial parameters and auxiliary state."""
+    def initial_state(self, problem, key, form: str, config) -> tuple:
+        """(params, aux): numpy pytrees of one run's initial parameters and auxiliary state (``config``:
+        that run's configuration, its numbers scalars)."""
 
     @abc.abstractmethod
-    def context(self, problem, form: str, options: dict) -> dict:
-        """Per-problem constants of the step (arrays), shared by the runs of one problem."""
+    def context(self, problem, form: str, config) -> dict:
+        """Per-run constants of the step (arrays): the problem's, and the configuration's numbers
+        (``config``: that run's)."""
 
     # ------------------------------------------------------------------ optional
-    def initial_states(self, problems, keys, form: str, options) -> list:
-        """[(params, aux)] of a batch: ``problems``, ``keys`` (a JAX key array, one init key per run) and
-        ``options`` (one dict per run) aligned.  The default calls :meth:`initial_state` per run; a
-        family may draw the whole batch at once (it must give the same states, bit for bit)."""
-        return [self.initial_state(p, k, form, o) for p, k, o in zip(problems, unstack_keys(keys), options)]
+    def theory(self, problem, config=None) -> Theory | None:
+        """The family's analytic answers for ``problem`` (a :class:`~dynamics.core.theory.Theory`: the
+        reference trajectory, fixed point, critical times, stability limit, ...), or None where it has
+        none.  ``config`` (None: the default configuration) where the answers depend on it (a custom
+        init has no theory)."""
+        return None
 
-    def check_options(self, problems, stepper, options: dict) -> dict:
-        """Validate the family's own options for this stepper (return them, normalised); refuse a stepper
-        where it does not apply (e.g. ``Flow`` for minibatches: no gradient flow)."""
-        return options
+    def initial_states(self, problems, keys, form: str, configs) -> list:
+        """[(params, aux)] of a batch: ``problems``, ``keys`` (a JAX key array, one init key per run) and
+        ``configs`` (one per run) aligned.  The default calls :meth:`initial_state` per run; a family may
+        draw the whole batch at once (it must give the same states, bit for bit)."""
+        return [self.initial_state(p, k, form, c) for p, k, c in zip(problems, unstack_keys(keys), configs)]
 
     def flow_tolerances(self, problems, form: str, rtol: float, atol):
         """(rtol, atol) the solver gets for an ODE method, from the user's (atol None: ``core.flow``'s
@@ -160,41 +181,9 @@ class Family(abc.ABC):
         are not its recorded ones rescales them here, so that ``rtol`` means the accuracy of the result."""
         return rtol, atol
 
-    def fixed_point(self, problem, options: dict):
-        """(F,) asymptote of the primary field, or None where the family does not know it."""
-        return None
-
-    def critical_times(self, problem, fraction: float, **theory_options):
-        """(F,) exact times at which the primary field reaches ``fraction`` of its fixed point (inf:
-        never), or None where the family has no such theory (``dy.critical_times`` then says so).  A
-        problem outside the family's theory (e.g. non-commuting covariances) raises ValueError naming why;
-        ``theory_options`` are the family's own (e.g. the linear families' units and approx)."""
-        return None
-
-    def stability_limit(self, problem, init):
-        """The largest stable lr of plain gradient descent (a ``core.stability.StabilityLimit``): along the
-        theory's path when ``init`` is None, else at that init; or None where the family has none yet
-        (``dy.max_stable_lr`` then says so)."""
-        return None
-
-    def theory(self, problem, times):
-        """The analytic reference on the 1-D grid ``times`` (a Trajectory, or a reference object with a
-        ``crosscheck`` method such as the rank-growth ``Stages``), or None."""
-        return None
-
     def times(self, problems, lrs, steps, form: str):
         """(t (R, T), extra fields {name: (R, T)}) of the recorded steps. Default: t = lr * step."""
         return np.asarray(lrs, float)[:, None] * np.asarray(steps, float)[None, :], {}
-
-    def warn_float32(self, problems, lrs, options: dict, probe) -> None:
-        """Warn where float32 cannot resolve the run (the updates round away).  ``probe()`` is the generic
-        check (one float64 gradient: is lr |g| / |theta| of some parameter block below float32's
-        resolution?), which this default runs; a family with a sharper criterion replaces it."""
-        probe()
-
-    def settings(self, problem, method: str, options: dict) -> dict:
-        """The family's own entries of a result's settings record (JSON-able)."""
-        return {}
 
     def example(self) -> Example | None:
         """A small run for the contract tests (see :class:`Example`); every registered family gives

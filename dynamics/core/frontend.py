@@ -27,6 +27,7 @@ import numpy as np
 
 from . import distributed, engine, flow
 from .chunks import DivergenceError, EngineOutput, progress_bar
+from .config import Config
 from .family import Family, default_family, families, get_family
 from .steppers import DEFAULT_RTOL, AbstractStepper, DualRK4, Flow, GD
 from .io import versions
@@ -35,7 +36,7 @@ from .resources import check_memory, check_steps, device_budget, memory_budget, 
 from .trajectory import Trajectory, stack_runs
 from .validation import check_array, check_choice, check_fraction, check_instance, check_int
 
-__all__ = ["DEFAULT_RECORDS", "simulate", "run", "critical_times", "family_of", "stepper_from_keywords", "solve", "resolve_batch", "check_dtype"]
+__all__ = ["DEFAULT_RECORDS", "simulate", "run", "make_config", "critical_times", "family_of", "stepper_from_keywords", "solve", "resolve_batch", "check_dtype"]
 
 DEFAULT_RECORDS = 500
 
@@ -204,24 +205,26 @@ def _leaf_at(tree, path):
     return tree
 
 
-_KNOWN_OPTIONS: dict = {}
+def _warn_float32(family, theories, lr, probe):
+    """Warn where float32 cannot resolve the run: the theory's own criterion (the smallest relative change
+    per step it predicts, ``Theory.resolution``) where it has one, else the generic ``probe`` (one
+    float64 gradient)."""
+    changes = [th.resolution(lr) for th in theories if th is not None and th.resolution is not None]
+    changes = [c for c in changes if c is not None]
+    if not changes:
+        probe()
+        return
+    worst, eps = min(changes), float(np.finfo(np.float32).eps)
+    if worst < 2 * eps:
+        warnings.warn(f"float32 cannot resolve this run: the first steps change the slowest feature of {family.name} "
+                      f"by a relative {worst:.2g} per step, below float32's resolution {eps:.2g}; its updates are "
+                      "rounded away. Use dtype=float64 (the default).", RuntimeWarning, stacklevel=5)
 
 
-def _known_options(family, probs, stepper) -> set:
-    """The names of a family's options: the keys its ``check_options`` fills in from nothing (once per
-    family and stepper type)."""
-    k = (family.name, id(family), type(stepper))
-    if k not in _KNOWN_OPTIONS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _KNOWN_OPTIONS[k] = frozenset(family.check_options(probs, stepper, {}))
-    return _KNOWN_OPTIONS[k]
-
-
-def _family_settings(family, probs, method, options, shared):
-    """The family's settings entries of a batch: one value where every run has it, else one per run (a
-    batch over a problem's numbers records each run's, not run 0's)."""
-    rows = [family.settings(p, method, options) for p in (probs[:1] if shared else probs)]
+def _config_settings(probs, configs, shared):
+    """The configuration's settings entries of a batch: one value where every run has it, else one per run
+    (a batch over a problem's or the configuration's numbers records each run's, not run 0's)."""
+    rows = [c.record(p) for p, c in (zip(probs[:1], configs[:1]) if shared else zip(probs, configs))]
     out = {}
     for k, v in rows[0].items():
         vals = [r.get(k) for r in rows]
@@ -307,8 +310,8 @@ def stepper_from_keywords(family: Family, *, method=None, lr=None, steps=None, o
 
 def simulate(family, problem, stepper: AbstractStepper | None = None, *, runs=1, key=0, times=None, t_max=None,
              record_every=None, record_log=None, dtype=None, progress=None, on_divergence="raise",
-             options=None, per_run=None, desc=None, lr=None, steps=None, method=None, optimizer=None,
-             rtol=None, atol=None, solver=None, **family_options) -> Trajectory:
+             options=None, per_run=None, config=None, desc=None, lr=None, steps=None, method=None,
+             optimizer=None, rtol=None, atol=None, solver=None, **family_options) -> Trajectory:
     """Simulate ``family`` on ``problem`` with ``stepper``: the one driver of every family.
 
     family : a registered name ("jepa", "mae", "saxe", "dln", "attention", "dense_attention", "byol",
@@ -328,8 +331,10 @@ def simulate(family, problem, stepper: AbstractStepper | None = None, *, runs=1,
     dtype : float64 (default) or float32.   progress : a tqdm bar (None: when stderr is a terminal).
     on_divergence : "raise" (``DivergenceError`` naming the step, the records before it in
         ``.partial``) or "stop" (a result with status -1).
-    options / **family_options : the family's own options (shared by every run); per_run : options with
-        one value per run (each of length 1 or R).
+    config : the family's configuration (``family.config``, e.g. ``dy.LinearConfig(init="gaussian",
+        ema=0.9)``); or its fields as keywords (``**family_options``) or as a dict ``options``.  Its
+        numbers may have one value per run (a 1-D sequence of length R: a batch); per_run : {name:
+        values} of numbers given one per run (each of length 1 or R), merged into it.
 
     ``dy.simulate("jepa", p, dy.GD(lr=0.02, steps=2000))`` is ``dy.simulate_jepa(p, lr=0.02,
     steps=2000)``, bit for bit: the ``simulate_*`` functions are short aliases of this one.
@@ -351,20 +356,52 @@ def simulate(family, problem, stepper: AbstractStepper | None = None, *, runs=1,
     if type(stepper) not in family.steppers:
         raise ValueError(f"stepper: {family.name} takes {', '.join(c.__name__ for c in family.steppers)}, "
                          f"got {type(stepper).__name__}")
-    clash = set(family_options) & set(options or {})
-    if clash:
-        raise ValueError(f"{', '.join(sorted(clash))} given both as a keyword and in options")
-    options = {**(options or {}), **family_options}
+    config = make_config(family, config, options, family_options, per_run)
     return run(family, problem, stepper, gd_grid=gd_grid, runs=runs, key=key, times=times, t_max=t_max,
                record_every=record_every, record_log=record_log, dtype=dtype, progress=progress,
-               on_divergence=on_divergence, options=options, per_run=per_run, desc=desc)
+               on_divergence=on_divergence, config=config, desc=desc)
+
+
+def make_config(family: Family, config=None, options=None, keywords=None, per_run=None) -> Config:
+    """The family's configuration from a ``config`` object, or from its fields as a dict ``options``
+    and keywords, with ``per_run`` numbers merged in (the one translation; conflicts are errors naming
+    both, an unknown name an error listing the family's fields)."""
+    cls = family.config
+    options, keywords, per_run = dict(options or {}), dict(keywords or {}), dict(per_run or {})
+    if config is not None:
+        check_instance("config", config, cls, f"a {cls.__name__} (the configuration of {family.name})")
+        given = sorted(set(options) | set(keywords))
+        if given:
+            raise ValueError(f"config={config!r} and {', '.join(given)}: give the options in the config or as "
+                             "keywords, not both")
+    for a, b, what in ((keywords, options, "a keyword and in options"), (per_run, {**options, **keywords},
+                                                                           "per_run and as an option")):
+        clash = sorted(set(a) & set(b))
+        if clash:
+            raise ValueError(f"{', '.join(clash)} given both as {what}")
+    fields = {**options, **keywords}
+    unknown = sorted((set(fields) | set(per_run)) - set(cls.names()))
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not an option of {family.name} (its options: "
+                         f"{', '.join(cls.names()) or 'none'})")
+    structural = sorted(set(per_run) - set(cls.numbers()))
+    if structural:
+        raise ValueError(f"per_run: {', '.join(structural)} is not a number of {family.name}'s configuration "
+                         f"(one value for every run of a call; its per-run numbers: "
+                         f"{', '.join(cls.numbers()) or 'none'})")
+    per_run = {k: tuple(np.atleast_1d(np.asarray(v, dtype=float)).tolist()) if not isinstance(v, (str, bool))
+               else v for k, v in per_run.items()}
+    if config is None:
+        return cls(**fields, **per_run)
+    return dataclasses.replace(config, **per_run) if per_run else config
 
 
 def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs=1, key=0, times=None,
         t_max=None, record_every=None, record_log=None, dtype=None, progress=None, on_divergence="raise",
-        options=None, per_run=None, desc=None) -> Trajectory:
-    """The driver behind :func:`simulate` (arguments as there, the stepper resolved): batches, keys, record
-    schedules, dtype, memory groups, the engine or the adaptive integrator, settings and the Trajectory.
+        config=None, desc=None) -> Trajectory:
+    """The driver behind :func:`simulate` (arguments as there, the stepper and the configuration
+    resolved): batches, keys, record schedules, dtype, memory groups, the engine or the adaptive
+    integrator, settings and the Trajectory.
 
     gd_grid : (lr, steps) for an adaptive stepper: record on the grid lr * step that gradient descent at
         that lr records with ``record_every`` / ``record_log`` (the same times, bit for bit).
@@ -372,14 +409,12 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
     ode = stepper.adaptive
     method = stepper.method
     check_choice("on_divergence", on_divergence, {"raise", "stop"})
-    if isinstance(stepper, GD) and not family.optimizers and stepper.optimizer != "sgd":
-        raise ValueError(f"{family.name} integrates its flow with plain gradient steps: optimizer must be "
-                         f"'sgd', got {stepper.optimizer!r}")
+    config = family.config() if config is None else config
     if not ode and (times is not None or t_max is not None):
         raise ValueError(f"times and t_max are record grids of the adaptive steppers, not of "
                          f"{stepper.describe()} (which records every record_every steps)")
     lr = _stepper_lr(stepper) if gd_grid is None else gd_grid[0]
-    probs, lrs, R, batched, per_run = resolve_batch(family, problem, lr, runs, key, per_run)
+    probs, lrs, R, batched, per_run = resolve_batch(family, problem, lr, runs, key, config.per_run())
     solver_cfg = grid_steps = None
     if ode:
         rtol, atol = family.flow_tolerances(probs, stepper.form, stepper.rtol, stepper.atol)
@@ -403,36 +438,27 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
     if ode and dtype == np.float32 and solver_cfg.rtol < 1e-6:
         raise ValueError(f"rtol={solver_cfg.rtol:g} is below float32's resolution: simulate the flow in "
                          "float64 (the default) or give rtol >= 1e-6")
-    given = dict(options or {})
-    options = family.check_options(probs, stepper, given)
-    if given or per_run:    # an option the family does not know is an error, never silently ignored
-        known = _known_options(family, probs, stepper)
-        unknown = sorted((set(given) | set(per_run)) - known)
-        if unknown:
-            raise ValueError(f"{', '.join(unknown)}: not an option of {family.name} (its options: "
-                             f"{', '.join(sorted(known)) or 'none'})")
-    run_options = [{**options, **{k: v[i] for k, v in per_run.items()}} for i in range(R)]
-    if per_run:     # each run's options checked as a single run's would be
-        for i, o in enumerate(run_options):
-            if o != options:
-                run_options[i] = {**family.check_options(probs[i:i + 1], stepper, dict(o))}
+    config = config.check(family, probs, stepper)
+    run_configs = config.split(R)
 
     keys = derive_run_keys(key, R)
-    shared = len({id(p) for p in probs}) == 1       # one problem for every run: share its matrices
-    model = family.model(probs[0], base, options)
-    first = family.initial_states(probs[:1], keys.init_keys(slice(0, 1)), base, run_options[:1])[0]
-    ctx0 = family.context(probs[0], base, options)
+    one_problem = len({id(p) for p in probs}) == 1
+    shared = one_problem and not per_run        # one context for every run: share its matrices
+    model = family.model(probs[0], base, config.structure())
+    first = family.initial_states(probs[:1], keys.init_keys(slice(0, 1)), base, run_configs[:1])[0]
+    ctx0 = family.context(probs[0], base, run_configs[0])
     n_records = grid.size if ode else rec.size
     group = _batch_group(model, first, ctx0, R, n_records, np.dtype(dtype).itemsize, shared)
+    theories = [family.theory(p, c) for p, c in zip(probs, run_configs)]
     if dtype == np.float32 and not ode:
-        family.warn_float32(probs, lrs, options, probe=functools.partial(
+        _warn_float32(family, theories, float(np.min(lrs)), probe=functools.partial(
             _warn_float32_resolution, family, model, first, ctx0, float(np.min(lrs)), keys.step_key(0)))
-    states = [first] + family.initial_states(probs[1:], keys.init_keys(slice(1, R)), base, run_options[1:])
+    states = [first] + family.initial_states(probs[1:], keys.init_keys(slice(1, R)), base, run_configs[1:])
     params = _to_device([s[0] for s in states], dtype)
     aux = _to_device([s[1] for s in states], dtype)
-    ctxs = [ctx0] + ([] if shared else [family.context(p, base, options) for p in probs[1:]])
+    ctxs = [ctx0] + ([] if shared else [family.context(p, base, c) for p, c in zip(probs[1:], run_configs[1:])])
     ctx = _to_device(ctxs, dtype, stack=not shared)
-    fixed = [family.fixed_point(p, o) for p, o in zip(probs, run_options)]
+    fixed = [None if th is None else th.fixed_point for th in theories]
     settings = {"family": family.name, "method": method, "lr": lrs.tolist() if batched else float(lrs[0]),
                 "steps": steps if not ode else None, "record_every": record_every, "record_log": record_log,
                 "runs": R,
@@ -440,8 +466,7 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
                 **({"solver": solver_cfg.to_dict()} if ode else {}),
                 "optimizer": _optimizer_name(stepper), "dtype": str(dtype),
                 "units": "gf", "key": keys.run_data(),
-                **_family_settings(family, probs, method, options, shared),
-                **{k: v.tolist() for k, v in per_run.items()}, **versions()}
+                **_config_settings(probs, run_configs, shared), **versions()}
 
     def to_traj(out: EngineOutput) -> Trajectory:
         n = int(out.extra.get("runs", R))       # fewer than R: a grouped batch interrupted early
@@ -470,7 +495,7 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
             fp = fp[0]
         return Trajectory(t=t, fields=fields, kind="simulation", model=family.name, method=method,
                           primary=family.primary,
-                          problem=probs_ if (batched and not shared) else probs[0],
+                          problem=probs_ if (batched and not one_problem) else probs[0],
                           settings={**settings, "wall_time_s": out.wall_time, "compile_time_s": out.compile_time,
                                     "devices": out.extra["devices"],
                                     **({"groups": out.extra["groups"], "group_size": out.extra["group_size"]}
@@ -561,16 +586,17 @@ def critical_times(problem, objective=None, fraction=0.5, **theory_options):
     """
     family = family_of(problem, objective)
     fraction = check_fraction("fraction", fraction)
+    th = family.theory(problem)
+    if th is None or th.critical_times is None:
+        raise ValueError(f"{family.name} has no critical times for this problem (no analytic theory: compare a "
+                         f"simulation's own with traj.critical_times(fraction))")
     try:
-        tc = family.critical_times(problem, fraction, **theory_options)
+        tc = th.critical_times(fraction, **theory_options)
     except TypeError as e:      # an option this family's theory does not take
         if theory_options and "unexpected keyword" in str(e):
             raise ValueError(f"{', '.join(theory_options)}: not an option of {family.name}'s critical times "
                              f"({e})") from None
         raise
-    if tc is None:
-        raise ValueError(f"{family.name} has no critical times for this problem (no analytic theory: compare a "
-                         f"simulation's own with traj.critical_times(fraction))")
     return tc
 
 
@@ -589,7 +615,8 @@ def max_stable_lr(family, problem, init=None):
         fam = family_of(problem, family)
     except (ValueError, TypeError) as e:       # family_of names its argument "objective"
         raise type(e)(str(e).replace("objective", "family")) from None
-    out = fam.stability_limit(problem, init)
+    th = fam.theory(problem)
+    out = None if th is None or th.stability_limit is None else th.stability_limit(init)
     if out is None:
         raise ValueError(f"{fam.name} has no stability limit yet (jepa, mae, saxe, dln, attention, stepwise and "
                          "byol have one); measure it with a short run at a few lr")

@@ -119,7 +119,8 @@ def lr_for(family, problem, tol, *, t_max=None, lr=None, options=None, measure="
     tol = check_positive("tol", tol)
     if t_max is None:
         try:
-            tc = fam.critical_times(problem, 0.5)
+            th = fam.theory(problem)
+            tc = None if th is None or th.critical_times is None else th.critical_times(0.5)
         except ValueError as e:     # a problem outside the family's theory
             raise ValueError(f"t_max: {fam.name}'s theory gives no critical times here ({e}); give the horizon") from None
         tc = None if tc is None else np.asarray(tc, float)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .family import StatefulProblem, problem_from_state, problem_state
+from .family import StatefulProblem, families, problem_from_state, problem_state
 from .distributed import barrier, process_index
 from .io import atomic_write, jsonable
 from .steppers import AbstractStepper, stepper_from_dict
@@ -23,6 +23,7 @@ from .steppers import AbstractStepper, stepper_from_dict
 __all__ = ["Trajectory", "load", "FORMAT", "records_to_fields", "stack_runs"]
 
 FORMAT = "dynamics.result/1"
+_MISSING = object()
 
 
 def records_to_fields(records: dict, batched: bool) -> dict:
@@ -88,6 +89,25 @@ class Trajectory:
         """The stepper a simulation ran (rebuilt from ``settings["stepper"]``, also after ``load``), or
         None for a theory (and for GD with a custom optimizer, which cannot be rebuilt)."""
         return stepper_from_dict(self.settings.get("stepper")) if self.kind == "simulation" else None
+
+    @property
+    def config(self):
+        """The family's configuration a simulation ran (its ``Family.config`` type, rebuilt from the settings
+        record, also after ``load``), or None for a theory and where a field was an array (an init given
+        as a dict of arrays, a data set: the record keeps "custom", not the arrays)."""
+        family = families().get(self.model) if self.kind == "simulation" else None
+        if family is None:
+            return None
+        values = {}
+        for name in family.config.names():
+            v = self.settings.get(name, _MISSING)
+            if v is _MISSING or (isinstance(v, str) and v == "custom"):
+                return None
+            values[name] = v
+        try:
+            return family.config(**values)
+        except (TypeError, ValueError):
+            return None
 
     @property
     def primary_field(self) -> str:

@@ -109,6 +109,13 @@ def check_choice(name, value, choices):
     return value
 
 
+def check_bool(name, value):
+    """True or False (numpy's booleans and the integers 0 and 1 too), as a Python bool."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {type(value).__name__}: {value!r:.60}")
+
+
 def check_symmetric_pd(name, mat, *, tol=1e-10, semi=False):
     """Check that ``mat`` is a finite symmetric positive (semi-)definite square matrix."""
     mat = check_array(name, mat, ndim=2)

@@ -15,6 +15,7 @@ optax optimizer through the shared engine, recording the singular values and the
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 
@@ -23,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core import engine, frontend
+from ..core.config import Config, configclass, number
 from ..core.family import Example, Family, register, register_problem
 from ..core.keys import as_key, is_key_sequence
 from ..core.resources import check_memory
@@ -31,7 +33,7 @@ from .hadamard.family import HadamardFamily, simulate_uv
 from .hadamard.model import HadamardProblem, check_alpha
 from .hadamard.stages import stages as _stages
 
-__all__ = ["AttentionProblem", "simulate_attention", "attention_stages", "simulate_dense_attention", "rotated_teacher",
+__all__ = ["AttentionProblem", "DenseAttentionConfig", "simulate_attention", "attention_stages", "simulate_dense_attention", "rotated_teacher",
            "diagonal_forward"]
 
 
@@ -283,32 +285,50 @@ def _dense_model(layers, heads):
     return engine.Model(grad=grad, observe=observe, stochastic=False)
 
 
+@configclass
+class DenseAttentionConfig(Config):
+    """The configuration of dense attention heads.
+
+    d_head : the heads' width (default: the token dimension d; structural).
+    init_scale : the default init N(0, 1/d) times this (a per-run number: ``simulate_dense_attention``'s
+        ``init_scales`` gives one per run).
+    """
+
+    d_head: int | None = None
+    init_scale: float = number(1.0, doc="the init's scale")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.d_head is not None:
+            object.__setattr__(self, "d_head", check_int("d_head", self.d_head, minimum=1))
+        if self.init_scale is None or np.any(np.asarray(self.init_scale) <= 0):
+            raise ValueError(f"init_scale must be > 0, got {self.init_scale!r}")
+
+    def check(self, family, problems, stepper):
+        return self if self.d_head is not None else dataclasses.replace(self, d_head=problems[0].d)
+
+
 class DenseAttentionFamily(Family):
     """Dense heads (W_K, W_Q, W_V, W_O full, d x d_head) on an AttentionProblem's data; no theory.
-    Per-run option ``init_scale`` (the default init N(0, 1/d) times it); the directions come from each
+    Configuration :class:`DenseAttentionConfig`: ``d_head`` and the per-run number ``init_scale`` (the default init N(0, 1/d) times it); the directions come from each
     run's key (``simulate_dense_attention`` gives the runs at several scales one key, so that they start
     from the same directions)."""
 
     name = "dense_attention"
     problem_type = AttentionProblem
     primary = "loss"
+    config = DenseAttentionConfig
 
     def shape(self, problem):
         return {"token shape": problem.Z.shape, "heads": problem.heads, "layers": problem.layers}
 
-    def check_options(self, problems, stepper, options):
-        d = problems[0].d
-        options = {"d_head": None, "init_scale": 1.0, **options}
-        options["d_head"] = d if options["d_head"] is None else check_int("d_head", options["d_head"], minimum=1)
-        return options
-
-    def model(self, problem, form, options):
+    def model(self, problem, form, config):
         return _dense_model(problem.layers, problem.heads)
 
-    def initial_state(self, problem, key, form, options):
+    def initial_state(self, problem, key, form, config):
         base = as_key(key)
-        L, H, d, dh = problem.layers, problem.heads, problem.d, options["d_head"]
-        scale = float(options.get("init_scale", 1.0))
+        L, H, d, dh = problem.layers, problem.heads, problem.d, config.d_head
+        scale = float(config.init_scale)
         params = {name: scale * np.asarray(jax.random.normal(jax.random.fold_in(base, j), (L, H, d, dh),
                                                               dtype=jnp.float64)) / np.sqrt(d)
                   for j, name in enumerate(("WK", "WQ", "WV", "WO"))}
@@ -316,11 +336,8 @@ class DenseAttentionFamily(Family):
                "VO0": np.einsum("lhia,lhja->lhij", params["WV"], params["WO"])}
         return params, aux
 
-    def context(self, problem, form, options):
+    def context(self, problem, form, config):
         return {"Z": problem.Z, "Y": problem.Y}
-
-    def settings(self, problem, method, options):
-        return {"d_head": options["d_head"]}
 
     def example(self):
         prob = AttentionProblem.teacher_student(30, 4, 3, key=1)

@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +36,9 @@ import numpy as np
 
 from ..core import engine, frontend
 from ..core.cache import cacheable
+from ..core.config import Config, configclass, sgd_only
 from ..core.family import Example, Family, register, register_problem
+from ..core.theory import Theory
 from ..core.stability import StabilityLimit, limit_along, step_limits, warn_above_limit
 from ..core.steppers import GD, Flow
 from ..core.io import versions
@@ -43,7 +46,7 @@ from ..core.linalg import diag_in_basis, random_rotation
 from ..core.trajectory import Trajectory
 from ..core.validation import check_array, check_choice, check_int, check_positive, check_symmetric_pd, check_per_mode, check_instance
 
-__all__ = ["BYOLProblem", "simulate_byol", "solve_byol", "solve_byol_batch", "byol_fixed_points", "byol_time_to_learn",
+__all__ = ["BYOLProblem", "BYOLConfig", "simulate_byol", "solve_byol", "solve_byol_batch", "byol_fixed_points", "byol_time_to_learn",
            "byol_collapse_threshold"]
 
 PREDICTORS = ("trained", "none", "directpred")
@@ -234,27 +237,34 @@ def _byol_model(predictor, stop_grad, symmetric, simsiam, rule="paper"):
                         update_aux=None if (simsiam and predictor != "directpred") else update_aux)
 
 
-class BYOLFamily(Family):
-    """Linear BYOL / SimSiam as a family: primary field ``p`` (the predictor's diagonal in the basis:
-    its eigenvalues once aligned); theory: the aligned per-mode ODEs (``solve_byol``)."""
+@configclass
+class BYOLConfig(Config):
+    """The configuration of linear BYOL / SimSiam.
 
-    name = "byol"
-    problem_type = BYOLProblem
-    primary = "p"
-    optimizers = False
-    error_floor = 1e-3
+    init : "aligned" (or None: the problem's aligned init w0, p0, wa0 in its basis) or a dict of arrays
+        {"W": (n, n), "Wp": (n, n) (default I), "Wa": (n, n) (default W)} (structural).
+    """
 
-    def shape(self, problem):
-        return {"n": problem.n, "predictor": problem.predictor, "stop_grad": problem.stop_grad,
-                "symmetric": problem.symmetric, "SimSiam (beta None)": problem.beta is None,
-                "directpred_rule": problem.directpred_rule}
+    init: Any = "aligned"
 
-    def check_options(self, problems, stepper, options):
+    def __post_init__(self):
+        super().__post_init__()
+        if self.init is None:
+            object.__setattr__(self, "init", "aligned")
+        if not (isinstance(self.init, dict) or (isinstance(self.init, str) and self.init == "aligned")):
+            raise TypeError(f"init must be 'aligned' (or None) or a dict of arrays W, Wp, Wa, got "
+                            f"{type(self.init).__name__}: {self.init!r:.60}")
+
+    @property
+    def aligned(self) -> bool:
+        return not isinstance(self.init, dict)
+
+    def check(self, family, problems, stepper):
+        sgd_only(family, stepper)
         if isinstance(stepper, Flow) and problems[0].predictor == "directpred":
             raise ValueError("predictor='directpred' sets W_p from a per-step moving average and an "
                              "eigendecomposition, which has no gradient flow: use method='gd' for it")
-        options = {"init": None, **options}
-        if isinstance(stepper, GD) and options["init"] is None:
+        if isinstance(stepper, GD) and self.aligned:
             lrs = np.broadcast_to(np.asarray(stepper.lr, float), (len(problems),))
             for lr, p in zip(lrs, problems):
                 limit = path_stability(p) if _has_limit(p) else None
@@ -263,18 +273,36 @@ class BYOLFamily(Family):
                              else f"at t = {limit.t:.4g} on the aligned theory's path")
                     warn_above_limit(float(lr), limit.lr, f"on this byol {where}", "theory/heads.md, \"Step size\"")
                     break
-        return options
+        return self
 
-    def stability_limit(self, problem, init):
-        return path_stability(problem, init)       # refuses, with the reason, where none is known
+    def record(self, problem):
+        return {"alpha_p": problem.alpha_p, "eta": problem.eta, "beta": problem.beta,
+                "predictor": problem.predictor, "stop_grad": problem.stop_grad, "symmetric": problem.symmetric,
+                "init": "aligned" if self.aligned else "custom"}
 
-    def model(self, problem, form, options):
+
+class BYOLFamily(Family):
+    """Linear BYOL / SimSiam as a family: primary field ``p`` (the predictor's diagonal in the basis:
+    its eigenvalues once aligned); theory: the aligned per-mode ODEs (``solve_byol``)."""
+
+    name = "byol"
+    problem_type = BYOLProblem
+    primary = "p"
+    config = BYOLConfig
+    error_floor = 1e-3
+
+    def shape(self, problem):
+        return {"n": problem.n, "predictor": problem.predictor, "stop_grad": problem.stop_grad,
+                "symmetric": problem.symmetric, "SimSiam (beta None)": problem.beta is None,
+                "directpred_rule": problem.directpred_rule}
+
+    def model(self, problem, form, config):
         return _byol_model(problem.predictor, problem.stop_grad, problem.symmetric, problem.beta is None,
                            problem.directpred_rule)
 
-    def initial_state(self, problem, key, form, options):
-        U, n, init = problem.basis, problem.n, options["init"]
-        if init is None:
+    def initial_state(self, problem, key, form, config):
+        U, n, init = problem.basis, problem.n, config.init
+        if config.aligned:
             W0, P0, A0 = ((U * v) @ U.T for v in (problem.w0, problem.p0, problem.wa0))
         else:
             W0 = check_array("init['W']", init.get("W"), shape=(n, n))
@@ -290,41 +318,46 @@ class BYOLFamily(Family):
             aux["Wp"] = P0
         return params, aux
 
-    def context(self, problem, form, options):
+    def context(self, problem, form, config):
         sigma2 = float(np.mean(np.diag(problem.X_aug)) / max(np.mean(np.diag(problem.X)), 1e-300))
         numbers = {"alpha_p": problem.alpha_p, "eta": problem.eta, "beta": 0.0 if problem.beta is None else problem.beta,
                    "rho": problem.directpred_rho, "eps": problem.directpred_eps}
         return {"X": problem.X, "Xa": problem.X_aug, "basis": problem.basis, "sigma2": np.asarray(sigma2),
                 **{k: np.asarray(float(v)) for k, v in numbers.items()}}
 
-    def _aligned(self, problem, options=None):
-        if options and options.get("init") is not None:
-            return False
+    def _aligned(self, problem):
         try:
             _byol_theory_inputs(problem)
         except ValueError:
             return False
         return True
 
-    def fixed_point(self, problem, options):
-        """p* = x / (x + x_aug) per mode (w_a = w, eta = 0, trained predictor): where the aligned flow
-        stops; None otherwise."""
-        if problem.eta != 0 or not self._aligned(problem, options):
+    def theory(self, problem, config=None):
+        """The aligned per-mode ODEs (``solve_byol``); the fixed point p* = x / (x + x_aug) per mode (w_a = w,
+        eta = 0, trained predictor: where the aligned flow stops) and the stability limit (SimSiam with a
+        trained predictor, theory/heads.md "Step size").  A custom init has no theory (None)."""
+        if config is not None and not config.aligned:
             return None
-        x, xa = problem.spectra
-        return x / (x + xa)
-
-    def theory(self, problem, times):
-        return solve_byol(problem, times=times)
-
-    def settings(self, problem, method, options):
-        return {"alpha_p": problem.alpha_p, "eta": problem.eta, "beta": problem.beta,
-                "predictor": problem.predictor, "stop_grad": problem.stop_grad, "symmetric": problem.symmetric,
-                "init": "aligned" if options["init"] is None else "custom"}
+        return Theory(trajectory=functools.partial(_solve_byol_theory, problem),
+                      fixed_point=byol_fixed_point(problem),
+                      stability_limit=functools.partial(path_stability, problem))
 
     def example(self):
         prob = BYOLProblem.aligned([1.0, 0.6], [0.3, 0.3], w0=0.3, p0=0.1, rotate=True, key=1)
         return Example(problem=prob, lr=0.01, steps=2000, short_steps=20, diverging_lr=40.0)
+
+
+def byol_fixed_point(problem):
+    """p* = x / (x + x_aug) per mode where the aligned flow stops (w_a = w, eta = 0, commuting X, X_aug);
+    None otherwise."""
+    if problem.eta != 0 or not BYOL._aligned(problem):
+        return None
+    x, xa = problem.spectra
+    return x / (x + xa)
+
+
+def _solve_byol_theory(problem, times):
+    return solve_byol(problem, times=times)
 
 
 BYOL = register(BYOLFamily())
@@ -348,13 +381,13 @@ def path_stability(problem, init=None, *, points=48):
                          "and commuting X, X_aug: with an EMA target or DirectPred the step is not theta - lr F(theta), "
                          "and the ablations have no theory's path")
     model = _byol_model(problem.predictor, problem.stop_grad, problem.symmetric, True, problem.directpred_rule)
-    ctx = {k: jnp.asarray(v) for k, v in BYOL.context(problem, "params", {}).items()}
+    ctx = {k: jnp.asarray(v) for k, v in BYOL.context(problem, "params", BYOLConfig()).items()}
 
     def field(params):
         return model.grad(params, {}, ctx, None, 0.0)[1]
 
     if init is not None:
-        params, _ = BYOL.initial_state(problem, None, "params", {"init": init})
+        params, _ = BYOL.initial_state(problem, None, "params", BYOLConfig(init=init))
         ((lr, mu),) = step_limits(field, [{k: jnp.asarray(v) for k, v in params.items()}])
         return StabilityLimit(lr, mu, None, np.array([0.0]), np.array([lr]))
     x, lam_s, *_ = _byol_theory_inputs(problem, "max_stable_lr")
@@ -476,7 +509,7 @@ def _solve_byol_one(problem, times, rtol, atol):
         Y = sol.y.T
     return Trajectory(t=times, fields=_byol_fields(Y, x, lam_s, n, simsiam),
                       kind="theory", model="byol", settings={"units": "gf", **versions()}, problem=problem,
-                      method="exact", primary="p", fixed_point=BYOL.fixed_point(problem, {}))
+                      method="exact", primary="p", fixed_point=byol_fixed_point(problem))
 
 
 def solve_byol_batch(problems, *, times, rtol=1e-10, atol=1e-12, max_steps=1_000_000):

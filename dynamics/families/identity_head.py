@@ -22,12 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core import engine, frontend
+from ..core.config import Config, configclass
 from ..core.family import Example, Family, register, register_problem
 from ..core.steppers import Flow
 from ..core.keys import as_key
-from ..core.validation import check_array, check_fraction, check_int, check_positive
+from ..core.validation import check_array, check_bool, check_fraction, check_int, check_positive
 
-__all__ = ["HeadProblem", "simulate_head", "head_phases"]
+__all__ = ["HeadProblem", "HeadConfig", "simulate_head", "head_phases"]
 
 
 @register_problem
@@ -168,9 +169,38 @@ def _head_model(head, batchnorm, B, d, P, fp, full_batch=False):
     return engine.Model(grad=grad, observe=observe, stochastic=not full_batch)
 
 
+@configclass
+class HeadConfig(Config):
+    """The configuration of the identity-initialised head toy.
+
+    head : train the k x k head E (identity-initialised) between the encoder and the loss.
+    batchnorm : BatchNorm the outputs before the loss.
+    full_batch : train on the fixed evaluation batch (a deterministic loss, the one ``Flow`` integrates)
+        instead of fresh samples every step (``Flow`` sets it).
+    """
+
+    head: bool = True
+    batchnorm: bool = True
+    full_batch: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        for k in ("head", "batchnorm", "full_batch"):
+            object.__setattr__(self, k, check_bool(k, getattr(self, k)))
+
+    def check(self, family, problems, stepper):
+        if isinstance(stepper, Flow):    # the flow of the expected loss has no closed form: the fixed batch's
+            return dataclasses.replace(self, full_batch=True)
+        return self
+
+    def record(self, problem):
+        return {"head": self.head, "batchnorm": self.batchnorm, "full_batch": self.full_batch,
+                "head_lr_ratio": problem.head_lr_ratio}
+
+
 class HeadFamily(Family):
     """The identity-initialised head toy as a family: primary field ``overlaps`` (k, 2); no theory.
-    Options: ``head``, ``batchnorm``, ``full_batch``. Fresh samples every step (the run key seeds them)
+    Configuration: :class:`HeadConfig` (``head``, ``batchnorm``, ``full_batch``). Fresh samples every step (the run key seeds them)
     unless ``full_batch``, which trains on the fixed evaluation batch (a deterministic loss: the one
     ``method="flow"`` integrates); the evaluation batch and the noise bank come from the problem's
     ``key``. ``simulate_head`` runs it in float32 by default."""
@@ -178,29 +208,24 @@ class HeadFamily(Family):
     name = "identity_head"
     problem_type = HeadProblem
     primary = "overlaps"
+    config = HeadConfig
 
     def shape(self, problem):
         return {"d": problem.d, "patches": problem.patches, "feature_patches": problem.feature_patches,
                 "batch": problem.batch, "neurons": problem.neurons, "eval_batch": problem.eval_batch,
                 "noise_bank": problem.noise_bank}
 
-    def check_options(self, problems, stepper, options):
-        o = {"head": True, "batchnorm": True, "full_batch": False, **{k: bool(v) for k, v in options.items()}}
-        if isinstance(stepper, Flow):    # the flow of the expected loss has no closed form: the fixed batch's
-            o["full_batch"] = True
-        return o
+    def model(self, problem, form, config):
+        return _head_model(config.head, config.batchnorm, problem.batch, problem.d, problem.patches,
+                           problem.feature_patches, config.full_batch)
 
-    def model(self, problem, form, options):
-        return _head_model(options["head"], options["batchnorm"], problem.batch, problem.d, problem.patches,
-                           problem.feature_patches, options["full_batch"])
-
-    def initial_state(self, problem, key, form, options):
+    def initial_state(self, problem, key, form, config):
         params = {"W": problem.init_W()}
-        if options["head"]:
+        if config.head:
             params["E"] = np.zeros((problem.neurons, problem.neurons))
         return params, {}
 
-    def context(self, problem, form, options):
+    def context(self, problem, form, config):
         base = as_key(problem.key)
         X1, X2 = _eval_views(jax.random.fold_in(base, 10_000), jnp.asarray(problem.alpha, dtype=jnp.float32),
                              B=problem.eval_batch, d=problem.d, P=problem.patches, fp=problem.feature_patches,
@@ -211,10 +236,6 @@ class HeadFamily(Family):
             ctx["bank"] = problem.noise_std * np.asarray(jax.random.normal(
                 jax.random.fold_in(base, 20_000), (problem.noise_bank, problem.d), dtype=jnp.float32))
         return ctx
-
-    def settings(self, problem, method, options):
-        return {"head": options["head"], "batchnorm": options["batchnorm"], "full_batch": options["full_batch"],
-                "head_lr_ratio": problem.head_lr_ratio}
 
     def example(self):
         prob = HeadProblem(d=8, patches=4, feature_patches=1, batch=32, eval_batch=64, noise_bank=256)

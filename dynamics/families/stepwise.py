@@ -24,7 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core import engine, frontend
+from ..core.config import Config, configclass
 from ..core.family import Example, Family, register, register_problem
+from ..core.theory import Theory
 from ..core.io import versions
 from ..core.stability import StabilityLimit, limit_along, step_limits, warn_above_limit
 from ..core.steppers import GD
@@ -32,7 +34,7 @@ from ..core.linalg import random_rotation
 from ..core.trajectory import Trajectory
 from ..core.validation import check_array, check_choice, check_fraction, check_int, check_positive, check_symmetric_pd, check_instance
 
-__all__ = ["StepwiseProblem", "simulate_stepwise", "solve_stepwise"]
+__all__ = ["StepwiseProblem", "StepwiseConfig", "simulate_stepwise", "solve_stepwise"]
 
 
 @register_problem
@@ -100,21 +102,18 @@ def _model():
     return engine.Model(grad=grad, observe=observe, stochastic=False)
 
 
-class StepwiseFamily(Family):
-    """Stepwise SSL as a family: primary field ``eigenvalues`` (of C = W Gamma W^T, descending), fixed
-    point 1 for each; theory: the aligned closed form (``solve_stepwise``). Option ``init``:
-    "aligned" (W = s0 V_d^T) or "random" (N(0, s0^2) entries, one draw per run from its key)."""
+@configclass
+class StepwiseConfig(Config):
+    """The configuration of stepwise SSL.  init : "aligned" (W = s0 V_d^T) or "random" (N(0, s0^2)
+    entries, one draw per run from its key)."""
 
-    name = "stepwise"
-    problem_type = StepwiseProblem
-    primary = "eigenvalues"
+    init: str = "aligned"
 
-    def shape(self, problem):
-        return {"d": problem.d, "m": problem.m}
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice("init", self.init, {"aligned", "random"})
 
-    def check_options(self, problems, stepper, options):
-        options = {"init": "aligned", **options}
-        check_choice("init", options["init"], {"aligned", "random"})
+    def check(self, family, problems, stepper):
         if isinstance(stepper, GD) and stepper.optimizer == "sgd":
             # the limit at the fixed point, closed form (every fixed point W = O diag(gamma^-1/2) V_d^T has
             # the same spectrum): theory/stepwise.md sec. "Step size"
@@ -125,34 +124,44 @@ class StepwiseFamily(Family):
                     warn_above_limit(float(lr), limit, "at the stepwise fixed point (1 / (4 gamma_1))",
                                      "theory/stepwise.md")
                     break
-        return options
+        return self
 
-    def stability_limit(self, problem, init):
-        return path_stability(problem, init)
+    def record(self, problem):
+        return {"init": self.init, "init_scale": problem.init_scale}
 
-    def model(self, problem, form, options):
+
+class StepwiseFamily(Family):
+    """Stepwise SSL as a family: primary field ``eigenvalues`` (of C = W Gamma W^T, descending), fixed
+    point 1 for each; theory: the aligned closed form (``solve_stepwise``).  Configuration:
+    :class:`StepwiseConfig` (``init``)."""
+
+    name = "stepwise"
+    problem_type = StepwiseProblem
+    primary = "eigenvalues"
+    config = StepwiseConfig
+
+    def shape(self, problem):
+        return {"d": problem.d, "m": problem.m}
+
+    def model(self, problem, form, config):
         return _model()
 
-    def initial_state(self, problem, key, form, options):
+    def initial_state(self, problem, key, form, config):
         s0 = problem.init_scale
-        if options["init"] == "aligned":
+        if config.init == "aligned":
             return {"W": s0 * problem.V.T}, {}
         return {"W": s0 * np.asarray(jax.random.normal(key, (problem.d, problem.m), dtype=jnp.float64))}, {}
 
-    def context(self, problem, form, options):
+    def context(self, problem, form, config):
         return {"Gamma": problem.Gamma}
 
-    def fixed_point(self, problem, options):
-        return np.ones(problem.d)
-
-    def critical_times(self, problem, fraction, approximate=False):
-        return step_times(problem, fraction=fraction, approximate=approximate)
-
-    def theory(self, problem, times):
-        return solve_stepwise(problem, times=times)
-
-    def settings(self, problem, method, options):
-        return {"init": options["init"], "init_scale": problem.init_scale}
+    def theory(self, problem, config=None):
+        """The aligned closed form (theory/stepwise.md): ``solve_stepwise``, the fixed point 1 per eigenvalue,
+        the step times (option ``approximate``: the paper's tiny-init formula) and the stability limit."""
+        return Theory(trajectory=lambda times: solve_stepwise(problem, times=times), fixed_point=np.ones(problem.d),
+                      critical_times=lambda fraction, approximate=False: step_times(
+                          problem, fraction=fraction, approximate=approximate),
+                      stability_limit=functools.partial(path_stability, problem))
 
     def example(self):
         prob = StepwiseProblem.from_spectrum([1.0, 0.5], 1e-2, key=1)
@@ -226,7 +235,7 @@ def path_stability(problem, init=None, *, points=48):
 
     if init is not None:
         check_choice("init", init, {"aligned", "random"})
-        params, _ = STEPWISE.initial_state(problem, jax.random.PRNGKey(0), "params", {"init": init})
+        params, _ = STEPWISE.initial_state(problem, jax.random.PRNGKey(0), "params", StepwiseConfig(init=init))
         ((lr, mu),) = step_limits(field, [{"W": jnp.asarray(params["W"])}])
         return StabilityLimit(lr, mu, None, np.array([0.0]), np.array([lr]))
     t_end = 2.0 * float(np.max(step_times(problem)))

@@ -9,7 +9,9 @@ import jax
 import numpy as np
 
 from ...core import engine, frontend
+from ...core.config import Config, configclass, sgd_only
 from ...core.family import Family
+from ...core.theory import Theory
 from ...core.stability import warn_above_limit
 from ...core.steppers import Dual, DualRK4, Flow, GD
 from ...core.validation import check_choice, check_instance, check_positive
@@ -17,7 +19,7 @@ from .model import HadamardProblem, beta_from_dual, beta_from_wz
 from .stability import path_stability
 from .stages import default_tau_max, stages
 
-__all__ = ["HadamardFamily", "simulate_uv", "default_tau_max"]
+__all__ = ["HadamardFamily", "UVConfig", "simulate_uv", "default_tau_max"]
 
 #: gradient descent below this fraction of the stability limit at the init and the endpoint is not
 #: examined along the whole path before it runs (the path's own limit is never below half of theirs in
@@ -65,6 +67,22 @@ def _engine_model(loss_fn, form):
     return engine.Model(grad=grad, observe=observe, stochastic=False)
 
 
+@configclass
+class UVConfig(Config):
+    """The configuration of the u * v families (diagonal linear networks, diagonal attention): no options
+    of their own; gradient descent is plain "sgd" (it is stepped in (u + v, u - v)) and warns above the
+    stability limit along the theory's path."""
+
+    def check(self, family, problems, stepper):
+        sgd_only(family, stepper)
+        if isinstance(stepper, GD):
+            family._warn_unstable(problems, stepper)
+        return self
+
+    def record(self, problem):
+        return {"init_scale": problem.init_scale}
+
+
 class HadamardFamily(Family):
     """A u * v model as a family: primary field ``beta`` (p,), also ``tau`` = t / log(1/alpha).
 
@@ -77,7 +95,7 @@ class HadamardFamily(Family):
 
     primary = "beta"
     steppers = (GD, Flow, Dual, DualRK4)
-    optimizers = False
+    config = UVConfig
     error_floor = 1e-2
 
     def __init__(self, name, problem_type, example=None):
@@ -88,10 +106,10 @@ class HadamardFamily(Family):
     def shape(self, problem):
         return {"problem type": type(problem).__name__, "coordinates p": problem.p}
 
-    def model(self, problem, form, options):
+    def model(self, problem, form, config):
         return _engine_model(type(problem).loss_fn, form)
 
-    def initial_state(self, problem, key, form, options):
+    def initial_state(self, problem, key, form, config):
         if form == "params":
             u, v = problem.init_scale * problem.u0, problem.init_scale * problem.v0
             return {"w": u + v, "z": u - v}, {}
@@ -106,7 +124,7 @@ class HadamardFamily(Family):
         scale = 2.0 * max(p.log_inv_alpha for p in problems)
         return rtol / scale, (rtol / scale if atol is None else atol)
 
-    def context(self, problem, form, options):
+    def context(self, problem, form, config):
         return {"data": dict(problem.data), "a": (problem.u0 + problem.v0) ** 2,
                 "b": (problem.u0 - problem.v0) ** 2, "lam": np.asarray(problem.log_inv_alpha)}
 
@@ -115,14 +133,6 @@ class HadamardFamily(Family):
         x = np.asarray(lrs, float)[:, None] * np.asarray(steps, float)[None, :]
         t, tau = (x, x / lams[:, None]) if form == "params" else (x * lams[:, None], x)
         return t, {"tau": tau}
-
-    def settings(self, problem, method, options):
-        return {"init_scale": problem.init_scale}
-
-    def check_options(self, problems, stepper, options):
-        if isinstance(stepper, GD) and options == {}:
-            self._warn_unstable(problems, stepper)
-        return options
 
     def _warn_unstable(self, problems, stepper):
         """Warn before running gradient descent at an lr above the stability limit along the theory's path
@@ -140,12 +150,11 @@ class HadamardFamily(Family):
                 warn_above_limit(float(lr), limit.lr, f"on this {self.name} {where}", "theory/dln_steps.md sec. 4")
                 return
 
-    def stability_limit(self, problem, init):
-        return path_stability(problem, init)
-
-    def theory(self, problem, times):
-        """The alpha -> 0 stage prediction (a ``Stages``; ``times`` is not needed)."""
-        return stages(problem)
+    def theory(self, problem, config=None):
+        """The alpha -> 0 stage prediction (a ``Stages``, whatever the grid: ``trajectory(times)`` returns
+        it) and the stability limit along the flow's path (theory/dln_steps.md sec. 4)."""
+        return Theory(trajectory=lambda times: stages(problem),
+                      stability_limit=functools.partial(path_stability, problem))
 
     def example(self):
         return None if self._example is None else self._example()

@@ -8,8 +8,10 @@ strength u_i^T Wbar u_i on each feature; the theory is ``theory.solve_linear`` (
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+from typing import Any
 import warnings
 
 import jax
@@ -17,11 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ...core import engine, frontend
+from ...core.config import Config, configclass, number
 from ...core.family import Example, Family, families
+from ...core.theory import Theory
 from ...core.stability import warn_above_limit
 from ...core.steppers import GD, Flow
 from ...core.keys import run_keys as run_keys_for
-from ...core.validation import check_array, check_int, check_positive
+from ...core.validation import check_array, check_bool, check_choice, check_int, check_positive
 from .network import (INITS, Objective, encoder, gaussian_draws, init_params, loss_and_grads,  # noqa: F401
                       sample_loss)
 from .discrete import fixed_point_limit
@@ -29,12 +33,13 @@ from .stability import path_stability
 from .problems import LinearProblem
 from .theory import critical_times_linear, solve_linear
 
-__all__ = ["LinearFamily", "simulate_linear", "solve_linear", "critical_times_linear", "init_params",
+__all__ = ["LinearFamily", "LinearConfig", "simulate_linear", "solve_linear", "critical_times_linear", "init_params",
            "run_keys_for", "encoder", "loss_and_grads", "sample_loss", "Objective", "INITS"]
 
 
 @functools.lru_cache(maxsize=64)
 def _make_model(objective, *, batch_size, n_data, ema, snapshots):
+    # ema: whether the target is an EMA of the online encoder (its rate is a per-run number: ctx["ema"])
     """The engine Model for this objective (population, online Gaussian samples, or a finite data set)."""
 
     def stats(ctx, key):
@@ -73,29 +78,59 @@ def _make_model(objective, *, batch_size, n_data, ema, snapshots):
         return out
 
     update_aux = None
-    if ema is not None:
+    if ema:
         def update_aux(params, aux, ctx):
-            return {"W": ema * aux["W"] + (1.0 - ema) * params["W"]}
+            return {"W": ctx["ema"] * aux["W"] + (1.0 - ctx["ema"]) * params["W"]}
 
     return engine.Model(grad=grad, observe=observe, update_aux=update_aux, stochastic=batch_size is not None)
 
 
-class LinearFamily(Family):
-    """A deep linear objective (loss (1) of ``network.py``) as a family. Options: ``init`` (one of
-    INITS or a dict of arrays), ``batch_size``, ``data`` = (x, y), ``ema`` (JEPA only), ``snapshots``."""
+@configclass
+class LinearConfig(Config):
+    """The configuration of the deep linear families (JEPA, MAE, Saxe regression).
 
-    problem_type = LinearProblem
-    primary = "modes"
-    optimizers = True
+    init : one of INITS ("aligned", "aligned_gauge", "gaussian", "orthogonal", ...) or a dict of arrays
+        {"W": (L, d, d), "V": (d, d)} (structural).
+    batch_size : None (population moments, the flow's gradient) or minibatch SGD with this many fresh
+        samples (or rows of ``data``) per step.
+    data : None or a finite data set (x, y), each (n, d): its full-batch or minibatch gradient.
+    ema : None (the stop-gradient target is the online encoder) or JEPA's EMA target rate in [0, 1]
+        (a per-run number).
+    snapshots : record every layer's parameters at each record step (fields ``param_W``, ``param_V``).
+    """
 
-    def __init__(self, objective: Objective):
-        self.objective = objective
-        self.name = objective.name
+    init: Any = "aligned"
+    batch_size: int | None = None
+    data: Any = None
+    ema: float | None = number(None, doc="JEPA's EMA target rate")
+    snapshots: bool = False
 
-    def shape(self, problem):
-        return {"d": problem.d, "depth": problem.depth}
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.init, str):
+            check_choice("init", self.init, set(INITS))
+        elif not isinstance(self.init, dict):
+            raise TypeError(f"init must be one of {sorted(INITS)} or a dict of arrays, got a "
+                            f"{type(self.init).__name__}: {self.init!r:.60}")
+        if self.batch_size is not None:
+            object.__setattr__(self, "batch_size", check_int("batch_size", self.batch_size, minimum=1))
+        for e in np.atleast_1d(self.ema if self.ema is not None else []):
+            check_positive("ema", e, strict=False, upper=1.0)
+        if self.data is not None:
+            if not isinstance(self.data, (tuple, list)) or len(self.data) != 2:
+                raise ValueError(f"data must be a pair (x, y) of arrays (n, d), got {type(self.data).__name__}"
+                                 f" of length {len(self.data) if isinstance(self.data, (tuple, list)) else '-'}")
+            x = check_array("data[0] (x)", self.data[0], ndim=2)
+            y = check_array("data[1] (y)", self.data[1], ndim=2)
+            if x.shape != y.shape:
+                raise ValueError(f"data must be (x, y) of one shape (n, d) each, got {x.shape} and {y.shape}")
+            if x.shape[0] == 0:
+                raise ValueError(f"data has 0 samples (x and y of shape {x.shape}): give at least one pair")
+            object.__setattr__(self, "data", (x, y))
+        object.__setattr__(self, "snapshots", check_bool("snapshots", self.snapshots))
 
-    def check_options(self, problems, stepper, options):
+    def check(self, family, problems, stepper):
+        out = self
         eps = min(float(p.init_scale) for p in problems)
         L = problems[0].depth
         log10_prod = (L + 1.0) / L * np.log10(eps)
@@ -106,41 +141,50 @@ class LinearFamily(Family):
                           f"1e{log10_prod:.0f}) fall below float64's normal range (2.2e-308) and are "
                           "flushed to zero, so the simulation departs from the theory; use init_scale >= "
                           f"{1e-280 ** (L / (L + 1.0)):.3g} (the theory is exact at any init)", RuntimeWarning,
-                          stacklevel=4)
-        o = {"init": "aligned", "batch_size": None, "data": None, "ema": None, "snapshots": False, **options}
-        if o["batch_size"] is not None:
-            o["batch_size"] = check_int("batch_size", o["batch_size"], minimum=1)
-            if isinstance(stepper, Flow):
-                raise ValueError("batch_size: minibatch SGD has no gradient flow; method='flow' integrates the "
-                                 "full-batch gradient (population moments, or all of ``data``)")
-        if o["ema"] is not None:
-            if self.objective.target != "self":
-                raise ValueError(f"ema is only meaningful for JEPA (a target encoder), not {self.name}")
-            o["ema"] = check_positive("ema", o["ema"], strict=False, upper=1.0)
-        if o["data"] is None and o["batch_size"] is not None and problems[0].samples is not None:
+                          stacklevel=5)
+        if self.batch_size is not None and isinstance(stepper, Flow):
+            raise ValueError("batch_size: minibatch SGD has no gradient flow; method='flow' integrates the "
+                             "full-batch gradient (population moments, or all of ``data``)")
+        if self.ema is not None and family.objective.target != "self":
+            raise ValueError(f"ema is only meaningful for JEPA (a target encoder), not {family.name}")
+        if self.data is None and self.batch_size is not None and problems[0].samples is not None:
             # a problem built from samples: its minibatches come from those samples (for a batch of
             # problems, only when they share them: the data is one array for every run)
             first = problems[0].samples
             if any(p.samples is None or p.samples[0] is not first[0] for p in problems[1:]):
                 raise ValueError("batch_size: these problems were built from different samples; minibatch "
                                  "them one problem at a time (or pass data=(x, y) for all)")
-            o["data"] = first
-        if o["data"] is not None:
+            out = dataclasses.replace(self, data=first)
+        if out.data is not None:
             d = problems[0].d
-            if not isinstance(o["data"], (tuple, list)) or len(o["data"]) != 2:
-                raise ValueError(f"data must be a pair (x, y) of arrays (n, {d}), got "
-                                 f"{type(o['data']).__name__} of length {len(o['data']) if isinstance(o['data'], (tuple, list)) else '-'}")
-            x = check_array("data[0] (x)", o["data"][0], ndim=2)
-            y = check_array("data[1] (y)", o["data"][1], ndim=2)
-            if x.shape != y.shape or x.shape[1] != d:
-                raise ValueError(f"data must be (x, y) of shape (n, {d}) each, got {x.shape} and {y.shape}")
-            if x.shape[0] == 0:
-                raise ValueError(f"data has 0 samples (x and y of shape {x.shape}): give at least one pair")
-            o["data"] = (x, y)
-        o["snapshots"] = bool(o["snapshots"])
-        if isinstance(stepper, GD) and stepper.optimizer == "sgd" and o["data"] is None and o["batch_size"] is None:
-            self._warn_unstable(problems, stepper)
-        return o
+            if out.data[0].shape[1] != d:
+                raise ValueError(f"data must be (x, y) of shape (n, {d}) each, got {out.data[0].shape} and "
+                                 f"{out.data[1].shape}")
+        if isinstance(stepper, GD) and stepper.optimizer == "sgd" and out.data is None and out.batch_size is None:
+            family._warn_unstable(problems, stepper)
+        return out
+
+    def record(self, problem):
+        n_data = None if self.data is None else int(self.data[0].shape[0])
+        return {"init": self.init if isinstance(self.init, str) else "custom", "batch_size": self.batch_size,
+                "data": None if self.data is None else "custom", "n_data": n_data, "ema": list(self.ema) if isinstance(self.ema, tuple) else self.ema,
+                "snapshots": self.snapshots}
+
+
+class LinearFamily(Family):
+    """A deep linear objective (loss (1) of ``network.py``) as a family; its configuration is
+    :class:`LinearConfig` (init, batch_size, data, ema, snapshots)."""
+
+    problem_type = LinearProblem
+    primary = "modes"
+    config = LinearConfig
+
+    def __init__(self, objective: Objective):
+        self.objective = objective
+        self.name = objective.name
+
+    def shape(self, problem):
+        return {"d": problem.d, "depth": problem.depth}
 
     def _warn_unstable(self, problems, stepper):
         """Warn before running plain gradient descent at an lr above the stability limit at the theory's
@@ -155,72 +199,61 @@ class LinearFamily(Family):
             warn_above_limit(float(lrs[i]), float(limits[i]), f"at the {self.name} fixed point",
                              "theory/discrete.md sec. 3")
 
-    def stability_limit(self, problem, init):
-        return path_stability(self.objective, problem, init)
+    def model(self, problem, form, config):
+        n_data = None if config.data is None else config.data[0].shape[0]
+        return _make_model(self.objective, batch_size=config.batch_size, n_data=n_data,
+                           ema=config.ema is not None, snapshots=config.snapshots)
 
-    def model(self, problem, form, options):
-        n_data = None if options["data"] is None else options["data"][0].shape[0]
-        return _make_model(self.objective, batch_size=options["batch_size"], n_data=n_data,
-                           ema=options["ema"], snapshots=options["snapshots"])
-
-    def initial_state(self, problem, key, form, options, draws=None):
-        params = init_params(problem, self.objective, options["init"], key=key, draws=draws)
-        aux = {"W": np.array(params["W"], copy=True)} if options["ema"] is not None else {}
+    def initial_state(self, problem, key, form, config, draws=None):
+        params = init_params(problem, self.objective, config.init, key=key, draws=draws)
+        aux = {"W": np.array(params["W"], copy=True)} if config.ema is not None else {}
         return params, aux
 
-    def initial_states(self, problems, keys, form, options):
+    def initial_states(self, problems, keys, form, configs):
         """As :meth:`initial_state` per run; a batch of "gaussian" inits draws its normals at once."""
         shapes = {(p.depth, p.d) for p in problems}
-        if len(problems) > 1 and len(shapes) == 1 and all(isinstance(o["init"], str) and o["init"] == "gaussian"
-                                                          for o in options):
+        if len(problems) > 1 and len(shapes) == 1 and all(isinstance(c.init, str) and c.init == "gaussian"
+                                                          for c in configs):
             (L, d), = shapes
             Ws, Vs = gaussian_draws(keys, L, d)
-            return [self.initial_state(p, None, form, o, draws=(Ws[i], Vs[i]))
-                    for i, (p, o) in enumerate(zip(problems, options))]
-        return super().initial_states(problems, keys, form, options)
+            return [self.initial_state(p, None, form, c, draws=(Ws[i], Vs[i]))
+                    for i, (p, c) in enumerate(zip(problems, configs))]
+        return super().initial_states(problems, keys, form, configs)
 
-    def context(self, problem, form, options):
+    def context(self, problem, form, config):
         ctx = {"Sxx": problem.Sxx, "Syx": problem.Syx, "Syy": problem.Syy, "basis": problem.basis}
-        if options["batch_size"] is not None and options["data"] is None:
+        if config.batch_size is not None and config.data is None:
             ctx["factor"] = problem.joint_factor()
-        if options["data"] is not None:
-            ctx["x"], ctx["y"] = options["data"]
+        if config.data is not None:
+            ctx["x"], ctx["y"] = config.data
+        if config.ema is not None:
+            ctx["ema"] = np.asarray(float(config.ema))
         return ctx
 
-    def fixed_point(self, problem, options):
-        return self.objective.fixed_point(problem.rho, problem.depth)
+    def theory(self, problem, config=None):
+        """The aligned balanced init's exact theory (theory/jepa.md): ``solve_linear`` on a grid, the fixed
+        point, the per-mode critical times (sec. 4; ``critical_times_linear``: options ``units`` and
+        ``approx``), the stability limit along the path (theory/discrete.md sec. 3) and the first steps'
+        per-mode change for float32's resolution."""
+        obj = self.objective
+        return Theory(trajectory=lambda times: solve_linear(obj, problem, times=times),
+                      fixed_point=obj.fixed_point(problem.rho, problem.depth),
+                      critical_times=lambda fraction, units="gf", approx=None: critical_times_linear(
+                          obj, problem, fraction=fraction, units=units, approx=approx),
+                      stability_limit=functools.partial(path_stability, obj, problem),
+                      resolution=functools.partial(self._first_step_change, problem))
 
-    def critical_times(self, problem, fraction, units="gf", approx=None):
-        """The exact per-mode critical times (theory/jepa.md sec. 4; ``critical_times_linear``)."""
-        return critical_times_linear(self.objective, problem, fraction=fraction, units=units, approx=approx)
-
-    def theory(self, problem, times):
-        return solve_linear(self.objective, problem, times=times)
-
-    def warn_float32(self, problems, lrs, options, probe):
+    def _first_step_change(self, p, lr):
         """float32 loses updates smaller than its epsilon relative to the parameter: at a tiny init the
         first steps change each mode by a relative lr * psi0^(k-1) (1 - psi0^n) / pref, which can be
-        below 2^-23 (the mode then never moves). Warn, naming the number, so the user switches to float64.
-        (This per-mode criterion replaces the generic ``probe``.)"""
-        obj, worst = self.objective, np.inf
-        for p in problems:
-            if not p.diagonalisable or np.any(p.lam <= 0):
-                continue
-            L = p.depth
-            psi0 = p.init_scale ** (1.0 / L) / obj.scale(p.rho, L)
-            rate = np.abs(psi0 ** (obj.k(L) - 1) * (1 - psi0 ** obj.n(L))) / obj.pref(p.lam, p.rho, L)
-            worst = min(worst, float(np.min(rate)) * float(np.min(lrs)))
-        if worst < 2 * np.finfo(np.float32).eps:
-            warnings.warn(f"float32 cannot resolve this run: the first steps change the slowest mode by a relative "
-                          f"{worst:.2g} per step, below float32's resolution {np.finfo(np.float32).eps:.2g}; "
-                          "its updates are rounded away. Use dtype=float64 (the default).", RuntimeWarning,
-                          stacklevel=5)
-
-    def settings(self, problem, method, options):
-        init = options["init"]
-        n_data = None if options["data"] is None else int(options["data"][0].shape[0])
-        return {"init": init if isinstance(init, str) else "custom", "batch_size": options["batch_size"],
-                "n_data": n_data, "ema": options["ema"], "objective": self.name}
+        below 2^-23 (the mode then never moves).  None where the per-mode formula does not apply."""
+        obj = self.objective
+        if not p.diagonalisable or np.any(p.lam <= 0):
+            return None
+        L = p.depth
+        psi0 = p.init_scale ** (1.0 / L) / obj.scale(p.rho, L)
+        rate = np.abs(psi0 ** (obj.k(L) - 1) * (1 - psi0 ** obj.n(L))) / obj.pref(p.lam, p.rho, L)
+        return float(np.min(rate)) * lr
 
     def example(self):
         from .problems import RegressionProblem, SSLProblem
