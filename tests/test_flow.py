@@ -226,3 +226,63 @@ def test_lr_for_over_a_horizon_spent_at_the_fixed_point_returns_the_measured_lr(
         adv = dy.lr_for("jepa", P, 0.05, t_max=1325.0, records=10)
     i = adv.lrs.index(adv.lr)
     assert adv.errors[i] <= 1e-3 * adv.tol and np.isnan(adv.order)
+
+
+def test_ctrl_c_in_a_long_flow_keeps_every_record_and_each_chunk_is_bounded(monkeypatch):
+    """The issue's case: a batch flow to t = 1e9 with few records used to be one solve per chunk of records
+    (Ctrl-C waited for all of it, and the t = 0 record was lost with it).  A dispatched chunk is now at most
+    CHUNK_STEPS solver steps per run; interrupted at the fourth dispatch (the first is the t = 0 record, the
+    next two each spend their budget on the way to t = 2.5e8), the result has status 1, its t = 0 record
+    and fields, and the solver statistics show the bound."""
+    from dynamics.core import flow as flow_mod
+
+    real = flow_mod._compiled_flow
+    calls = {"n": 0}
+
+    def flaky(*a):
+        run = real(*a)
+
+        def wrapped(*args):
+            calls["n"] += 1
+            if calls["n"] == 4:
+                raise KeyboardInterrupt
+            return run(*args)
+        return wrapped
+
+    monkeypatch.setattr(flow_mod, "_compiled_flow", flaky)
+    P = dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05, rotate=True, key=3)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        r = dy.simulate_jepa(P, method="flow", lr=[0.01, 0.02], times=np.linspace(0, 1e9, 5))
+    assert r.status == 1 and r.runs == 2
+    np.testing.assert_array_equal(r.t, [0.0])
+    assert r.modes.shape == (2, 1, 2) and np.all(np.isfinite(r.modes))
+    steps = np.asarray(r.settings["solver_stats"]["accepted"]) + np.asarray(r.settings["solver_stats"]["rejected"])
+    assert np.all(steps <= 2 * flow_mod.CHUNK_STEPS) and np.all(steps > flow_mod.CHUNK_STEPS)
+
+
+def test_a_flow_that_spends_several_chunks_between_records_equals_the_flow_in_one(monkeypatch):
+    """A run that spends its chunk's step budget before the next record goes on from where it stopped: with
+    a budget of 16 steps per chunk (every record needs several chunks; the two runs of the batch stop at
+    different times) the records equal the closed form e^{-k t} to the solver's tolerance, and the ones of
+    the default budget (each record reached in one chunk) to 1e-8."""
+    import jax.numpy as jnp
+    from dynamics.core import flow as flow_mod
+
+    def grad(p, a, c, k):
+        return 0.5 * jnp.sum(c["k"] * p["x"] ** 2), {"x": c["k"] * p["x"]}
+    m = Model(grad=grad, observe=lambda p, a, c: {"x": p["x"]}, stochastic=False)
+    rates = jnp.array([[1.0], [40.0]])
+    times = np.linspace(0.0, 0.3, 4)
+
+    def solve():
+        return integrate(m, {"x": jnp.ones((2, 1))}, {}, {"k": rates}, jnp.ones(2), times=times,
+                         solver=Flow(rtol=1e-10, max_steps=10_000))
+    whole = solve()
+    monkeypatch.setattr(flow_mod, "CHUNK_STEPS", 16)
+    pieces = solve()
+    assert whole.status == 0 and pieces.status == 0
+    exact = np.exp(-np.asarray(rates) * times)
+    np.testing.assert_allclose(pieces.records["x"][:, :, 0], exact, rtol=1e-7)
+    np.testing.assert_allclose(pieces.records["x"], whole.records["x"], rtol=1e-8)
+    steps = pieces.extra["accepted"] + pieces.extra["rejected"]
+    assert steps[1] > 3 * 16 and steps[0] != steps[1]      # the stiff run needed several chunks

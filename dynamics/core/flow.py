@@ -28,7 +28,10 @@ integrates (F) itself, for the *same* parameters and the *same* gradient functio
 
 A batch of R runs is integrated under ``jax.vmap`` (each run with its own adaptive steps), laid out over
 devices exactly as the engine does (``engine.batch_layout``); the record grid is integrated in chunks
-so that a progress bar advances and Ctrl-C keeps what was recorded; a run whose state or loss turns
+so that a progress bar advances and Ctrl-C keeps what was recorded, and every dispatched chunk is at
+most :data:`CHUNK_STEPS` solver steps per run (a run that spends them before its next record goes on
+from where it stopped, with its own time: Ctrl-C is honoured within about one chunk and the process can
+exit, measured 0.9 s on a flow to t = 1e9 that did not stop in 300 s before); a run whose state or loss turns
 non-finite, or whose solver fails (too many steps: the flow is stiff or blows up), stops with a
 :class:`~dynamics.core.chunks.DivergenceError` naming the time.  Statistics per run: accepted and
 rejected steps and the gradient evaluations they cost.
@@ -55,6 +58,8 @@ from .validation import check_choice, check_int, check_positive
 __all__ = ["integrate", "flow_times"]
 
 _PCOEFF, _ICOEFF = 0.3, 0.3
+#: most solver steps of one run in one dispatched chunk (the bound on a chunk's time on the devices)
+CHUNK_STEPS = 2048
 
 
 def flow_times(*, times=None, t_max=None, record_every=None, record_log=None, records=500):
@@ -132,6 +137,9 @@ def _compiled_flow(model: Model, solver_name: str, max_steps: int, ctx_batched: 
         return model.observe(y[0], y[1], args[0])
 
     def one(y0, c, lr, key, rtol, atol, t0, ts):
+        # this run continues from its own t0 (where its previous chunk stopped); record times before it
+        # are clipped to it (saved, not used: the host keeps the records it already has)
+        ts = jnp.maximum(ts, t0)
         pid = diffrax.PIDController(rtol=rtol, atol=atol, pcoeff=_PCOEFF, icoeff=_ICOEFF)
         controller = diffrax.ClipStepSizeController(pid, step_ts=ts)
         sol = diffrax.diffeqsolve(
@@ -141,13 +149,16 @@ def _compiled_flow(model: Model, solver_name: str, max_steps: int, ctx_batched: 
             adjoint=diffrax.ForwardMode())
         obs, final = sol.ys
         y1 = jax.tree_util.tree_map(lambda x: x[-1], final)
-        ok = sol.result == diffrax.RESULTS.successful
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(y1)]))
-        t_end = sol.ts[1][-1]       # where the solver stopped (t1 unless it failed)
-        return y1, obs, sol.stats["num_accepted_steps"], sol.stats["num_rejected_steps"], ok & finite, t_end
+        # 0: reached ts[-1]; 1: this chunk's step budget spent (go on from t_end); 2: failed
+        code = jnp.where(sol.result == diffrax.RESULTS.successful, 0,
+                         jnp.where(sol.result == diffrax.RESULTS.max_steps_reached, 1, 2))
+        code = jnp.where(finite, code, 2)
+        t_end = sol.ts[1][-1]       # where the solver stopped (ts[-1] unless the budget ran out or it failed)
+        return y1, obs, sol.stats["num_accepted_steps"], sol.stats["num_rejected_steps"], code, t_end
 
     cx = 0 if ctx_batched else None
-    return cacheable(jax.jit(jax.vmap(one, in_axes=(0, cx, 0, 0, None, 0, None, None))))
+    return cacheable(jax.jit(jax.vmap(one, in_axes=(0, cx, 0, 0, None, 0, 0, None))))
 
 
 def integrate(model: Model, params, aux, ctx, lr, *, times, solver: AbstractAdaptive | None = None, key=None,
@@ -183,7 +194,6 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: AbstractAdap
         atol = jnp.maximum(solver.rtol * 1e-3 * scale, jnp.finfo(dtype).tiny).astype(dtype)
     else:
         atol = jnp.full((R,), solver.atol, dtype=dtype)
-    run = _compiled_flow(model, solver.solver, solver.max_steps, bool(ctx_batched))
 
     state = (params, aux)
     state, (ctx, (lr_d, key_d, atol_d)), ndev, pad, shard = batch_layout(
@@ -192,7 +202,7 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: AbstractAdap
     T = times.size
     if n_chunks is None:
         n_chunks = int(min(T, 50))
-    per = int(math.ceil(T / n_chunks))     # every chunk padded to one length: one compiled program
+    per = int(math.ceil(T / n_chunks))     # every window padded to one length: one compiled program
     bounds = list(range(0, T, per)) + [T]
     n_chunks = len(bounds) - 1
     if progress is None:
@@ -200,57 +210,101 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: AbstractAdap
     progress = progress and process_index() == 0      # one bar for several processes
     recs, accepted, rejected = [], np.zeros(R + pad, np.int64), np.zeros(R + pad, np.int64)
     done, diverged_at, bad_runs = 0, None, []
-    t0 = 0.0
     rtol = jnp.asarray(solver.rtol, dtype=dtype)
-    chunk = iter(range(n_chunks))
+    # each dispatched chunk is at most CHUNK_STEPS solver steps per run (a bounded time on the devices, so
+    # that Ctrl-C is honoured within about a chunk and the process can exit); a run that spends them
+    # before the window's last record time goes on from where it stopped in the next chunk
+    budget = min(solver.max_steps, CHUNK_STEPS)
+    run = _compiled_flow(model, solver.solver, budget, bool(ctx_batched))
+    t_run = lr_d * 0                        # each run's time (laid out as the runs are)
+    window = {"dispatched": 0, "c": 0, "filled": np.zeros(R + pad, np.int64), "buf": None, "since": np.zeros(R + pad, np.int64)}
 
     def dispatch():
-        c = next(chunk, None)
-        if c is None:
+        c = window["c"]
+        if c >= n_chunks:
             return None
         ts = times[bounds[c]:bounds[c + 1]]
         padded = np.concatenate([ts, np.full(per - ts.size, ts[-1])])   # repeated last time: no work
-        out = run(state, ctx, lr_d, key_d, rtol, atol_d, np.asarray(t0, dtype=dtype),
-                  np.asarray(padded, dtype=dtype))
+        out = run(state, ctx, lr_d, key_d, rtol, atol_d, t_run, np.asarray(padded, dtype=dtype))
+        window["dispatched"] += 1
         return ts, out
 
     def collect(queue):
-        """The chunk's records on the host; a run whose records turn non-finite or whose solver failed
-        stops the integration there (the records before it kept)."""
-        nonlocal state, done, t0, diverged_at, bad_runs
-        ts, (new, obs, acc, rej, ok, t_end) = queue[0]
-        ok = to_host(ok)        # waits for the chunk (an interrupt here still collects it)
+        """The chunk's records on the host, run by run up to where each run's solver stopped; the window
+        is done when every run has all its records.  A run whose records turn non-finite or whose solver
+        failed stops the integration there (the records before it kept)."""
+        nonlocal state, t_run, done, diverged_at, bad_runs
+        ts, (new, obs, acc, rej, code, t_end) = queue[0]
+        code = to_host(code)        # waits for the chunk (an interrupt here still collects it)
         host = jax.tree_util.tree_map(lambda x: to_host(x)[:, :ts.size], obs)
+        t_host = to_host(t_end)
+        acc, rej = to_host(acc), to_host(rej)
+        queue.pop(0)
+        accepted[:], rejected[:] = accepted + acc, rejected + rej
+        if window["buf"] is None:
+            window["buf"] = jax.tree_util.tree_map(lambda x: np.full_like(x, np.nan), host)
+        buf, filled = window["buf"], window["filled"]
+        # records this chunk reached: at times up to where each run stopped (all of them when it finished)
+        reached = np.where(code == 0, ts.size, np.searchsorted(ts, t_host, side="right"))
         finite_obs = np.ones((R + pad, ts.size), bool)
         for leaf in jax.tree_util.tree_leaves(host):
             finite_obs &= np.isfinite(leaf.reshape(leaf.shape[0], ts.size, -1)).all(axis=-1)
-        acc, rej = to_host(acc), to_host(rej)
-        bad = (~ok[:R]) | (~finite_obs[:R].all(axis=1))
+        old = filled.copy()
+        for r in range(R + pad):
+            a, b = old[r], reached[r]
+            if b > a:
+                for x, y in zip(jax.tree_util.tree_leaves(buf), jax.tree_util.tree_leaves(host)):
+                    x[r, a:b] = y[r, a:b]
+        filled[:] = np.maximum(old, reached)
+        window["since"] = np.where(filled > old, 0, window["since"] + acc + rej)
+        window_ok = np.array([finite_obs[r, :filled[r]].all() for r in range(R + pad)])
+        bad = ((code == 2) | ~window_ok | (window["since"] >= solver.max_steps))[:R]
         if np.any(bad):
-            # keep the records before the first non-finite one of any failing run, and (a solver
-            # failure) strictly before where its solver stopped
-            good = finite_obs[:R][bad].all(axis=0) & (ts[None, :] < to_host(t_end)[:R][bad][:, None]).all(axis=0)
+            # keep the records before the first non-finite one of any failing run, and before where its
+            # solver stopped
+            rows = np.nonzero(bad)[0]
+            good = np.ones(ts.size, bool)
+            for r in rows:
+                ok_r = finite_obs[r].copy()
+                ok_r[filled[r] if code[r] != 0 else ts.size:] = False
+                if code[r] == 2:
+                    ok_r &= ts < t_host[r]
+                good &= ok_r
             n_keep = int(np.argmin(good)) if not good.all() else ts.size - 1
-            recs.append(jax.tree_util.tree_map(lambda x: x[:, :n_keep], host))
-            queue.pop(0)
-            accepted[:], rejected[:] = accepted + acc, rejected + rej
+            n_keep = min(n_keep, int(filled[:R].min()))
+            recs.append(jax.tree_util.tree_map(lambda x: x[:, :n_keep], buf))
             done += n_keep
-            bad_runs = np.nonzero(bad)[0].tolist()
+            bad_runs = rows.tolist()
             diverged_at = float(ts[n_keep]) if n_keep < ts.size else float(ts[-1])
+            window["buf"] = None
             return n_keep, True
-        recs.append(host)
-        queue.pop(0)
-        accepted[:], rejected[:] = accepted + acc, rejected + rej
-        state = new
-        done += ts.size
-        t0 = float(ts[-1])
-        return ts.size, False
+        state, t_run = new, t_end
+        if np.all(filled >= ts.size):       # every run has this window's records: the next window
+            recs.append(buf)
+            done += ts.size
+            window.update(c=window["c"] + 1, buf=None)
+            filled[:] = 0
+            return ts.size, False
+        return 0, False
+
+    def keep_partial():
+        """At an interrupt: the records every run has of the current window (t = 0 included)."""
+        nonlocal done
+        buf = window["buf"]
+        if buf is not None:
+            n = int(window["filled"][:R].min())
+            if n > 0:
+                recs.append(jax.tree_util.tree_map(lambda x: x[:, :n], buf))
+                done += n
+            window["buf"] = None
 
     status, message, wall, compile_time = run_chunks(
-        dispatch, collect, depth=1, where=lambda: f"at t = {t0:.6g}", total=T, desc=desc, unit="record",
-        progress=progress, bar=bar)
+        dispatch, collect, depth=1, where=lambda: f"at t = {float(times[max(done - 1, 0)]):.6g}", total=T,
+        desc=desc, unit="record", progress=progress, bar=bar)
+    if status == 1:
+        keep_partial()
     records = ({k: np.concatenate([r[k] for r in recs], axis=1)[:R] for k in recs[0]} if recs else {})
-    evals = SOLVERS[solver.solver] * (accepted + rejected)[:R] + 2 * n_chunks
+    evals = SOLVERS[solver.solver] * (accepted + rejected)[:R] + 2 * window["dispatched"]
     final_params = jax.tree_util.tree_map(lambda x: to_host(x)[:R], state[0])
     final_aux = jax.tree_util.tree_map(lambda x: to_host(x)[:R], state[1])
     extra = {"devices": ndev if shard else 1, "runs": R, "times": times[:done],

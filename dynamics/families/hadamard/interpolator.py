@@ -64,7 +64,9 @@ def hyperbolic_interpolator(X, y, init_scale, shift=None, *, tol=1e-12, max_iter
         grad = Vt @ s - c
         if np.abs(grad).max() <= tol * scale:
             return s
-        step = np.linalg.solve(Vt @ (2.0 * ch[:, None] * Vt.T), grad)
+        # the Hessian V^T diag(2 a^2 cosh) V spans many orders of magnitude when the exponents do (a large
+        # shift): a least-squares solve (a descent direction of the convex dual even where it is singular)
+        step = np.linalg.lstsq(Vt @ (2.0 * ch[:, None] * Vt.T), grad, rcond=None)[0]
         # a step moves the exponents 2 V mu by at most 2 (from mu = 0 at a tiny init scale the Newton step
         # is ~1/a^2 long), then backtracking (Armijo) on the convex dual
         t = min(1.0, 2.0 / max(2.0 * float(np.abs(Vt.T @ step).max()), np.finfo(float).tiny))
