@@ -286,3 +286,15 @@ def test_a_flow_that_spends_several_chunks_between_records_equals_the_flow_in_on
     np.testing.assert_allclose(pieces.records["x"], whole.records["x"], rtol=1e-8)
     steps = pieces.extra["accepted"] + pieces.extra["rejected"]
     assert steps[1] > 3 * 16 and steps[0] != steps[1]      # the stiff run needed several chunks
+
+
+def test_a_grid_that_does_not_start_at_zero_comes_back_as_asked():
+    """times=[1, 2] used to come back as [0, 1, 2] (issue 27, item 6): the solve starts at the initial
+    state, the result has exactly the times asked for, equal to those records of the grid with 0."""
+    P = dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05, rotate=True, key=3)
+    r = dy.simulate_jepa(P, method="flow", times=[1.0, 2.0])
+    r0 = dy.simulate_jepa(P, method="flow", times=[0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(r.t, [1.0, 2.0])
+    np.testing.assert_array_equal(r.modes, r0.modes[1:])
+    d = dy.DLNProblem.random(12, 3, beta_star=[1.0, -0.5, 0.0], init_scale=1e-3, key=0)
+    np.testing.assert_array_equal(dy.simulate_dln(d, method="dual", times=[0.5, 1.0]).tau, [0.5, 1.0])

@@ -65,7 +65,8 @@ CHUNK_STEPS = 2048
 def flow_times(*, times=None, t_max=None, record_every=None, record_log=None, records=500):
     """The record grid of a flow run (gradient-flow time, starting at 0).
 
-    times : an increasing grid of times >= 0 (0 is prepended when missing: the initial state).
+    times : an increasing grid of times >= 0 (0 is prepended when missing: the solve starts at the
+        initial state; ``dy.simulate`` then returns exactly the times asked for).
     t_max : the horizon, with ``record_every`` (a time step: 0, every, 2 every, ..., t_max),
         ``record_log`` (that many log-spaced times in [t_max * 1e-6, t_max], plus 0) or neither
         (``records`` equal steps).

@@ -433,6 +433,8 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
     else:
         check_steps(stepper.steps, R)
         steps, record_every, rec = _step_schedule(stepper.steps, record_every, record_log)
+    # a grid of times that does not start at 0: the solve starts there, the result has exactly those times
+    drop_first = ode and times is not None and gd_grid is None and grid.size > np.size(times)
     base = stepper.form
     dtype = check_dtype(dtype)
     if ode and dtype == np.float32 and solver_cfg.rtol < 1e-6:
@@ -485,8 +487,10 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
         else:
             t, extra = family.times(probs_, lrs_, out.steps, base)
             stats = {}
-        same_t = bool(np.all(t == t[:1])) if t.size else True
         fields = {**{k: v for k, v in out.records.items()}, **extra}
+        if drop_first:      # the solver starts at t = 0; the result has the times that were asked for
+            t, fields = t[:, 1:], {k: v[:, 1:] for k, v in fields.items()}
+        same_t = bool(np.all(t == t[:1])) if t.size else True
         if not batched:
             fields = {k: v[0] for k, v in fields.items()}
             t = t[0]
