@@ -49,4 +49,4 @@ docs-check: $(VENV)/.installed
 
 # The argument fuzzer at length (tests/test_fuzz.py): 3,000 hypothesis examples instead of the suite's 150.
 fuzz: $(VENV)/.installed-test
-	DYNAMICS_FUZZ_EXAMPLES=3000 $(BIN)/python -m pytest -q tests/test_fuzz.py
+	DYNAMICS_FUZZ_EXAMPLES=3000 DYNAMICS_FUZZ_COMBINATIONS=20000 $(BIN)/python -m pytest -q tests/test_fuzz.py

@@ -20,6 +20,7 @@ name is in neither, so a new public function is fuzzed as soon as it has a valid
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import os
@@ -284,8 +285,10 @@ def _has_nan(x, depth=0):
 FUZZ_STEP_BUDGET = "1e6"
 
 
-def classify(fn, args, kwargs, name, timeout=30.0):
-    """(outcome, detail) of one call: "clear", "ok", "unclear", "nan" or "hang"."""
+def classify(fn, args, kwargs, name, timeout=30.0, *, keep=False):
+    """(outcome, detail) of one call: "clear", "ok", "unclear", "nan" or "hang".  ``name``: the argument
+    (or a tuple of arguments) a clear error names.  keep: (outcome, detail, result) instead."""
+    names = (name,) if isinstance(name, str) else tuple(name)
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     budget = os.environ.get("DYNAMICS_STEP_BUDGET")
@@ -295,12 +298,13 @@ def classify(fn, args, kwargs, name, timeout=30.0):
             warnings.simplefilter("always")
             out = fn(*args, **kwargs)
     except _Timeout:
-        return "hang", f"over {timeout:g} s"
+        return _kept(keep, "hang", f"over {timeout:g} s")
     except (ValueError, TypeError, dy.DivergenceError, FileNotFoundError) as exc:
         msg = str(exc)
-        return ("clear" if name in msg else "unclear"), f"{type(exc).__name__}: {msg[:300]}"
+        return _kept(keep, "clear" if any(n in msg for n in names) else "unclear",
+                     f"{type(exc).__name__}: {msg[:300]}")
     except Exception as exc:  # noqa: BLE001 -- every other exception is a finding
-        return "unclear", f"{type(exc).__name__}: {str(exc)[:300]}"
+        return _kept(keep, "unclear", f"{type(exc).__name__}: {str(exc)[:300]}")
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
@@ -311,9 +315,13 @@ def classify(fn, args, kwargs, name, timeout=30.0):
     if _has_nan(out):
         named = [w for w in caught if issubclass(w.category, (RuntimeWarning, UserWarning))]
         if named:     # a documented "no such value" (e.g. no fixed point), said in a warning
-            return "ok", f"NaN with a warning: {str(named[0].message)[:200]}"
-        return "nan", "a NaN in the result, without a warning"
-    return "ok", type(out).__name__
+            return _kept(keep, "ok", f"NaN with a warning: {str(named[0].message)[:200]}", out)
+        return _kept(keep, "nan", "a NaN in the result, without a warning", out)
+    return _kept(keep, "ok", type(out).__name__, out)
+
+
+def _kept(keep, outcome, detail, out=None):
+    return (outcome, detail, out) if keep else (outcome, detail)
 
 
 def cases(names=None):
@@ -369,6 +377,116 @@ def table(results) -> str:
         lines.append(f"| `{key}` | `{name}` | {', '.join(r['ok']) or '-'} | {', '.join(r['refused']) or '-'} | "
                      f"{msg} |")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ combinations
+#: plausible values of arguments that a call may take besides its catalogued ones: options that apply
+#: elsewhere, batch axes of other lengths, steppers and grids -- each valid for some call of the library
+def _valid():
+    return {
+        "lr": [0.02, [0.01, 0.02], [0.01, 0.02, 0.03]], "steps": [7, 40], "times": [[0.0, 0.5, 1.0], [1.0, 2.0]],
+        "t_max": [1.0], "tau_max": [2.0], "dtau": [0.01], "method": ["gd", "flow", "dual", "dual_rk4"],
+        "rtol": [1e-6], "atol": [1e-9], "solver": ["dopri8"], "runs": [2, 3], "key": [3, [1, 2], [1, 2, 3]],
+        "init": ["gaussian", "orthogonal", "random", "aligned"], "batch_size": [4], "ema": [0.5, [0.5, 0.9]],
+        "record_every": [2], "record_log": [5], "optimizer": ["adam", "momentum"],
+        "stepper": [dy.GD(lr=0.02, steps=5), dy.Flow(rtol=1e-6)], "dtype": ["float32"],
+        "on_divergence": ["stop"], "fraction": [0.3], "init_scales": [[1.0, 0.5]], "d_head": [1, 3],
+        "head": [False], "batchnorm": [False], "full_batch": [True], "snapshots": [True],
+        "units": ["paper"], "approx": ["generalized"], "rotate": [True], "init_scale": [1e-2],
+        "config": [dy.LinearConfig(init="gaussian")], "per_run": [{"ema": [0.5, 0.9]}], "ctol": [0.1],
+        "interpolate": [True],
+    }
+
+
+#: arguments whose value may leave a result unchanged, and why (anything else that does is "ignored")
+NO_EFFECT = {
+    "key": "a run that draws nothing at random (an aligned init, full-batch gradients) does not use its key",
+    "on_divergence": "a run that does not diverge returns the same result either way",
+    "record_every": "a horizon shorter than two records of either value gives the same grid",
+    "dtype": "a theory or a check that computes in float64 whatever the simulations' dtype",
+    "rtol": "an adaptive solve whose steps are clipped to a few record times can take the same steps at either",
+    "atol": "an adaptive solve whose steps are clipped to a few record times can take the same steps at either",
+    "runs": "equal to the batch size that another argument sets (e.g. two learning rates), it adds nothing",
+    "interpolate": "two results on one grid (the catalogue's theory is on its simulation's times) need none",
+    "approx": "on the catalogue's problems (commuting covariances) the generalized approximation is exact",
+}
+
+
+#: what a None default of these arguments means (a value equal to it changes nothing)
+NONE_MEANS = {"method": "gd", "optimizer": "sgd", "init": "aligned"}
+
+
+def combination_candidates(fn, args, kwargs):
+    """[(name, position or None)]: the call's own arguments and the keywords of its signature that
+    ``_valid`` has values for."""
+    own = argument_names(fn, args, kwargs)
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    taken = {n for n, _ in own}
+    extra = [(n, None) for n in params if n in _valid() and n not in taken and n != "progress"]
+    return own + extra
+
+
+def same_result(a, b, depth=0):
+    """Whether two results are the same (arrays bit for bit; a Trajectory's times and fields)."""
+    if depth > 5:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dy.Trajectory):
+        return (same_result(np.asarray(a.t), np.asarray(b.t), depth + 1) and sorted(a.fields) == sorted(b.fields)
+                and all(same_result(a.fields[k], b.fields[k], depth + 1) for k in a.fields))
+    if isinstance(a, np.ndarray) or np.isscalar(a):
+        if np.shape(a) != np.shape(b):
+            return False
+        try:
+            return bool(np.array_equal(a, b, equal_nan=True))
+        except TypeError:       # strings, objects: no NaN to compare
+            return bool(np.array_equal(a, b))
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_result(x, y, depth + 1) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return sorted(a) == sorted(b) and all(same_result(a[k], b[k], depth + 1) for k in a)
+    if dataclasses.is_dataclass(a):
+        return all(same_result(getattr(a, f.name), getattr(b, f.name), depth + 1) for f in dataclasses.fields(a))
+    return repr(a) == repr(b)
+
+
+def combination(fn, args, kwargs, picks, timeout=60.0):
+    """(outcome, detail) of a call with several arguments changed at once, ``picks`` = [(name, position,
+    value, valid)]: "clear" (an error naming one of them), "ok", or a finding ("unclear", "nan", "hang",
+    and "ignored": a valid value of an argument that leaves the result bit-identical to the call without
+    it, where the argument is not one of ``NO_EFFECT``)."""
+    a, k = list(args), dict(kwargs)
+    for name, pos, value, _ in picks:
+        a, k = mutated(fn, a, k, name, pos, value)
+    names = tuple(n for n, *_ in picks)
+    outcome, detail, out = classify(fn, a, k, names, timeout, keep=True)
+    if outcome != "ok" or not all(v for *_, v in picks):
+        return outcome, detail
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    for i, (name, pos, value, _) in enumerate(picks):
+        base = (args[pos] if pos is not None else kwargs[name] if name in kwargs
+                else params[name].default if name in params else inspect.Parameter.empty)
+        if base is None and name in NONE_MEANS:
+            # dense attention trains with Adam by default (the paper's setting, documented)
+            base = "adam" if (getattr(fn, "__name__", ""), name) == ("simulate_dense_attention", "optimizer") \
+                else NONE_MEANS[name]
+        if name in NO_EFFECT or same_result(value, base):      # the value the call had anyway
+            continue
+        a2, k2 = list(args), dict(kwargs)
+        for j, (n, p, v, _) in enumerate(picks):
+            if j != i:
+                a2, k2 = mutated(fn, a2, k2, n, p, v)
+        o2, _, out2 = classify(fn, a2, k2, names, timeout, keep=True)
+        if o2 == "ok" and same_result(out, out2):
+            return "ignored", f"{name}={value!r:.60} left the result unchanged"
+    return outcome, detail
 
 
 if __name__ == "__main__":     # python tests/fuzz_catalogue.py [--table docs/arguments.md]

@@ -84,3 +84,31 @@ def test_hypothesis_mutations_give_clear_errors_or_results(data):
     a, k = fc.mutated(fn, args, kwargs, name, pos, value)
     outcome, detail = fc.classify(fn, a, k, name, timeout=60.0)
     assert outcome in ("clear", "ok"), f"{outcome}: {key}({name}={value!r:.80}) :: {detail}"
+
+
+@settings(max_examples=int(os.environ.get("DYNAMICS_FUZZ_COMBINATIONS", 300)), deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck), database=None)
+@given(data=st.data())
+def test_combinations_of_arguments_give_clear_errors_or_results_and_none_is_ignored(data):
+    """Two or three arguments changed at once -- a call's own and keywords of its signature that apply
+    elsewhere (steppers and grids, options of other families, batch axes of other lengths) -- with valid or
+    hostile values: a clear error naming one of them, or a result without a NaN in which every valid value
+    counted (``fc.combination``: a value that leaves the result bit-identical is "ignored").
+    ``DYNAMICS_FUZZ_COMBINATIONS`` examples (default 300; ``make fuzz`` runs 20,000)."""
+    key = data.draw(st.sampled_from(sorted(fc.CALLS)), label="callable")
+    fn, args, kwargs = fc.CALLS[key]()
+    cands = fc.combination_candidates(fn, args, kwargs)
+    n = data.draw(st.integers(2, min(3, len(cands))), label="how many") if len(cands) >= 2 else len(cands)
+    chosen = data.draw(st.lists(st.sampled_from(cands), min_size=n, max_size=n, unique=True), label="arguments")
+    valid = fc._valid()
+    picks = []
+    for name, pos in chosen:
+        options = valid.get(name, [])
+        if options and data.draw(st.booleans(), label=f"{name} valid"):
+            picks.append((name, pos, data.draw(st.sampled_from(options), label=name), True))
+        else:
+            picks.append((name, pos, data.draw(st.sampled_from(sorted(fc.MUTATIONS)), label=name), False))
+            picks[-1] = (name, pos, fc.MUTATIONS[picks[-1][2]], False)
+    outcome, detail = fc.combination(fn, args, kwargs, picks)
+    assert outcome in ("clear", "ok"), (f"{outcome}: {key}(" + ", ".join(f"{n}={v!r:.50}" for n, _, v, _ in picks)
+                                        + f") :: {detail}")

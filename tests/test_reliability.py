@@ -285,3 +285,30 @@ def test_an_int_seed_beyond_64_bits_is_refused_naming_key():
     """Found by `make fuzz`: key = 2**63 ended in numpy's OverflowError from inside JAX."""
     with pytest.raises(ValueError, match=r"key must be an int seed in \[-2\*\*63, 2\*\*63\)"):
         dy.rotated_teacher(8, 3, 3, kq=[1.0, 0.5], vo=[1.0], key=2 ** 63)
+
+
+def test_combination_fuzzer_findings_are_clear_errors(P):
+    """Cases the combination fuzzer (tests/test_fuzz.py) found, each now a clear error naming an argument."""
+    with pytest.raises(TypeError, match="rotate must be True or False"):
+        dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05, rotate=np.array([0.5, 1.0]), key=0)
+    with pytest.raises(ValueError, match="rotate=True needs key"):
+        dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05, rotate=True)
+    with pytest.raises(ValueError, match="key: an empty sequence"):
+        dy.simulate_jepa(P, lr=0.1, steps=2, key=[])
+    with pytest.raises(dy.ResourceError, match="a batch of 1,000,000,000,000 runs"):
+        dy.simulate_jepa(P, lr=0.1, steps=2, runs=10 ** 12)
+    with pytest.raises(ValueError, match="ema given both in config"):
+        dy.simulate("jepa", P, dy.GD(lr=0.1, steps=2), config=dy.LinearConfig(ema=0.5), per_run={"ema": [0.5, 0.9]})
+    with pytest.raises(TypeError, match="per_run must be"):
+        dy.simulate("jepa", P, dy.GD(lr=0.1, steps=2), per_run=1.0)
+    with pytest.raises(TypeError, match="dtype must be float64 or float32"):
+        dy.simulate_jepa(P, lr=0.1, steps=2, dtype=-1.0)
+    with pytest.raises(ValueError, match="key must be one key"):
+        dy.gd_error("jepa", P, 0.05, t_max=1.0, key=[1, 2])
+    with pytest.raises(ValueError, match=r"tau \(shape \(0,\)\) and sigma2 \(shape \(5,\)\) do not broadcast"):
+        dy.byol_collapse_threshold([], [1.0, 2.0, 3.0, 4.0, 5.0])
+    d = dy.DLNProblem.random(12, 3, beta_star=[1.0, -0.5, 0.0], init_scale=1e-3, key=0)
+    with pytest.raises(TypeError, match="stepper must be"):
+        dy.simulate_dln(d, stepper=0.5)
+    with pytest.raises(ValueError, match="stepper=Flow.*needs a record grid"):
+        dy.simulate("jepa", P, dy.Flow(rtol=1e-6))

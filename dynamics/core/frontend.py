@@ -42,7 +42,11 @@ DEFAULT_RECORDS = 500
 
 
 def check_dtype(dtype, default=np.float64):
-    dtype = np.dtype(default if dtype is None else dtype)
+    try:
+        dtype = np.dtype(default if dtype is None else dtype)
+    except (TypeError, ValueError):
+        raise TypeError(f"dtype must be float64 or float32 (a numpy dtype or its name), got "
+                        f"{type(dtype).__name__}: {dtype!r:.60}") from None
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
     if dtype == np.float64 and not jax.config.jax_enable_x64:
@@ -78,6 +82,8 @@ def resolve_batch(family: Family, problem, lr, runs, key, per_run=None):
     if lr_arr.size == 0 or np.any(lr_arr <= 0):
         raise ValueError(f"lr must be > 0, got {lr_arr}")
     runs = check_int("runs", runs, minimum=1)
+    if key_count(key) == 0:
+        raise ValueError("key: an empty sequence of keys; give an int seed, a jax.random.key, or one key per run")
     per_run = {k: np.asarray(v) for k, v in (per_run or {}).items()}
     sizes = {"problems": len(problems), "learning rates": lr_arr.size if lr_arr.ndim else 1,
              "keys": key_count(key), "runs": runs, **{k: len(v) for k, v in per_run.items()}}
@@ -86,6 +92,9 @@ def resolve_batch(family: Family, problem, lr, runs, key, per_run=None):
         raise ValueError("the batch sizes disagree: " + ", ".join(f"{v} {k}" for k, v in sizes.items())
                          + "; each must be 1 or the batch size R")
     R = distinct.pop() if distinct else 1
+    # the host arrays of a batch (learning rates, keys, settings) before any state: ~1 kB a run
+    check_memory(f"a batch of {R:,} runs", 1024 * R, hint="fewer runs (runs, or shorter sequences of problems, "
+                 "learning rates or keys)")
     # one rule: any sequence argument (problems, learning rates, keys, per-run values) makes a batch, even of one
     batched = (R > 1 or lr_arr.ndim == 1 or isinstance(problem, (list, tuple)) or is_key_sequence(key)
                or any(v.ndim >= 1 for v in per_run.values()))
@@ -367,6 +376,9 @@ def make_config(family: Family, config=None, options=None, keywords=None, per_ru
     and keywords, with ``per_run`` numbers merged in (the one translation; conflicts are errors naming
     both, an unknown name an error listing the family's fields)."""
     cls = family.config
+    for name, value in (("options", options), ("per_run", per_run)):
+        if value is not None:
+            check_instance(name, value, dict, "a dict {option name: value}")
     options, keywords, per_run = dict(options or {}), dict(keywords or {}), dict(per_run or {})
     if config is not None:
         check_instance("config", config, cls, f"a {cls.__name__} (the configuration of {family.name})")
@@ -393,6 +405,10 @@ def make_config(family: Family, config=None, options=None, keywords=None, per_ru
                else v for k, v in per_run.items()}
     if config is None:
         return cls(**fields, **per_run)
+    defaults = cls()
+    clash = sorted(k for k in per_run if getattr(config, k) != getattr(defaults, k))
+    if clash:
+        raise ValueError(f"{', '.join(clash)} given both in config={config!r} and per_run: give it in one")
     return dataclasses.replace(config, **per_run) if per_run else config
 
 
@@ -427,7 +443,7 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
         else:
             steps = None
             if times is None and t_max is None:
-                raise ValueError(f"{stepper.describe()} needs a record grid: times (a grid) or t_max (a horizon)")
+                raise ValueError(f"stepper={stepper.describe()} needs a record grid: times (a grid) or t_max (a horizon)")
             grid = flow.flow_times(times=times, t_max=t_max, record_every=record_every, record_log=record_log,
                                    records=DEFAULT_RECORDS)
     else:

@@ -23,6 +23,7 @@ from . import frontend
 from .compare import crosscheck
 from .family import get_family
 from .io import jsonable
+from .keys import is_key_sequence, key_count
 from .chunks import DivergenceError
 from .resources import ResourceError, step_budget
 from .validation import check_choice, check_int, check_positive
@@ -92,6 +93,9 @@ def gd_error(family, problem, lr, *, t_max, options=None, records=100, measure="
     t_max = check_positive("t_max", t_max)
     lr = check_positive("lr", lr, upper=t_max, upper_strict=False)       # at least one step within t_max
     records = check_int("records", records, minimum=2)
+    if is_key_sequence(key):
+        raise ValueError(f"key must be one key (an int seed or a jax.random.key): gd_error measures one run, "
+                         f"got a sequence of {key_count(key)}")
     n = t_max / lr
     if not math.isfinite(n) or n > step_budget():
         raise ResourceError(f"t_max / lr = {t_max:g} / {lr:g} = {n:.3g} gradient-descent steps, more than the step "

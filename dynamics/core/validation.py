@@ -109,6 +109,16 @@ def check_choice(name, value, choices):
     return value
 
 
+def check_broadcast(**arrays):
+    """The common shape of arrays that are combined elementwise (a ValueError naming them and their shapes
+    where they do not broadcast)."""
+    try:
+        return np.broadcast_shapes(*(np.shape(a) for a in arrays.values()))
+    except ValueError:
+        raise ValueError(" and ".join(f"{k} (shape {np.shape(a)})" for k, a in arrays.items())
+                         + " do not broadcast together: give scalars or arrays of one shape") from None
+
+
 def check_bool(name, value):
     """True or False (numpy's booleans and the integers 0 and 1 too), as a Python bool."""
     if isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1)):

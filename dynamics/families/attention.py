@@ -363,13 +363,14 @@ def simulate_dense_attention(problem: AttentionProblem, *, stepper=None, init_sc
     d) singular values of Delta W_K W_Q^T and Delta W_V W_O^T (Delta = change since init), and
     .stable_rank_kq / .stable_rank_vo (R, T, layers, heads).
     """
-    if stepper is None and optimizer is None and method in (None, "gd"):
+    if stepper is None and optimizer is None and (method is None or (isinstance(method, str) and method == "gd")):
         optimizer = "adam"          # dense heads train with Adam by default (the paper's setting)
     scales = check_array("init_scales", init_scales, ndim=1)
     if scales.size < 1:
         raise ValueError("init_scales must hold at least one init scale, got an empty list")
     if np.any(scales <= 0):
         raise ValueError(f"init_scales must be > 0, got {scales}")
+    runs = check_int("runs", runs, minimum=1)
     if runs == 1 and scales.size > 1 and not is_key_sequence(key):
         key = [key] * scales.size          # the same directions at every scale
     return frontend.simulate(DENSE_ATTENTION, problem, stepper, lr=lr, steps=steps, record_every=record_every,

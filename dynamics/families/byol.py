@@ -44,7 +44,7 @@ from ..core.steppers import GD, Flow
 from ..core.io import versions
 from ..core.linalg import diag_in_basis, random_rotation
 from ..core.trajectory import Trajectory
-from ..core.validation import check_array, check_choice, check_int, check_positive, check_symmetric_pd, check_per_mode, check_instance
+from ..core.validation import check_array, check_bool, check_broadcast, check_choice, check_int, check_positive, check_symmetric_pd, check_per_mode, check_instance
 
 __all__ = ["BYOLProblem", "BYOLConfig", "simulate_byol", "solve_byol", "solve_byol_batch", "byol_fixed_points", "byol_time_to_learn",
            "byol_collapse_threshold"]
@@ -128,7 +128,7 @@ class BYOLProblem:
         """X = I, X' = sigma2 I (Tian et al.'s assumption A2); scalar or per-mode inits."""
         n = check_int("n", n, minimum=1)
         sigma2 = check_positive("sigma2", sigma2, strict=False, upper=1e100)
-        U = random_rotation(n, key=key) if rotate else np.eye(n)
+        U = random_rotation(n, key=key) if check_bool("rotate", rotate) else np.eye(n)
         return cls(X=np.eye(n), X_aug=sigma2 * np.eye(n), alpha_p=alpha_p, eta=eta, beta=beta,
                    w0=check_per_mode("w0", w0, n), p0=check_per_mode("p0", p0, n),
                    wa0=None if wa0 is None else check_per_mode("wa0", wa0, n),
@@ -143,7 +143,7 @@ class BYOLProblem:
         if np.any(x < 0) or np.any(xa < 0):
             raise ValueError("x and x_aug must be >= 0 (eigenvalues of covariances)")
         n = x.size
-        U = random_rotation(n, key=key) if rotate else np.eye(n)
+        U = random_rotation(n, key=key) if check_bool("rotate", rotate) else np.eye(n)
         return cls(X=(U * x) @ U.T, X_aug=(U * xa) @ U.T, alpha_p=alpha_p, eta=eta, beta=beta,
                    w0=check_per_mode("w0", w0, n), p0=check_per_mode("p0", p0, n),
                    wa0=None if wa0 is None else check_per_mode("wa0", wa0, n),
@@ -579,6 +579,7 @@ def byol_collapse_threshold(tau, sigma2):
     """eta above which collapse is certain on the invariant parabola: tau^2 / (4 (1 + sigma2))."""
     tau = check_array("tau", tau)
     sigma2 = check_array("sigma2", sigma2)
+    check_broadcast(tau=tau, sigma2=sigma2)
     if np.any(sigma2 < 0):
         raise ValueError(f"sigma2 must be >= 0 (a noise variance), got {sigma2}")
     return tau ** 2 / (4.0 * (1.0 + sigma2))
@@ -591,6 +592,7 @@ def byol_fixed_points(tau, eta, sigma2):
     tau = check_array("tau", tau)
     eta = check_array("eta", eta)
     check_array("sigma2", sigma2)
+    check_broadcast(tau=tau, eta=eta, sigma2=sigma2)
     if np.any(eta < 0):
         raise ValueError(f"eta must be >= 0, got {eta}")
     if np.any(np.asarray(sigma2) < 0):

@@ -24,7 +24,7 @@ import numpy as np
 from ..core import engine, frontend
 from ..core.config import Config, configclass
 from ..core.family import Example, Family, register, register_problem
-from ..core.steppers import Flow
+from ..core.steppers import AbstractStepper, Flow
 from ..core.keys import as_key
 from ..core.validation import check_array, check_bool, check_fraction, check_int, check_positive
 
@@ -261,7 +261,7 @@ def simulate_head(problem, *, stepper=None, head=True, batchnorm=True, lr=None, 
     if stepper is None:
         lr = 0.02 if lr is None else lr
         steps = 8000 if steps is None and times is None and t_max is None else steps
-    adaptive = stepper.adaptive if stepper is not None else method == "flow"
+    adaptive = stepper.adaptive if isinstance(stepper, AbstractStepper) else (isinstance(method, str) and method == "flow")
     dtype = (np.float64 if adaptive else np.float32) if dtype is None else dtype   # a flow in float64
     traj = frontend.simulate(HEAD, problem, stepper, lr=lr, steps=steps, record_every=record_every,
                              method=method, times=times, t_max=t_max, rtol=rtol, atol=atol, solver=solver,

@@ -32,7 +32,7 @@ from ..core.stability import StabilityLimit, limit_along, step_limits, warn_abov
 from ..core.steppers import GD
 from ..core.linalg import random_rotation
 from ..core.trajectory import Trajectory
-from ..core.validation import check_array, check_choice, check_fraction, check_int, check_positive, check_symmetric_pd, check_instance
+from ..core.validation import check_array, check_bool, check_choice, check_fraction, check_int, check_positive, check_symmetric_pd, check_instance
 
 __all__ = ["StepwiseProblem", "StepwiseConfig", "simulate_stepwise", "solve_stepwise"]
 
@@ -73,7 +73,7 @@ class StepwiseProblem:
             raise ValueError("gammas must hold at least one eigenvalue, got an empty array")
         if np.any(g <= 0):
             raise ValueError(f"gammas must be > 0, got {g}")
-        V = random_rotation(g.size, key=key) if rotate else np.eye(g.size)
+        V = random_rotation(g.size, key=key) if check_bool("rotate", rotate) else np.eye(g.size)
         return cls(Gamma=(V * g) @ V.T, init_scale=init_scale, d=d, source={"gammas": g.tolist()})
 
     @property

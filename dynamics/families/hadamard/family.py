@@ -13,7 +13,7 @@ from ...core.config import Config, configclass, sgd_only
 from ...core.family import Family
 from ...core.theory import Theory
 from ...core.stability import warn_above_limit
-from ...core.steppers import Dual, DualRK4, Flow, GD
+from ...core.steppers import AbstractStepper, Dual, DualRK4, Flow, GD
 from ...core.validation import check_choice, check_instance, check_positive
 from .model import HadamardProblem, beta_from_dual, beta_from_wz
 from .stability import path_stability
@@ -189,6 +189,8 @@ def simulate_uv(family, problem, *, stepper=None, method=None, lr=None, steps=No
     for i, pb in enumerate(probs):
         check_instance(f"problem[{i}]", pb, HadamardProblem, "a DLNProblem or AttentionProblem")
     lams = np.array([pb.log_inv_alpha for pb in probs])
+    if stepper is not None:
+        check_instance("stepper", stepper, AbstractStepper, "a stepper (dy.GD, dy.Flow, dy.Dual, dy.DualRK4)")
     if method is not None:
         check_choice("method", method, {c.method for c in family.steppers})
     kind = (stepper.method if stepper is not None else "gd" if method is None else method)

@@ -27,7 +27,7 @@ import numpy as np
 from ...core.family import StatefulProblem, register_problem
 from ...core.keys import as_key
 from ...core.linalg import diag_in_basis, random_rotation
-from ...core.validation import (check_array, check_choice, check_int, check_positive,
+from ...core.validation import (check_array, check_bool, check_choice, check_int, check_positive,
                                 check_symmetric_pd)
 from .commuting import generalized_eig, noncommuting_message
 
@@ -243,6 +243,7 @@ class LinearProblem(StatefulProblem):
     def _pick_basis(d, basis, rotate, key):
         """The given basis (checked), a random one (``rotate``), or None: the features' own basis,
         the identity, formed only if asked for."""
+        rotate = check_bool("rotate", rotate)
         if basis is not None and rotate:
             raise ValueError("rotate=True and basis: give a basis, or rotate=True (a random one from key), not both")
         if key is not None and not rotate:
@@ -255,6 +256,9 @@ class LinearProblem(StatefulProblem):
                 raise ValueError(f"basis must be orthogonal (max |U^T U - I| = {err:.3g})")
             return U
         if rotate:
+            if key is None:
+                raise ValueError("rotate=True needs key (the random basis is drawn from it): pass key=<int seed> "
+                                 "or a jax.random.key")
             return random_rotation(d, key=key)
         return None
 
