@@ -91,7 +91,9 @@ def gd_error(family, problem, lr, *, t_max, options=None, records=100, measure="
     fam = _family_for(family, problem)
     check_choice("measure", measure, {"field", "critical", "both"})
     t_max = check_positive("t_max", t_max)
-    lr = check_positive("lr", lr, upper=t_max, upper_strict=False)       # at least one step within t_max
+    lr = check_positive("lr", lr)
+    if lr > t_max:      # at least one step within t_max
+        raise ValueError(f"lr = {lr:g} is longer than the horizon t_max = {t_max:g}: give lr <= t_max")
     records = check_int("records", records, minimum=2)
     if is_key_sequence(key):
         raise ValueError(f"key must be one key (an int seed or a jax.random.key): gd_error measures one run, "

@@ -57,12 +57,18 @@ def hyperbolic_interpolator(X, y, init_scale, shift=None, *, tol=1e-12, max_iter
         s, ch = _scaled_sinh(log_a2, 2.0 * (Vt.T @ mu + shift))
         return 0.5 * ch.sum() - c @ mu, s, ch
 
-    mu = np.zeros(r)
+    # start where the exponents 2 (V mu + shift) are smallest: mu = -V^T shift leaves only the part of the
+    # shift that no mu can cancel (a large shift otherwise costs ~|shift| capped Newton steps)
+    mu = -(Vt @ shift)
     f, s, ch = dual(mu)
     scale = max(1.0, float(np.abs(c).max()))
     for _ in range(max_iter):
         grad = Vt @ s - c
-        if np.abs(grad).max() <= tol * scale:
+        # the residual cannot go below the rounding of the exponents 2 (V mu + shift) (~eps of their size,
+        # relative in beta): with a large shift that floor is above tol
+        floor = 16.0 * np.finfo(float).eps * (1.0 + np.abs(Vt.T @ mu).max() + np.abs(shift).max()) \
+            * max(1.0, float(np.abs(s).max()))
+        if np.abs(grad).max() <= max(tol * scale, floor):
             return s
         # the Hessian V^T diag(2 a^2 cosh) V spans many orders of magnitude when the exponents do (a large
         # shift): a least-squares solve (a descent direction of the convex dual even where it is singular)
@@ -79,8 +85,9 @@ def hyperbolic_interpolator(X, y, init_scale, shift=None, *, tol=1e-12, max_iter
             t *= 0.5
             if t < 1e-16:
                 raise RuntimeError("hyperbolic_interpolator: no descent step of the dual (constraint residual "
-                                   f"{np.abs(grad).max():.3g}): the problem is too ill-conditioned in float64")
+                                   f"{np.abs(grad).max():.3g}): the problem is too ill-conditioned in float64 "
+                                   f"(min init_scale = {a.min():.3g}, max |shift| = {np.abs(shift).max():.3g})")
         mu, f, s, ch = mu - t * step, f1, s1, ch1
     raise RuntimeError(f"hyperbolic_interpolator: Newton's method did not converge in {max_iter} steps (constraint "
                        f"residual {np.abs(Vt @ s - c).max():.3g}); the init scale may be too small for float64 "
-                       f"(min init_scale = {a.min():.3g})")
+                       f"(min init_scale = {a.min():.3g}, max |shift| = {np.abs(shift).max():.3g})")
