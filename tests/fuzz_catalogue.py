@@ -414,6 +414,9 @@ NO_EFFECT = {
 
 #: what a None default of these arguments means (a value equal to it changes nothing)
 NONE_MEANS = {"method": "gd", "optimizer": "sgd", "init": "aligned"}
+#: the same, for one function's own documented defaults
+NONE_MEANS_IN = {("simulate_dense_attention", "optimizer"): "adam",     # the paper's setting
+                 ("simulate_head", "lr"): 0.02}
 
 
 def combination_candidates(fn, args, kwargs):
@@ -474,9 +477,9 @@ def combination(fn, args, kwargs, picks, timeout=60.0):
         base = (args[pos] if pos is not None else kwargs[name] if name in kwargs
                 else params[name].default if name in params else inspect.Parameter.empty)
         if base is None and name in NONE_MEANS:
-            # dense attention trains with Adam by default (the paper's setting, documented)
-            base = "adam" if (getattr(fn, "__name__", ""), name) == ("simulate_dense_attention", "optimizer") \
-                else NONE_MEANS[name]
+            base = NONE_MEANS_IN.get((getattr(fn, "__name__", ""), name), NONE_MEANS[name])
+        elif base is None:
+            base = NONE_MEANS_IN.get((getattr(fn, "__name__", ""), name), base)
         if name in NO_EFFECT or same_result(value, base):      # the value the call had anyway
             continue
         a2, k2 = list(args), dict(kwargs)
@@ -489,8 +492,39 @@ def combination(fn, args, kwargs, picks, timeout=60.0):
     return outcome, detail
 
 
-if __name__ == "__main__":     # python tests/fuzz_catalogue.py [--table docs/arguments.md]
+def random_combinations(n, seed=0):
+    """Tally of ``n`` random combinations (as the hypothesis test draws them, from a numpy generator):
+    {outcome: count} and the findings."""
+    rng = np.random.default_rng(seed)
+    valid, keys, tally, findings = _valid(), sorted(CALLS), {}, []
+    for _ in range(n):
+        key = keys[rng.integers(len(keys))]
+        fn, args, kwargs = CALLS[key]()
+        cands = combination_candidates(fn, args, kwargs)
+        k = min(len(cands), int(rng.integers(2, 4)))
+        picks = []
+        for i in rng.choice(len(cands), size=k, replace=False):
+            name, pos = cands[i]
+            if valid.get(name) and rng.random() < 0.5:
+                picks.append((name, pos, valid[name][rng.integers(len(valid[name]))], True))
+            else:
+                m = sorted(MUTATIONS)[rng.integers(len(MUTATIONS))]
+                picks.append((name, pos, MUTATIONS[m], False))
+        outcome, detail = combination(fn, args, kwargs, picks)
+        tally[outcome] = tally.get(outcome, 0) + 1
+        if outcome not in ("clear", "ok"):
+            findings.append(f"{outcome} {key}(" + ", ".join(f"{a}={v!r:.40}" for a, _, v, _ in picks) + f") :: {detail[:160]}")
+    return tally, findings
+
+
+if __name__ == "__main__":     # python tests/fuzz_catalogue.py [--table docs/arguments.md] [--combinations N]
     import sys
+    if "--combinations" in sys.argv:
+        n = int(sys.argv[sys.argv.index("--combinations") + 1])
+        tally, found = random_combinations(n)
+        print("\n".join(found))
+        print(f"{n} combinations: {tally}")
+        sys.exit(1 if found else 0)
     res = run_all()
     bad = [r for r in res if r[3] not in ("clear", "ok")]
     for r in bad:

@@ -34,7 +34,7 @@ from .io import jsonable
 from .metrics import hitting_times
 from .steppers import GD, AbstractAdaptive
 from .trajectory import Trajectory
-from .validation import check_fraction, check_instance, check_positive
+from .validation import check_bool, check_fraction, check_instance, check_positive
 
 __all__ = ["Reference", "Outcome", "closing_lines", "CrossCheck", "BatchCrossCheck", "crosscheck", "OUTCOMES", "verdict", "default_tolerances",
            "tolerance_policy", "result_label", "flow_rtol", "FLOW_ERROR_FACTOR", "GD_TOLERANCES"]
@@ -364,6 +364,8 @@ def crosscheck(a, b, *, fraction=0.5, rtol=None, ctol=None, interpolate=False):
     ``interpolate=True`` (e.g. gradient descent against the dual flow, recorded on other grids):
     then ``a`` is interpolated linearly onto ``b``'s times within ``a``'s range.
     """
+    interpolate = check_bool("interpolate", interpolate)
+    fraction = check_fraction("fraction", fraction)
     if isinstance(b, Reference):
         given = [k for k, v in (("fraction", fraction != 0.5), ("ctol", ctol is not None),
                                 ("interpolate", bool(interpolate))) if v]

@@ -75,6 +75,7 @@ def record_schedule(steps, *, every=None, log=None):
         idx = np.arange(0, steps + 1, every)
     else:
         log = check_int("record_log", log, minimum=2)
+        check_memory(f"the record schedule (record_log = {log:,} records)", 16 * log, hint="fewer records")
         idx = np.unique(np.round(np.geomspace(1, steps, log)).astype(np.int64))
         idx = np.concatenate([[0], idx])
     if idx[-1] != steps:

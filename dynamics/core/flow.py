@@ -315,7 +315,8 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: AbstractAdap
         message = (f"the flow failed near t = {diverged_at:.6g} in run(s) {bad_runs[:10]}: the state or the loss "
                    f"turned non-finite, or the solver needed more than {solver.max_steps:,} steps between two "
                    "records (the flow blows up there, or is stiff: try solver='kvaerno5', a smaller init "
-                   f"scale or a shorter horizon). The {done} records before it are kept.")
+                   f"scale or a shorter horizon: t_max, times, or lr x steps on gradient descent's grid). The {done} "
+                   "records before it are kept.")
     out = EngineOutput(steps=np.arange(done, dtype=np.int64), records=records, final_params=final_params,
                        final_aux=final_aux, status=status, message=message, wall_time=wall,
                        compile_time=compile_time, extra=extra)

@@ -307,9 +307,9 @@ def stepper_from_keywords(family: Family, *, method=None, lr=None, steps=None, o
                          f"{tuple(c.method for c in family.steppers if c.adaptive)}, not method={method!r} "
                          f"(which takes {takes})")
     if lr is None:
-        raise ValueError(f"method={method!r} needs lr > 0 (the step size)")
+        raise ValueError(f"method={method!r} (no stepper given) needs lr > 0 (the step size)")
     if steps is None:
-        raise ValueError(f"method={method!r} needs steps (an int >= 1)")
+        raise ValueError(f"method={method!r} (no stepper given) needs steps (an int >= 1)")
     if cls is GD:
         return GD(lr=lr, steps=steps, optimizer="sgd" if optimizer is None else optimizer), None
     if optimizer not in (None, "sgd"):
@@ -392,10 +392,11 @@ def make_config(family: Family, config=None, options=None, keywords=None, per_ru
         if clash:
             raise ValueError(f"{', '.join(clash)} given both as {what}")
     fields = {**options, **keywords}
-    unknown = sorted((set(fields) | set(per_run)) - set(cls.names()))
-    if unknown:
-        raise ValueError(f"{', '.join(unknown)}: not an option of {family.name} (its options: "
-                         f"{', '.join(cls.names()) or 'none'})")
+    for where, given in (("", fields), ("per_run: ", per_run)):
+        unknown = sorted(set(given) - set(cls.names()), key=str)
+        if unknown:
+            raise ValueError(f"{where}{', '.join(map(str, unknown))}: not an option of {family.name} (its options: "
+                             f"{', '.join(cls.names()) or 'none'})")
     structural = sorted(set(per_run) - set(cls.numbers()))
     if structural:
         raise ValueError(f"per_run: {', '.join(structural)} is not a number of {family.name}'s configuration "
@@ -454,8 +455,8 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
     base = stepper.form
     dtype = check_dtype(dtype)
     if ode and dtype == np.float32 and solver_cfg.rtol < 1e-6:
-        raise ValueError(f"rtol={solver_cfg.rtol:g} is below float32's resolution: simulate the flow in "
-                         "float64 (the default) or give rtol >= 1e-6")
+        raise ValueError(f"rtol={solver_cfg.rtol:g} with dtype=float32 is below float32's resolution: simulate "
+                         "the flow in float64 (the default) or give rtol >= 1e-6")
     config = config.check(family, probs, stepper)
     run_configs = config.split(R)
 

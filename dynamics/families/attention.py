@@ -305,7 +305,12 @@ class DenseAttentionConfig(Config):
             raise ValueError(f"init_scale must be > 0, got {self.init_scale!r}")
 
     def check(self, family, problems, stepper):
-        return self if self.d_head is not None else dataclasses.replace(self, d_head=problems[0].d)
+        p = problems[0]
+        out = self if self.d_head is not None else dataclasses.replace(self, d_head=p.d)
+        # W_K, W_Q, W_V, W_O (layers, heads, d, d_head) of a run, several copies in a step
+        check_memory(f"dense heads of width d_head = {out.d_head:,} ({p.layers} layers x {p.heads} heads x d = {p.d})",
+                     8 * 8 * p.layers * p.heads * p.d * out.d_head, hint="a smaller d_head")
+        return out
 
 
 class DenseAttentionFamily(Family):

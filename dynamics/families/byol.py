@@ -86,6 +86,8 @@ class BYOLProblem:
     directpred_rule: str = "paper"
 
     def __post_init__(self):
+        for k in ("stop_grad", "symmetric"):
+            object.__setattr__(self, k, check_bool(k, getattr(self, k)))
         X = check_symmetric_pd("X", self.X, semi=True)
         n = X.shape[0]
         Xa = check_symmetric_pd("X_aug", self.X_aug, semi=True)

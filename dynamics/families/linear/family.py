@@ -22,6 +22,7 @@ from ...core import engine, frontend
 from ...core.config import Config, configclass, number
 from ...core.family import Example, Family, families
 from ...core.theory import Theory
+from ...core.resources import check_memory
 from ...core.stability import warn_above_limit
 from ...core.steppers import GD, Flow
 from ...core.keys import run_keys as run_keys_for
@@ -142,6 +143,9 @@ class LinearConfig(Config):
                           "flushed to zero, so the simulation departs from the theory; use init_scale >= "
                           f"{1e-280 ** (L / (L + 1.0)):.3g} (the theory is exact at any init)", RuntimeWarning,
                           stacklevel=5)
+        if self.batch_size is not None:     # a step's samples (batch_size x 2d), several copies in a step
+            check_memory(f"minibatches of batch_size = {self.batch_size:,} samples of dimension 2 d = {2 * problems[0].d}",
+                         4 * 8 * 2 * problems[0].d * self.batch_size, hint="a smaller batch_size")
         if self.batch_size is not None and isinstance(stepper, Flow):
             raise ValueError("batch_size: minibatch SGD has no gradient flow; method='flow' integrates the "
                              "full-batch gradient (population moments, or all of ``data``)")

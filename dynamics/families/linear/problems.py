@@ -144,7 +144,7 @@ class LinearProblem(StatefulProblem):
         if diag:
             U = cls._common_basis(Sxx, 0.5 * (Syx + Syx.T), tol * scale)
         else:
-            if strict:
+            if check_bool("strict", strict):
                 raise ValueError(
                     "Sxx and Syx are not simultaneously diagonalisable: " + "; ".join(problems)
                     + ". The theory needs a common eigenbasis; pass strict=False to build a problem "
@@ -182,7 +182,7 @@ class LinearProblem(StatefulProblem):
         if n <= d:
             raise ValueError(f"too few samples: x has n = {n} pairs for d = {d} features; the sample covariance "
                              f"Sxx is singular unless n > d (use n >> d, e.g. n >= {10 * d}, for a good estimate)")
-        center = bool(center)
+        center = check_bool("center", center)
         if center:
             x, y = x - x.mean(axis=0), y - y.mean(axis=0)
         Sxx, Syx, Syy = x.T @ x / n, y.T @ x / n, y.T @ y / n
