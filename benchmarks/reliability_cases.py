@@ -41,6 +41,24 @@ def clear(fn, *names):
     return "ACCEPTED", repr(out)[:110]
 
 
+def jepa_half_time(lam, rho, L, eps):
+    """The exact JEPA critical time at half the fixed point: t = int dv / (lam v^2L - sigma2 v^(2L+1)) from
+    eps^(1/L) to rho 2^(-1/L), in u = ln v at 30 digits by mpmath (theory/jepa.md sec. 3)."""
+    import mpmath
+    mpmath.mp.dps = 30
+    k, lam, sigma2 = 2 * L, mpmath.mpf(lam), mpmath.mpf(lam) / mpmath.mpf(rho)
+    a, b = mpmath.log(mpmath.mpf(eps)) / L, mpmath.log(mpmath.mpf(rho)) + mpmath.log(mpmath.mpf(0.5)) / L
+    f = lambda u: mpmath.exp(u) / (lam * mpmath.exp(k * u) - sigma2 * mpmath.exp((k + 1) * u))  # noqa: E731
+    return [float(mpmath.quad(f, [a + (b - a) * mpmath.mpf(j) / 24 for j in range(25)]))]
+
+
+def stepwise_half_times(gammas, s0):
+    """t_j = ln(1 / (gamma_j s0^2) - 1) / (8 gamma_j) at 50 digits (theory/stepwise.md)."""
+    import mpmath
+    mpmath.mp.dps = 50
+    return [float(mpmath.log(1 / (mpmath.mpf(g) * mpmath.mpf(s0) ** 2) - 1) / (8 * g)) for g in gammas]
+
+
 def quiet(fn):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -79,19 +97,22 @@ def cases():
     P = S([1.0, 0.5], [0.8, 1.0], 2, 0.05)
     return [
         ("1", "critical_times(S([1], [1000], 64, 0.01), 'jepa')", "nan",
-         lambda: right(dy.critical_times(S([1.0], [1000.0], 64, 0.01), "jepa"), [73.34238226])),
+         lambda: right(dy.critical_times(S([1.0], [1000.0], 64, 0.01), "jepa"), jepa_half_time(1.0, 1000.0, 64, 0.01))),
         ("1", "solve_jepa(S([1], [20], 64, 1e-80), times=[1]).modes", "1.845e83",
          lambda: right(quiet(lambda: dy.solve_jepa(S([1.0], [20.0], 64, 1e-80), times=[1.0]).modes[0]), [1e-80], 1e-3)),
         ("2", "S([1e200, 1], [1e-200, 1], 2, 1e-2)", "sigma2 = inf accepted",
          lambda: clear(lambda: S([1e200, 1.0], [1e-200, 1.0], 2, 1e-2), "sigma2", "lam", "rho")),
         ("3", "critical_times(StepwiseProblem.from_spectrum([1, .5], 1e-160))", "[inf, inf]",
          lambda: right(dy.critical_times(dy.StepwiseProblem.from_spectrum([1.0, 0.5], 1e-160, key=0)),
-                       [92.1034037, 184.3758357], 1e-6)),
+                       stepwise_half_times([1.0, 0.5], 1e-160), 1e-9)),
         ("3", "critical_times(RegressionProblem.from_spectrum([1], [1e9], 1, 1e-300))", "inf + false warning",
+         # depth 1: dv/dt = lam - sigma2 v, v from 1e-300 to rho / 2: t = ln 2 / sigma2 (+ 1e-300 / rho)
          lambda: right(quiet(lambda: dy.critical_times(dy.RegressionProblem.from_spectrum([1.0], [1e9], 1, 1e-300))),
-                       [6.9314718e8], 1e-6)),
-        ("4", "stages(DLNProblem(X, 1e8 y)) vs stages(DLNProblem(X, y))", "201 stages, 200 false ties",
-         lambda: right(np.array(quiet(lambda: dy.stages(d8)).times), np.array(quiet(lambda: dy.stages(d1)).times), 1e-6)),
+                       [np.log(2.0) * 1e9], 1e-9)),
+        ("4", "1e8 x stages(DLNProblem(X, 1e8 y)).times vs stages(DLNProblem(X, y)).times", "201 stages, 200 false ties",
+         # y -> c y scales the loss's gradient by c: the same stages at times / c
+         lambda: right(1e8 * np.array(quiet(lambda: dy.stages(d8)).times), np.array(quiet(lambda: dy.stages(d1)).times),
+                       1e-6)),
         ("5", "Ctrl-C in a batch flow to t = 1e9", "t = (0,), no fields; > 45 s to exit", ctrl_c),
         ("6", "simulate_jepa(P, method='flow', steps=5, lr=0.1, times=[0, 1])", "steps, lr ignored",
          lambda: clear(lambda: dy.simulate_jepa(P, method="flow", steps=5, lr=0.1, times=[0.0, 1.0]), "steps")),

@@ -3,6 +3,8 @@ coercion): the cases a careful tester found (issue 17's list), one assertion eac
 
 import dataclasses
 
+import os
+
 import numpy as np
 import pytest
 
@@ -312,3 +314,12 @@ def test_combination_fuzzer_findings_are_clear_errors(P):
         dy.simulate_dln(d, stepper=0.5)
     with pytest.raises(ValueError, match="stepper=Flow.*needs a record grid"):
         dy.simulate("jepa", P, dy.Flow(rtol=1e-6))
+
+
+def test_a_legal_long_file_name_saves_atomically(tmp_path, P):
+    """A 255-byte file name (the file system's limit) used to fail with "File name too long": the temporary
+    twin added its ~25-character prefix.  The twin now carries a digest of such a name."""
+    r = dy.simulate_jepa(P, lr=0.1, steps=2)
+    path = r.save(tmp_path / ("r" * 251 + ".npz"))
+    assert len(os.path.basename(path)) == 255 and os.listdir(tmp_path) == [os.path.basename(path)]
+    np.testing.assert_array_equal(dy.load(path).modes, r.modes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 
@@ -42,7 +43,8 @@ def atomic_write(path, write):
         raise IsADirectoryError(f"{path} is a directory: give a file name to save to")
     os.makedirs(folder, exist_ok=True)
     _remove_orphans(folder, os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix="-" + os.path.basename(path), dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix="-" + _tag(os.path.basename(path), folder),
+                               dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -57,6 +59,18 @@ def atomic_write(path, write):
     return path
 
 
+def _tag(name, folder):
+    """The file's name in its temporary twin's, or a digest of it where the name is so long that the twin's
+    would pass the file system's limit (a legal 244-character name plus the ~25-character prefix)."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    if len(name.encode()) + 40 <= limit:
+        return name
+    return "h" + hashlib.sha256(name.encode()).hexdigest()[:24]
+
+
 def _remove_orphans(folder, name):
     """Delete temporary files of earlier saves of ``name`` whose writing process is gone (killed mid
     write): ``.tmp-<pid>-<random>-<name>``.  Files of live writers are left alone."""
@@ -65,7 +79,7 @@ def _remove_orphans(folder, name):
     except OSError:
         return
     for entry in entries:
-        if not (entry.startswith(".tmp-") and entry.endswith("-" + name)):
+        if not (entry.startswith(".tmp-") and entry.endswith("-" + _tag(name, folder))):
             continue
         try:
             pid = int(entry.split("-")[1])
