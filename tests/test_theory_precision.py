@@ -12,6 +12,8 @@ import warnings
 import mpmath
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 import dynamics as dy
 
@@ -111,3 +113,25 @@ def test_a_mode_that_has_not_moved_in_float64_stays_at_its_init():
     th = dy.solve_saxe(dy.RegressionProblem.from_spectrum([1.0], [1e9], 1, 1e-300), times=[0.0, 6.931e8, 1e10])
     np.testing.assert_allclose(th.modes[:, 0], [1e-300, 1e9 * -np.expm1(-6.931e8 / 1e9), 1e9 * -np.expm1(-10.0)],
                                rtol=1e-12)
+
+
+@settings(max_examples=5, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(obj=st.sampled_from(["jepa", "mae", "saxe"]), L=st.integers(1, 64), log_eps=st.floats(-300.0, -1.0),
+       log_rho=st.floats(-3.0, 3.0))
+def test_critical_times_over_the_whole_range_match_mpmath(obj, L, log_eps, log_rho):
+    """The same check as above, drawn over whole ranges (hypothesis) rather than at points: depth 1..64,
+    init 1e-300..0.1, rho 1e-3..1e3.  Within 1e-9 of the 30-digit integral wherever that is a float64
+    number; beyond 1.8e308, inf and the warning."""
+    eps, rho = 10.0 ** log_eps, 10.0 ** log_rho
+    scale = {"jepa": rho, "mae": rho ** (1 / (L + 1)), "saxe": rho ** (1 / L)}[obj]
+    assume(np.log(eps) / L < np.log(scale) + np.log(0.5) / L - 1e-6)     # starts below half its fixed point
+    build = dy.RegressionProblem.from_spectrum if obj == "saxe" else dy.SSLProblem.from_spectrum
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = float(dy.critical_times(build([1.0], [rho], L, eps), obj)[0])
+    ref = _critical_reference(obj, 1.0, rho, L, eps)
+    if ref > 1.7e308:
+        assert np.isinf(t) and any("exceeds the float64 range" in str(w.message) for w in caught)
+    else:
+        assert t == pytest.approx(ref, rel=1e-9), (obj, L, eps, rho, t, ref)
