@@ -298,3 +298,27 @@ def test_a_grid_that_does_not_start_at_zero_comes_back_as_asked():
     np.testing.assert_array_equal(r.modes, r0.modes[1:])
     d = dy.DLNProblem.random(12, 3, beta_star=[1.0, -0.5, 0.0], init_scale=1e-3, key=0)
     np.testing.assert_array_equal(dy.simulate_dln(d, method="dual", times=[0.5, 1.0]).tau, [0.5, 1.0])
+
+
+def test_a_failing_run_keeps_every_record_before_it_in_every_run_whatever_the_chunking(monkeypatch):
+    """Run 1's record turns NaN after t = 2 while run 0 (stiff) lags behind it in steps: every run keeps the
+    21 records before the failure, and the failure is placed at t = 2.1, with a 64-step chunk budget as with
+    the default (the healthy run goes on until it has the records before the failure)."""
+    import jax.numpy as jnp
+    from dynamics.core import flow as flow_mod
+
+    def grad(p, a, c, k):
+        return jnp.sum(p["x"]), {"x": c["k"] * p["x"] - c["b"]}     # run 0: dx/dt = -3000 x; run 1: dx/dt = 1
+    m = Model(grad=grad, observe=lambda p, a, c: {"y": jnp.sqrt(3.0 - p["x"])}, stochastic=False)
+
+    def solve():
+        return integrate(m, {"x": jnp.ones((2, 1))}, {}, {"k": jnp.array([3000.0, 0.0]), "b": jnp.array([0.0, 1.0])},
+                         jnp.ones(2), times=np.linspace(0, 4, 41), solver=Flow(rtol=1e-8), on_divergence="stop",
+                         n_chunks=1)
+    outs = [solve()]
+    monkeypatch.setattr(flow_mod, "CHUNK_STEPS", 64)
+    outs.append(solve())
+    for out in outs:
+        assert out.status == -1 and out.steps.size == 21 and "near t = 2.1 in run(s) [1]" in out.message
+        assert np.all(np.isfinite(out.records["y"]))
+    np.testing.assert_allclose(outs[1].records["y"], outs[0].records["y"], rtol=1e-7)

@@ -218,7 +218,8 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: AbstractAdap
     budget = min(solver.max_steps, CHUNK_STEPS)
     run = _compiled_flow(model, solver.solver, budget, bool(ctx_batched))
     t_run = lr_d * 0                        # each run's time (laid out as the runs are)
-    window = {"dispatched": 0, "c": 0, "filled": np.zeros(R + pad, np.int64), "buf": None, "since": np.zeros(R + pad, np.int64)}
+    window = {"dispatched": 0, "c": 0, "filled": np.zeros(R + pad, np.int64), "buf": None,
+              "since": np.zeros(R + pad, np.int64), "fail": None}
 
     def dispatch():
         c = window["c"]
@@ -258,27 +259,39 @@ def integrate(model: Model, params, aux, ctx, lr, *, times, solver: AbstractAdap
                     x[r, a:b] = y[r, a:b]
         filled[:] = np.maximum(old, reached)
         window["since"] = np.where(filled > old, 0, window["since"] + acc + rej)
-        window_ok = np.array([finite_obs[r, :filled[r]].all() for r in range(R + pad)])
-        bad = ((code == 2) | ~window_ok | (window["since"] >= solver.max_steps))[:R]
-        if np.any(bad):
-            # keep the records before the first non-finite one of any failing run, and before where its
-            # solver stopped
-            rows = np.nonzero(bad)[0]
-            good = np.ones(ts.size, bool)
-            for r in rows:
-                ok_r = finite_obs[r].copy()
-                ok_r[filled[r] if code[r] != 0 else ts.size:] = False
-                if code[r] == 2:
-                    ok_r &= ts < t_host[r]
-                good &= ok_r
-            n_keep = int(np.argmin(good)) if not good.all() else ts.size - 1
-            n_keep = min(n_keep, int(filled[:R].min()))
-            recs.append(jax.tree_util.tree_map(lambda x: x[:, :n_keep], buf))
-            done += n_keep
-            bad_runs = rows.tolist()
-            diverged_at = float(ts[n_keep]) if n_keep < ts.size else float(ts[-1])
-            window["buf"] = None
-            return n_keep, True
+        # a run fails at its first non-finite record of this chunk, strictly before where its solver failed,
+        # or at its next record when it spent max_steps without reaching it (a run that lags behind another
+        # one's failure is still watched: it may fail too)
+        failed = [] if window["fail"] is None else window["fail"][1]
+        rows, firsts = list(failed), [] if window["fail"] is None else [window["fail"][0]]
+        for r in range(R):
+            if r not in failed:
+                seg = finite_obs[r, old[r]:reached[r]]
+                if not seg.all():
+                    first = old[r] + int(np.argmin(seg))
+                elif code[r] == 2:
+                    first = min(int(reached[r]), int(np.searchsorted(ts, t_host[r], side="left")))
+                elif window["since"][r] >= solver.max_steps:
+                    first = int(filled[r])
+                else:
+                    continue
+                rows.append(r)
+                firsts.append(max(first, 0))
+        if rows:
+            window["fail"] = (min(firsts), rows)
+        if window["fail"] is not None:
+            # every record before the first failure is kept, for every run: the healthy runs that lag
+            # behind it go on until they have them
+            n_keep, rows = window["fail"]
+            if all(filled[r] >= n_keep for r in range(R) if r not in rows):
+                recs.append(jax.tree_util.tree_map(lambda x: x[:, :n_keep], buf))
+                done += n_keep
+                bad_runs = rows
+                diverged_at = float(ts[min(n_keep, ts.size - 1)])
+                window["buf"] = None
+                return n_keep, True
+            state, t_run = new, t_end
+            return 0, False
         state, t_run = new, t_end
         if np.all(filled >= ts.size):       # every run has this window's records: the next window
             recs.append(buf)

@@ -230,14 +230,22 @@ def _warn_float32(family, theories, lr, probe):
                       "rounded away. Use dtype=float64 (the default).", RuntimeWarning, stacklevel=5)
 
 
-def _config_settings(probs, configs, shared):
+def _same_tree(a, b) -> bool:
+    """Whether two contexts hold the same arrays (the same objects, or equal values)."""
+    la, ta = jax.tree_util.tree_flatten(a)
+    lb, tb = jax.tree_util.tree_flatten(b)
+    return ta == tb and all(x is y or (np.shape(x) == np.shape(y) and np.array_equal(x, y)) for x, y in zip(la, lb))
+
+
+def _config_settings(probs, configs, shared, per_run=()):
     """The configuration's settings entries of a batch: one value where every run has it, else one per run
-    (a batch over a problem's or the configuration's numbers records each run's, not run 0's)."""
+    (a batch over a problem's or the configuration's numbers records each run's, not run 0's); a number
+    given per run is recorded per run even where the values agree."""
     rows = [c.record(p) for p, c in (zip(probs[:1], configs[:1]) if shared else zip(probs, configs))]
     out = {}
     for k, v in rows[0].items():
         vals = [r.get(k) for r in rows]
-        out[k] = v if all(x == v for x in vals[1:]) else vals
+        out[k] = v if all(x == v for x in vals[1:]) and k not in per_run else vals
     return out
 
 
@@ -462,10 +470,15 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
 
     keys = derive_run_keys(key, R)
     one_problem = len({id(p) for p in probs}) == 1
-    shared = one_problem and not per_run        # one context for every run: share its matrices
     model = family.model(probs[0], base, config.structure())
     first = family.initial_states(probs[:1], keys.init_keys(slice(0, 1)), base, run_configs[:1])[0]
     ctx0 = family.context(probs[0], base, run_configs[0])
+    ctxs = [ctx0]
+    if one_problem and per_run:     # per-run numbers: their contexts, unless the numbers do not enter them
+        ctxs += [family.context(p, base, c) for p, c in zip(probs[1:], run_configs[1:])]
+        if all(_same_tree(c, ctx0) for c in ctxs[1:]):
+            ctxs = [ctx0]
+    shared = one_problem and len(ctxs) == 1     # one context for every run: share its matrices
     n_records = grid.size if ode else rec.size
     group = _batch_group(model, first, ctx0, R, n_records, np.dtype(dtype).itemsize, shared)
     distinct = {}                               # one Theory per distinct (problem, configuration)
@@ -477,7 +490,8 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
     states = [first] + family.initial_states(probs[1:], keys.init_keys(slice(1, R)), base, run_configs[1:])
     params = _to_device([s[0] for s in states], dtype)
     aux = _to_device([s[1] for s in states], dtype)
-    ctxs = [ctx0] + ([] if shared else [family.context(p, base, c) for p, c in zip(probs[1:], run_configs[1:])])
+    if not shared and len(ctxs) == 1:
+        ctxs += [family.context(p, base, c) for p, c in zip(probs[1:], run_configs[1:])]
     ctx = _to_device(ctxs, dtype, stack=not shared)
     fixed = [None if th is None else th.fixed_point for th in theories]
     settings = {"family": family.name, "method": method, "lr": lrs.tolist() if batched else float(lrs[0]),
@@ -487,7 +501,7 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
                 **({"solver": solver_cfg.to_dict()} if ode else {}),
                 "optimizer": _optimizer_name(stepper), "dtype": str(dtype),
                 "units": "gf", "key": keys.run_data(),
-                **_config_settings(probs, run_configs, shared), **versions()}
+                **_config_settings(probs, run_configs, shared and not per_run, tuple(per_run)), **versions()}
 
     def to_traj(out: EngineOutput) -> Trajectory:
         n = int(out.extra.get("runs", R))       # fewer than R: a grouped batch interrupted early
