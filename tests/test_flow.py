@@ -174,10 +174,8 @@ def test_flow_divergence_stops_with_the_time_and_keeps_the_records():
     np.testing.assert_allclose(part.records["x"][0], 1.0 / (1.025 - kept), rtol=1e-6)
 
 
-def test_flow_interrupt_keeps_the_records(monkeypatch):
-    import jax.numpy as jnp
-    from dynamics.core import flow as flow_mod
-
+def _interrupt_dispatch(monkeypatch, flow_mod, n):
+    """Make the n-th dispatched flow chunk raise KeyboardInterrupt (a Ctrl-C between chunks)."""
     real = flow_mod._compiled_flow
     calls = {"n": 0}
 
@@ -186,12 +184,19 @@ def test_flow_interrupt_keeps_the_records(monkeypatch):
 
         def wrapped(*args):
             calls["n"] += 1
-            if calls["n"] == 3:
+            if calls["n"] == n:
                 raise KeyboardInterrupt
             return run(*args)
         return wrapped
 
     monkeypatch.setattr(flow_mod, "_compiled_flow", flaky)
+
+
+def test_flow_interrupt_keeps_the_records(monkeypatch):
+    import jax.numpy as jnp
+    from dynamics.core import flow as flow_mod
+
+    _interrupt_dispatch(monkeypatch, flow_mod, 3)
 
     def grad(p, a, c, k):
         return 0.5 * jnp.sum(p["x"] ** 2), {"x": p["x"]}
@@ -236,20 +241,7 @@ def test_ctrl_c_in_a_long_flow_keeps_every_record_and_each_chunk_is_bounded(monk
     and fields, and the solver statistics show the bound."""
     from dynamics.core import flow as flow_mod
 
-    real = flow_mod._compiled_flow
-    calls = {"n": 0}
-
-    def flaky(*a):
-        run = real(*a)
-
-        def wrapped(*args):
-            calls["n"] += 1
-            if calls["n"] == 4:
-                raise KeyboardInterrupt
-            return run(*args)
-        return wrapped
-
-    monkeypatch.setattr(flow_mod, "_compiled_flow", flaky)
+    _interrupt_dispatch(monkeypatch, flow_mod, 4)
     P = dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05, rotate=True, key=3)
     with pytest.warns(RuntimeWarning, match="interrupted"):
         r = dy.simulate_jepa(P, method="flow", lr=[0.01, 0.02], times=np.linspace(0, 1e9, 5))
