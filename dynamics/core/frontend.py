@@ -482,8 +482,10 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
     n_records = grid.size if ode else rec.size
     group = _batch_group(model, first, ctx0, R, n_records, np.dtype(dtype).itemsize, shared)
     distinct = {}                               # one Theory per distinct (problem, configuration)
-    theories = [distinct.setdefault((id(p), id(c)), family.theory(p, c)) if (id(p), id(c)) not in distinct
-                else distinct[(id(p), id(c))] for p, c in zip(probs, run_configs)]
+    for p, c in zip(probs, run_configs):
+        if (id(p), id(c)) not in distinct:
+            distinct[id(p), id(c)] = family.theory(p, c)
+    theories = [distinct[id(p), id(c)] for p, c in zip(probs, run_configs)]
     if dtype == np.float32 and not ode:
         _warn_float32(family, theories, float(np.min(lrs)), probe=functools.partial(
             _warn_float32_resolution, family, model, first, ctx0, float(np.min(lrs)), keys.step_key(0)))
