@@ -9,12 +9,13 @@ Three outcomes, never a PASS on comparisons that did not happen:
   result reached while the theory says it comes later (a horizon too short), or no common times.
   The report says how far to run: the predicted time and the steps at the run's learning rate.
 
-The primary field of the family (``Trajectory.primary_field``) is compared pointwise,
-``rel_error = |a - b| / max(|b|, floor)`` with ``floor = family.error_floor * max_t |b|`` per feature
-(0 for the deep linear modes, which from the aligned init never cross 0), and ``floor = max_t |b|`` for
-a feature whose reference crosses 0 (a random init's mode: compared against its own scale), on the times
-both results share (``a`` is
-interpolated linearly onto ``b``'s grid where the grids differ).  Critical times are the hitting times
+The primary field of the family (``Trajectory.primary_field``) is compared with one scale-aware error
+norm, as in scipy and diffrax: a record passes when ``|a - b| <= rtol * scale`` with ``scale`` per
+feature the reference's magnitude over the run, ``max_t |b|`` (:func:`scaled_errors`; a feature whose
+reference is 0 throughout takes the field's largest scale), on the times both results share (``a`` is
+interpolated linearly onto ``b``'s grid where the grids differ).  Not pointwise ``|b|``: a curve that
+crosses zero or collapses to ~0 (a random init's mode) is compared against its own scale, and a time
+shift there is not an arbitrarily large "relative error".  Critical times are the hitting times
 of ``fraction`` of the fixed point, read off both curves the same way (``metrics.hitting_times``);
 the family's exact critical times (where it has a theory) tell a horizon too short from a feature
 that is never learned.
@@ -37,7 +38,7 @@ from .trajectory import Trajectory
 from .validation import check_bool, check_fraction, check_instance, check_positive
 
 __all__ = ["Reference", "Outcome", "closing_lines", "CrossCheck", "BatchCrossCheck", "crosscheck", "OUTCOMES", "verdict", "default_tolerances",
-           "tolerance_policy", "result_label", "flow_rtol", "FLOW_ERROR_FACTOR", "GD_TOLERANCES"]
+           "tolerance_policy", "scaled_errors", "reference_scale", "result_label", "flow_rtol", "FLOW_ERROR_FACTOR", "GD_TOLERANCES"]
 
 OUTCOMES = ("passed", "failed", "inconclusive")
 
@@ -66,7 +67,8 @@ class CrossCheck:
     """Agreement of two single-run trajectories (typically simulation ``a`` against reference ``b``).
 
     field : the compared field.   t : (T,) the compared times.
-    rel_error : (T, F) relative error of ``field``;  max_rel_error : its maximum (per feature: ``per_feature``).
+    rel_error : (T, F) error of ``field`` relative to the reference's scale, |a - b| / max_t |b| per feature
+        (:func:`scaled_errors`);  max_rel_error : its maximum (per feature: ``per_feature``).
     critical_a, critical_b : (F,) hitting times of ``fraction`` of the fixed point;
     critical_rel_error : (F,) (nan where not compared);  critical_status : (F,) "compared",
     "never" (neither learns it, as the theory predicts) or "not reached" (inconclusive).
@@ -109,11 +111,13 @@ class CrossCheck:
         if la == lb:
             la, lb = f"{la} (a)", f"{lb} (b)"
         lines = [f"crosscheck {name(self.a)} (a) vs {name(self.b)} (b): {verdict(self.outcome)}",
-                 f"  max relative error of {self.field} {self.max_rel_error:.3e} (tolerance {self.rtol:g})"]
+                 f"  max error of {self.field}, |a - b| / max_t |b| per feature: {self.max_rel_error:.3e} "
+                 f"(tolerance rtol {self.rtol:g})"]
         if self.policy:
             lines.append(f"  tolerances: {self.policy}")
         if self.critical_b.size:
-            lines.append(f"  critical times at {self.fraction:g} of the fixed point (tolerance {self.ctol:g}):")
+            lines.append(f"  critical times at {self.fraction:g} of the fixed point, |t_a - t_b| / t_b "
+                         f"(tolerance ctol {self.ctol:g}):")
             w = max(len(la), len(lb))
             for i, (ca, cb, e) in enumerate(zip(self.critical_a, self.critical_b, self.critical_rel_error)):
                 st = self.critical_status[i] if self.critical_status else "compared"
@@ -399,6 +403,24 @@ def crosscheck(a, b, *, fraction=0.5, rtol=None, ctol=None, interpolate=False):
     return _crosscheck_one(a, b, fraction, rtol, ctol, interpolate, policy)
 
 
+def reference_scale(b):
+    """The scale of each feature of a reference ``b`` (T, F): its magnitude over the run, max_t |b|; a
+    feature that is 0 throughout takes the largest scale of the field (then the smallest normal float)."""
+    b = np.abs(np.asarray(b, float))
+    scale = b.max(axis=0) if b.shape[0] else np.zeros(b.shape[1:])
+    whole = float(scale.max()) if scale.size else 0.0
+    return np.where(scale > 0, scale, max(whole, np.finfo(float).tiny))
+
+
+def scaled_errors(a, b):
+    """The one error norm of every comparison: ``|a - b| / scale`` (T, F), with ``scale`` the reference's
+    :func:`reference_scale` per feature; a record passes when it is <= rtol, i.e. |a - b| <= rtol * scale.
+    Scale-aware as scipy's and diffrax's error norms are, with the scale taken over the reference's whole
+    run: a curve crossing zero (a random init's mode) or collapsing to ~0 is measured against its own size."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return np.abs(a - b) / reference_scale(b)
+
+
 def _family(traj):
     try:
         return get_family(traj.model)
@@ -444,16 +466,9 @@ def _crosscheck_one(a, b, fraction, rtol, ctol, interpolate, policy=""):
     t = tb[inside]
     ya_b, yb_c = ya_b[inside], yb[inside]
     fam = _family(b) or _family(a)
-    floor_c = 0.0 if fam is None else fam.error_floor
-    scale_b = np.abs(yb_c).max(axis=0) if yb_c.size else np.zeros(yb.shape[1:])
-    # a feature whose reference crosses zero (a random init's mode passing through 0) is compared against its
-    # own scale over the run, max_t |b|: pointwise |b| would make any time shift there an arbitrarily large
-    # "relative error" (issue 26); the others keep the family's floor
-    crosses = ((yb_c.min(axis=0) < 0) & (yb_c.max(axis=0) > 0)) if yb_c.size else np.zeros(yb.shape[1:], bool)
-    floor = np.maximum(np.where(crosses, 1.0, floor_c) * scale_b, np.finfo(float).tiny)
     flat_a = ya_b.reshape(ya_b.shape[0], -1) if ya_b.size else np.zeros((0, int(np.prod(yb.shape[1:]))))
     flat_b = yb_c.reshape(yb_c.shape[0], -1) if yb_c.size else flat_a
-    rel = np.abs(flat_a - flat_b) / np.maximum(np.abs(flat_b), floor.reshape(-1))
+    rel = scaled_errors(flat_a, flat_b)
     max_rel = float(rel.max()) if rel.size else float("nan")
     compared_curves = t.size >= 2
     failed = False
@@ -461,7 +476,7 @@ def _crosscheck_one(a, b, fraction, rtol, ctol, interpolate, policy=""):
         reasons.append(f"the results share {t.size} time(s): no curve comparison")
     elif not (np.isfinite(max_rel) and max_rel <= rtol):
         failed = True
-        reasons.append(f"{fa}: max relative error {max_rel:.3e} > rtol {rtol:g}")
+        reasons.append(f"{fa}: max error |a - b| / max_t |b| {max_rel:.3e} > rtol {rtol:g}")
     if t.size < tb.size:
         reasons.append(f"a covers t <= {ta[-1]:.6g} of b's t <= {tb[-1]:.6g}; compared there only")
 

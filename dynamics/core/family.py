@@ -120,9 +120,6 @@ class Family(abc.ABC):
         optimizer steps) and ``Flow`` (the exact gradient flow of the same parameters, adaptive) by
         default; the u * v families add ``Dual`` and ``DualRK4``.  A stepper's ``form`` ("params" or
         "dual") is what the hooks receive as ``form``.
-    (and, with a default of 0: ``error_floor``: relative errors are |a - b| / max(|b|, error_floor *
-    max_t |b|) per feature; 0 is a plain relative error, > 0 for fields that decay to 0.  A feature whose
-    reference crosses 0 is compared against max_t |b| whatever the floor.)
 
     Required (4): ``shape``, ``model``, ``initial_state``, ``context``.
     Optional (5, with defaults): ``theory``, ``example``, ``initial_states`` (a batch at once),
@@ -134,7 +131,6 @@ class Family(abc.ABC):
     primary: ClassVar[str]
     config: ClassVar[type] = NoConfig
     steppers: ClassVar[tuple] = (GD, Flow)
-    error_floor: ClassVar[float] = 0.0
 
     # ------------------------------------------------------------------ required
     @abc.abstractmethod

@@ -31,6 +31,7 @@ from .config import Config
 from .family import Family, default_family, families, get_family
 from .steppers import DEFAULT_RTOL, AbstractStepper, DualRK4, Flow, GD
 from .io import versions
+from .locate import Reintegration
 from .keys import derive_run_keys, is_key_sequence, key_count
 from .resources import check_memory, check_steps, device_budget, memory_budget, nbytes_of
 from .trajectory import Trajectory, stack_runs
@@ -505,14 +506,16 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
                 "units": "gf", "key": keys.run_data(),
                 **_config_settings(probs, run_configs, shared and not per_run, tuple(per_run)), **versions()}
 
-    def to_traj(out: EngineOutput) -> Trajectory:
+    def to_traj(out: EngineOutput, refined=False) -> Trajectory:
+        """The Trajectory of an engine output (refined: a re-integration on another grid of solver times,
+        by :func:`resolve`, with no record dropped and no gd grid)."""
         n = int(out.extra.get("runs", R))       # fewer than R: a grouped batch interrupted early
         probs_, lrs_, fixed_ = probs[:n], lrs[:n], fixed[:n]
         if ode:     # flow time x as (fractional) steps at each run's lr: the family's clock does the rest
             x = np.asarray(out.extra["times"], float)
             # on gd's grid the clock gets gd's integer steps (the same times, bit for bit)
-            per = [family.times([p], lrs_[i:i + 1], x / lrs_[i] if grid_steps is None else grid_steps[:x.size],
-                                base) for i, p in enumerate(probs_)]
+            per = [family.times([p], lrs_[i:i + 1], x / lrs_[i] if grid_steps is None or refined
+                                else grid_steps[:x.size], base) for i, p in enumerate(probs_)]
             t = np.concatenate([q[0] for q in per], axis=0)
             extra = {k: np.concatenate([q[1][k] for q in per], axis=0) for k in per[0][1]}
             stats = {k: out.extra[k].tolist() if batched else int(out.extra[k][0])
@@ -521,7 +524,7 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
             t, extra = family.times(probs_, lrs_, out.steps, base)
             stats = {}
         fields = {**{k: v for k, v in out.records.items()}, **extra}
-        if drop_first:      # the solver starts at t = 0; the result has the times that were asked for
+        if drop_first and not refined:      # the solver starts at t = 0; the result has the times asked for
             t, fields = t[:, 1:], {k: v[:, 1:] for k, v in fields.items()}
         same_t = bool(np.all(t == t[:1])) if t.size else True
         if not batched:
@@ -540,7 +543,9 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
                                     **({"groups": out.extra["groups"], "group_size": out.extra["group_size"]}
                                        if "groups" in out.extra else {}),
                                     **({"solver_stats": stats} if ode else {"step_index": out.steps.tolist()})},
-                          fixed_point=fp, status=out.status, message=out.message, runs=n if batched else None)
+                          fixed_point=fp, status=out.status, message=out.message, runs=n if batched else None,
+                          reintegration=None if not ode or refined else Reintegration(
+                              x=np.asarray(out.extra["times"], float)[1 if drop_first else 0:], fn=resolve, runs=n))
 
     run_keys_ = keys.step_keys()
     lr_dev = jnp.asarray(lrs, dtype=dtype)
@@ -548,16 +553,30 @@ def run(family: Family, problem, stepper: AbstractStepper, *, gd_grid=None, runs
 
     rule = stepper.optimizer if isinstance(stepper, GD) else engine.RK4
 
-    def run_group(sl, *, bar=None, stop=False):
+    def run_group(sl, *, bar=None, stop=False, times=None, show=None):
         part = lambda tree: jax.tree_util.tree_map(lambda x: x[sl], tree)  # noqa: E731
         c = ctx if shared else part(ctx)
-        kw = dict(progress=progress, desc=desc, on_divergence="stop" if stop else on_divergence,
-                  make_partial=to_traj, ctx_batched=not shared, bar=bar)
+        kw = dict(progress=progress if show is None else show, desc=desc,
+                  on_divergence="stop" if stop else on_divergence, make_partial=to_traj, ctx_batched=not shared,
+                  bar=bar)
         if ode:
-            return flow.integrate(model, part(params), part(aux), c, lr_dev[sl], times=grid, solver=solver_cfg,
+            return flow.integrate(model, part(params), part(aux), c, lr_dev[sl],
+                                  times=grid if times is None else times, solver=solver_cfg,
                                   key=run_keys_[sl], **kw)
         return engine.simulate(model, part(params), part(aux), c, lr_dev[sl], record_steps=rec,
                                key=run_keys_[sl], optimizer=rule, **kw)
+
+    def resolve(x):
+        """The same runs integrated again on the solver times ``x`` (from 0): (t (R, T), primary (R, T, F)),
+        for :meth:`Trajectory.critical_times` located by the solver (``core.locate``)."""
+        outs = [run_group(slice(a, min(R, a + group)), stop=True, times=np.asarray(x, float), show=False)
+                for a in range(0, R, group)]
+        tr = to_traj(_merge_outputs(outs, [min(R, a + group) - a for a in range(0, R, group)]), refined=True)
+        y = np.asarray(tr.fields[family.primary], float)
+        t = np.asarray(tr.t, float)
+        if not tr.batched:
+            y, t = y[None], t[None]
+        return np.broadcast_to(t, y.shape[:2]), y
 
     if group >= R:
         return to_traj(run_group(slice(0, R)))

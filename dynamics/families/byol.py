@@ -291,7 +291,6 @@ class BYOLFamily(Family):
     problem_type = BYOLProblem
     primary = "p"
     config = BYOLConfig
-    error_floor = 1e-3
 
     def shape(self, problem):
         return {"n": problem.n, "predictor": problem.predictor, "stop_grad": problem.stop_grad,

@@ -96,7 +96,6 @@ class HadamardFamily(Family):
     primary = "beta"
     steppers = (GD, Flow, Dual, DualRK4)
     config = UVConfig
-    error_floor = 1e-2
 
     def __init__(self, name, problem_type, example=None):
         self.name = name
