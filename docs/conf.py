@@ -43,16 +43,43 @@ sphinx_gallery_conf = {
     "remove_config_comments": True,
     "within_subsection_order": "FileNameSortKey",
 }
-html_theme = "alabaster"
-html_static_path = []
+# pydata-sphinx-theme (NumPy's and SciPy's): the page is as wide as the screen (custom.css) so that code
+# and the gallery's multi-panel figures fit without scrolling; the sidebars keep to the navigation
+html_theme = "pydata_sphinx_theme"
+html_title = f"dynamics {release}"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+    "secondary_sidebar_items": [],          # the width goes to the content (the left sidebar has the pages)
+    "footer_start": ["copyright"],
+    "footer_end": [],
+}
+html_sidebars = {"**": ["sidebar-nav-bs"]}
 exclude_patterns += ["gallery/*"]
 
 
+_RST_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*`|_[]<>:"})
+
+
 def _verbatim_docstrings(app, what, name, obj, options, lines):
-    """The library's docstrings are plain text with equations and shapes (not reST): show them
-    verbatim, as a literal block, so that |x|, *, indentation and tables render as written."""
-    if lines:
-        lines[:] = ["::", ""] + ["    " + ln for ln in lines] + [""]
+    """The library's docstrings are plain text with equations and shapes (not reST): their first
+    paragraph as plain text (escaped: autosummary's tables take their one-line descriptions from it),
+    then the rest verbatim, as a literal block, so that |x|, *, indentation and tables render
+    as written."""
+    if not lines:
+        return
+    first = []
+    for ln in lines:
+        if not ln.strip():
+            break
+        first.append(ln.strip())
+    rest = lines[len(first):]
+    while rest and not rest[0].strip():
+        rest = rest[1:]
+    lines[:] = [" ".join(first).translate(_RST_SPECIAL), ""] + (
+        ["::", ""] + ["    " + ln for ln in rest] + [""] if rest else [])
 
 
 def setup(app):

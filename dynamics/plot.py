@@ -118,19 +118,33 @@ def marks_legend(sim, th, *, fraction=None, normalised=False):
 
 
 def plot_crosscheck(report, ax=None):
-    """Two panels: the curves (a solid, b dashed) and the pointwise relative error with its tolerance."""
+    """Two panels: the curves (a solid, b dashed; their legend below the panels, not over them) and the
+    error |a - b| / max_t |b| per feature (the norm crosscheck uses) with its tolerance (dotted, inside
+    the axis: the top of the axis is a decade above the larger of the two)."""
     if ax is None:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
     else:
         fig, axes = ax.figure, [ax, ax.twinx()]
-    plot_pair(report.a, report.b, axes[0], fraction=report.fraction)
+    plot_pair(report.a, report.b, axes[0], fraction=report.fraction, legend=False)
+    floor = 1e-17
     for i, c in enumerate(_colors(report.rel_error.shape[1])):
-        axes[1].semilogy(report.t, np.maximum(report.rel_error[:, i], 1e-17), color=c)
-    axes[1].axhline(report.rtol, color="k", ls=":", lw=1, label=f"tolerance {report.rtol:g}")
+        axes[1].semilogy(report.t, np.maximum(report.rel_error[:, i], floor), color=c)
+    axes[1].axhline(report.rtol, color="k", ls=":", lw=1, label=f"tolerance rtol = {report.rtol:g}")
+    top = max(report.rtol, float(np.nanmax(report.rel_error)) if report.rel_error.size else report.rtol)
+    axes[1].set_ylim(top=10 * top)
     axes[1].set_xlabel(_time_label(report.a))
-    axes[1].set_ylabel(f"|a - b| / |b| of {report.field}")
-    axes[1].legend(fontsize=8)
-    axes[0].set_title(f"{report.a.model}: {verdict(report.outcome)} (max rel. error {report.max_rel_error:.2e})", fontsize=10)
+    axes[1].set_ylabel(f"|a - b| / max_t |b| of {report.field}")
+    axes[1].legend(fontsize=8, loc="lower right")
+    handles, lbls = axes[0].get_legend_handles_labels()
+    fp = report.b.fixed_point if report.b.fixed_point is not None else report.a.fixed_point
+    mh, ml = marks_legend(report.a, report.b, fraction=report.fraction if fp is not None else None,
+                          normalised=fp is not None)
+    if ax is None:
+        fig.legend(handles + mh, lbls + ml, loc="outside lower center", ncol=4, fontsize=7, frameon=False)
+    else:
+        axes[0].legend(handles + mh, lbls + ml, fontsize=7, loc="best", framealpha=0.85)
+    axes[0].set_title(f"{report.a.model}: {verdict(report.outcome)} (max error {report.max_rel_error:.2e}, "
+                      f"tolerance {report.rtol:g})", fontsize=10)
     return fig
 
 
@@ -182,10 +196,14 @@ def _label(ax, xlabel, ylabel, title=None, legend=8):
 
 
 def _suptitle(fig, title, note=None):
-    """The figure's title, with ``note`` (what the reader must know to read it) on a second line."""
-    text = "\n".join(x for x in (title, note) if x)
+    """The figure's title, with ``note`` (what the reader must know to read it) on a second line; each
+    wrapped to the figure's width (a character is ~0.55 of the font size wide), never clipped at its edges."""
+    import textwrap
+    size = 11 if not note else 9.5
+    width = max(20, int(fig.get_figwidth() * 72 / (0.55 * size)))
+    text = "\n".join(textwrap.fill(x, width) for x in (title, note) if x)
     if text:
-        fig.suptitle(text, fontsize=11 if not note else 9.5)
+        fig.suptitle(text, fontsize=size)
     return fig
 
 

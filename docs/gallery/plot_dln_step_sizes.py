@@ -12,7 +12,7 @@ Left: the endpoint's coefficients, in order of size. Bars: gradient descent run 
 summed along the flow's path); grey circles (over the middle bars): the gradient flow's endpoint
 (lr -> 0), the same for every step.  Right: the effective init alpha_inf / alpha per coordinate (dots: gradient descent's own, read
 from u^2 - v^2; line: the prediction): the step shrinks it most where the gradient was largest.
-The printed line gives, per step size, the largest gap (relative to max |beta|) of the prediction and of
+The printed line gives, per step size, the largest gap (relative to max ``|beta|``) of the prediction and of
 the flow's endpoint from gradient descent's endpoint; the check's tolerance is 5 %.
 """
 import matplotlib.pyplot as plt

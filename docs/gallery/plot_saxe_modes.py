@@ -23,7 +23,7 @@ for ax, L in zip(axes, [1, 2, 3]):
     sim = dy.simulate_saxe(prob, lr=lr, steps=int(t_end / lr), record_every=10)
     th = dy.solve_saxe(prob, times=sim.t)
     rep = dy.crosscheck(sim, th)
-    errors.append(f"L={L} {rep.outcome} (max rel. error {rep.max_rel_error:.1e})")
+    errors.append(f"L={L} {rep.outcome} (max error {rep.max_rel_error:.1e}, tolerance {rep.rtol:g})")
     plot_pair(sim, th, ax, legend=(L == 1))
     ax.set_title(f"depth L = {L}", fontsize=10)
 finish(fig, "saxe_modes", "gradient descent vs closed form: " + ", ".join(errors))

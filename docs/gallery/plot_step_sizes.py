@@ -12,7 +12,7 @@ step size, the largest relative gap between gradient descent and the map, and ag
 At 0.1x the flow theory is already close (first order in lr); at 0.9x it is visibly early, while the
 discrete map still matches the network to rounding. At 1.1x the map, whose own limit (the aligned
 directions only, sec. 2) is higher, converges, but the network leaves the path along a direction that
-mixes two features: rounding seeds it and it grows by |1 - lr mu| per step. The simulator warned before
+mixes two features: rounding seeds it and it grows by ``|1 - lr mu|`` per step. The simulator warned before
 running.
 """
 import warnings

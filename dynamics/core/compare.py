@@ -129,7 +129,7 @@ class CrossCheck:
 
     def __repr__(self):
         return (f"CrossCheck({verdict(self.outcome)}: {self.a.model} {self.field}, {result_label(self.a)} vs "
-                f"{result_label(self.b)}, max rel. error {self.max_rel_error:.3e} <= {self.rtol:g}?)")
+                f"{result_label(self.b)}, max error {self.max_rel_error:.3e}, tolerance {self.rtol:g})")
 
     def to_dict(self) -> dict:
         return jsonable({"outcome": self.outcome, "passed": self.passed, "field": self.field,
@@ -177,13 +177,19 @@ class BatchCrossCheck:
         return self.checks[i]
 
     def summary(self) -> str:
-        lines = [f"crosscheck of a batch of {len(self.checks)} runs: {verdict(self.outcome)}",
-                 f"{'run':>5} {'outcome':>13} {'max rel. error':>15}"]
+        lines = [f"crosscheck of a batch of {len(self.checks)} runs: {verdict(self.outcome)} (tolerance rtol "
+                 f"{self.rtol:g} on |a - b| / max_t |b|, ctol {self.ctol:g} on the critical times)",
+                 f"{'run':>5} {'outcome':>13} {'max error':>15}"]
         for i, c in enumerate(self.checks):
             lines.append(f"{i:>5} {verdict(c.outcome):>13} {c.max_rel_error:>15.3e}")
         return "\n".join(lines)
 
     __str__ = summary
+
+    def __repr__(self):
+        counts = ", ".join(f"{self.outcomes.count(o)} {o}" for o in OUTCOMES if o in self.outcomes)
+        return (f"BatchCrossCheck({verdict(self.outcome)}: {len(self.checks)} runs ({counts}), max error "
+                f"{self.max_rel_error:.3e}, tolerance {self.rtol:g})")
 
     def to_dict(self) -> dict:
         return {"outcome": self.outcome, "passed": self.passed, "runs": [c.to_dict() for c in self.checks]}

@@ -60,6 +60,10 @@ class StepSizeAdvice:
 
     __str__ = summary
 
+    def __repr__(self):
+        return (f"StepSizeAdvice({self.family}: lr = {self.lr:.4g} for {self.measure} <= {self.tol:g} up to "
+                f"t = {self.t_max:g}, order {self.order:.2f})")
+
     def to_dict(self) -> dict:
         return jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
 

@@ -36,3 +36,11 @@ class Theory:
     critical_times: Callable[..., Any] | None = None
     stability_limit: Callable[[Any], Any] | None = None
     resolution: Callable[[float], float | None] | None = None
+
+    def __repr__(self):
+        import numpy as np
+        known = [n for n in ("trajectory", "critical_times", "stability_limit", "resolution")
+                 if getattr(self, n) is not None]
+        fp = "" if self.fixed_point is None else ", fixed point " + np.array2string(
+            np.asarray(self.fixed_point, float), precision=4, threshold=8, edgeitems=3)
+        return f"Theory({', '.join(known) or 'no answers'}{fp})"

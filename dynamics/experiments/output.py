@@ -36,12 +36,15 @@ def verdict_line(name, rep) -> str:
     from ..core.compare import result_label, verdict
     a, b = getattr(rep, "a", None), getattr(rep, "b", None)
     what = f" ({result_label(a)} vs {result_label(b)})" if a is not None and b is not None else ""
-    line = (f"crosscheck {name}{what}: {verdict(rep.outcome)} (max rel. error {rep.max_rel_error:.2e}, "
+    line = (f"crosscheck {name}{what}: {verdict(rep.outcome)} (max error {rep.max_rel_error:.2e}, "
             f"tolerance {rep.rtol:g}")
     ce = getattr(rep, "critical_rel_error", None)
     if ce is not None and np.size(ce) and np.any(np.isfinite(ce)):
         line += f"; critical times {np.nanmax(ce):.2e}, tolerance {rep.ctol:g}"
     line += ")"
+    reasons = getattr(rep, "reasons", ()) if rep.outcome != "passed" else ()
+    if reasons:
+        line += " -- why: " + "; ".join(reasons)
     if getattr(rep, "advice", ""):
-        line += f" -- {rep.advice}"
+        line += f" -- to do: {rep.advice}"
     return line

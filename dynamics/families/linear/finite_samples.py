@@ -75,6 +75,10 @@ class FiniteSampleStudy:
 
     __str__ = summary
 
+    def __repr__(self):
+        return (f"FiniteSampleStudy({self.objective}: n = {[int(n) for n in self.ns]}, {self.critical.shape[1]} data "
+                f"sets each, population order kept in {[f'{f:.0%}' for f in self.order_fraction]}; .summary())")
+
     def to_dict(self):
         return jsonable({"ns": self.ns, "critical": self.critical, "population": self.population,
                          "order_match": self.order_match, "mean": self.mean, "std": self.std,

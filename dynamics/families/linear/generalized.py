@@ -68,6 +68,11 @@ class GeneralizedModes:
     sigma2: np.ndarray
     commutator: float
 
+    def __repr__(self):
+        short = lambda x: np.array2string(np.asarray(x, float), precision=4, threshold=8, edgeitems=3)  # noqa: E731
+        return (f"GeneralizedModes(d = {np.size(self.lam)}, lam = {short(self.lam)}, rho = {short(self.rho)}, "
+                f"commutator = {self.commutator:.3g})")
+
     def __iter__(self):
         return iter((self.directions, self.lam, self.rho))
 
