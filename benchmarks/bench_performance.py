@@ -557,7 +557,7 @@ def main(argv=None):
 
 def write_md(res, path):
     m = res["machine"]
-    L = [f"# Performance ({m['cpus']} CPUs, {m['platform']}; jax {m['jax']}, torch {m['torch'] or 'not installed'})", ""]
+    L = ["# Performance", "", f"Machine: {m['cpus']} CPUs, {m['platform']}; jax {m['jax']}, torch {m['torch'] or 'not installed'}.", ""]
     blas = ", ".join(f"{b['internal_api']} {b.get('version') or ''} kernel {b['architecture']}" for b in m.get("blas", []))
     L += [f"Machine float64 matmul peak (best of 1024^3 and 2048^3 GEMMs): {res['peak_gflops']:.0f} GFLOP/s. "
           f"NumPy's BLAS: {blas or 'unknown'} (the machine's OPENBLAS_CORETYPE override removed for the suite).", "",

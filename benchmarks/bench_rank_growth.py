@@ -73,7 +73,7 @@ def main():
     res = {"machine": versions(), "cpus": os.cpu_count(), "cases": cases}
     atomic_write(os.path.join(out, "rank_growth.json"),
                             lambda fh: fh.write(json.dumps(res, indent=2).encode()))
-    lines = [f"# Rank-growth solvers at alpha = {alpha:g} ({os.cpu_count()} CPUs, jax {res['machine']['jax']})", "",
+    lines = [f"# Rank-growth solvers at alpha = {alpha:g}", "", f"Machine: {os.cpu_count()} CPUs, jax {res['machine']['jax']}.", "",
              "Same rescaled time for every method; err_mid = max |beta - beta^k| at the plateau middles "
              "(finite-alpha gradient flow itself differs from the alpha -> 0 limit by O(1/log(1/alpha))).", "",
              "Reading: both integrators need a step proportional to 1/log(1/alpha) in tau (the jumps take O(1) "

@@ -56,11 +56,13 @@ html_theme_options = {
     "footer_start": ["copyright"],
     "footer_end": [],
 }
-html_sidebars = {"**": ["sidebar-nav-bs"]}
+html_sidebars = {"**": ["sidebar-nav-bs", "page-toc"]}     # the page's own sections under the navigation
 exclude_patterns += ["gallery/*"]
 
 
-_RST_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*`|_[]<>:"})
+# reST's inline markup escaped; "$" as "\\$" (reST keeps one backslash, MathJax's processEscapes prints "$"),
+# so that a docstring's "$HOME ... $" is not read as math
+_RST_SPECIAL = str.maketrans({**{c: "\\" + c for c in "\\*`|_[]<>:"}, "$": "\\\\$"})
 
 
 def _verbatim_docstrings(app, what, name, obj, options, lines):

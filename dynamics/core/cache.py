@@ -87,7 +87,7 @@ class CacheInfo:
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/dynamics``, or ``~/.cache/dynamics`` when XDG_CACHE_HOME is unset."""
+    """The default cache folder: XDG_CACHE_HOME/dynamics, or ~/.cache/dynamics when XDG_CACHE_HOME is unset."""
     base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "dynamics"
 
