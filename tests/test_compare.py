@@ -122,3 +122,23 @@ def test_flow_critical_times_are_located_by_the_solver():
         th.critical_times(locate="solver")
     with pytest.raises(ValueError, match="locate"):
         f.critical_times(locate="bisect")
+
+
+def test_every_fail_names_its_cause_and_a_remedy():
+    """A FAIL comes with why and what to do, from what applies to the run: a random-init run against the
+    aligned theory is told that the theory does not describe it (and to compare with the flow from the
+    same init), not given a step size; a flow against the theory of another problem is told to check the
+    problem and rule out the solver."""
+    import warnings
+    p = dy.SSLProblem.from_spectrum(lam=[1.0, 0.8], rho=[0.3, 0.9], depth=2, init_scale=1e-2, rotate=True, key=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = dy.simulate_jepa(p, lr=0.05, steps=2000, record_every=20, init="gaussian", key=1, progress=False)
+    rep = dy.crosscheck(g, dy.solve_jepa(p, times=g.t))
+    assert rep.outcome == "failed"
+    assert any("the theory describes the aligned init" in r and "'gaussian'" in r for r in rep.reasons), rep.summary()
+    assert "method='flow'" in rep.advice and "lr =" not in rep.advice
+    f = dy.simulate_jepa(p, method="flow", times=g.t, progress=False)
+    other = dy.SSLProblem.from_spectrum(lam=[1.0, 0.7], rho=[0.3, 0.9], depth=2, init_scale=1e-2)
+    rep = dy.crosscheck(f, dy.solve_jepa(other, times=f.t))
+    assert rep.outcome == "failed" and rep.reasons and "check that the theory is of this problem" in rep.advice

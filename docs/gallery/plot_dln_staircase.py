@@ -9,6 +9,7 @@ smallest alpha over the predicted plateaus; (c): the support grows one coordinat
 import dynamics as dy
 from _gallery import SMALL, finish
 
+from dynamics.core.compare import verdict
 from dynamics.plot import plot_staircase
 
 prob = dy.DLNProblem.random(200, 6, beta_star=[2, -1, 0.5, 0.25, 0, 0], noise=0.1, correlation=0.5,
@@ -19,5 +20,12 @@ sims = [(a, dy.simulate_dln(prob.with_init_scale(a), method="dual", tau_max=4.0)
 fig = plot_staircase(sims, st)
 chk = dy.crosscheck(sims[-1][1], st)       # the smallest alpha against the alpha -> 0 stages
 worst = max(abs(e) for e in chk.jump_error if e == e) if any(e == e for e in chk.jump_error) else float("nan")
-finish(fig, "dln_staircase", f"{st.n_stages} stages; at alpha = {alphas[-1]:.0e} the jumps are within {worst:.3f} "
-       f"of the predicted t/log(1/alpha) ({chk.outcome}; the gap shrinks like 1/log(1/alpha))")
+tau_max = float(sims[-1][1].tau[-1])
+late = [k for k in range(st.n_stages) if st.times[k + 1] > tau_max]
+beyond = (f"; stage(s) {', '.join(str(k + 1) for k in late)} at tau = "
+          f"{', '.join(f'{st.times[k + 1]:.4g}' for k in late)} lie beyond tau_max = {tau_max:g} (loss changes "
+          f"{', '.join(f'{st.losses[k] - st.losses[k + 1]:.1g}' for k in late)}), not drawn") if late else ""
+finish(fig, "dln_staircase", f"{st.n_stages - len(late)} of {st.n_stages} stages drawn{beyond}; at alpha = "
+       f"{alphas[-1]:.0e} the jumps drawn are within {worst:.3f} of the predicted t/log(1/alpha) "
+       f"({verdict(chk.outcome)}: {'the later stages are not reached' if late else 'every stage reached'}; "
+       "the gap shrinks like 1/log(1/alpha))")

@@ -356,6 +356,32 @@ def _step_advice(a, b, err, tol):
             f"(dy.lr_for measures it)")
 
 
+#: inits that a family's theory describes (the papers' aligned balanced init, and its gauge transform)
+ALIGNED_INITS = (None, "aligned", "aligned_gauge")
+
+
+def _failure_cause(a, b):
+    """(why, remedy) for a comparison that failed, from what the two results are: the cause where it is
+    known from their settings ("" if none), and the next thing to do, so that no FAIL comes without one."""
+    theory = [x for x in (a, b) if x.kind == "theory"]
+    sims = [x for x in (a, b) if x.kind == "simulation"]
+    if theory and sims:
+        init = sims[0].settings.get("init")
+        if init not in ALIGNED_INITS and theory[0].settings.get("init") in ALIGNED_INITS:
+            return (f"the theory describes the aligned init; the {result_label(sims[0])} run starts from init={init!r}, "
+                    "which it does not describe (the simulation is not wrong: the reference does not apply)",
+                    "compare with the exact flow from the same init and key (method='flow'), the reference for any "
+                    "init (theory/flow.md)")
+        if flow_rtol(sims[0]) is not None:
+            return ("", f"the exact flow and the theory disagree beyond {FLOW_ERROR_FACTOR:g} x the solver's rtol: check "
+                    "that the theory is of this problem and configuration (depth, objective, options); "
+                    "rerun the flow at rtol=1e-12 to rule out the solver")
+    if len(sims) == 2 and all(flow_rtol(x) is not None for x in sims):
+        return ("", "two adaptive flows differ beyond their tolerance: check that they share the problem, init, key "
+                "and configuration; rerun both at rtol=1e-12")
+    return ("", "check that both results are of the same problem, init, key and configuration (their settings)")
+
+
 def crosscheck(a, b, *, fraction=0.5, rtol=None, ctol=None, interpolate=False):
     """Compare result ``a`` with reference ``b`` (simulation vs theory, gd vs another method, ...).
 
@@ -560,10 +586,15 @@ def _crosscheck_one(a, b, fraction, rtol, ctol, interpolate, policy=""):
             reasons.append(f"critical time of feature(s) {feats} not reached within t <= {t_end:.6g}: not compared")
     not_compared = (not compared_curves) or any(s == "not reached" for s in status)
     outcome = "failed" if failed else ("inconclusive" if not_compared else "passed")
-    if failed and not advice:
+    if failed:      # the remedy of the failure first (a known cause, else the step, else what to check)
         worst_c = float(np.nanmax(cerr)) if cerr.size and np.any(np.isfinite(cerr)) else 0.0
-        advice = (_step_advice(a, b, max_rel, rtol) if np.isfinite(max_rel) and max_rel > rtol
-                  else _step_advice(a, b, worst_c, ctol))
+        fix = (_step_advice(a, b, max_rel, rtol) if np.isfinite(max_rel) and max_rel > rtol
+               else _step_advice(a, b, worst_c, ctol))
+        why, remedy = _failure_cause(a, b)
+        if why:
+            reasons.append(why)
+            fix = remedy
+        advice = (fix or remedy) + (f"; and {advice}" if advice else "")
     return CrossCheck(t=t, a=a, b=b, rel_error=rel, max_rel_error=max_rel,
                       per_feature=rel.max(axis=0) if rel.size else np.zeros(0), fraction=fraction,
                       critical_a=ca, critical_b=cb, critical_rel_error=cerr, rtol=float(rtol), ctol=float(ctol),

@@ -353,7 +353,9 @@ def crosscheck_stages(sim: Trajectory, st: Stages, *, rtol=0.05):
     advice = ""
     if missing or missing_plateaus:
         last = max([pred[k - 1] for k in missing] + [st.times[k] for k in missing_plateaus])
-        reasons.append(f"jump(s) {missing} / plateau(s) {missing_plateaus} lie beyond the run (tau <= "
+        named = ", ".join(f"{k} at tau = {pred[k - 1]:.4g} (loss {st.losses[k - 1]:.3g} -> {st.losses[k]:.3g})"
+                          for k in missing)
+        reasons.append(f"jump(s) {named or 'none'} / plateau(s) {missing_plateaus} lie beyond the run (tau <= "
                        f"{tau[-1]:.4g}): not compared")
         advice = f"run to tau >= {1.15 * last + 0.1:.4g} (tau_max=...) to reach every predicted stage"
     outcome = "failed" if failed else ("inconclusive" if (missing or missing_plateaus) else "passed")
