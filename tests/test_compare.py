@@ -142,3 +142,25 @@ def test_every_fail_names_its_cause_and_a_remedy():
     other = dy.SSLProblem.from_spectrum(lam=[1.0, 0.7], rho=[0.3, 0.9], depth=2, init_scale=1e-2)
     rep = dy.crosscheck(f, dy.solve_jepa(other, times=f.t))
     assert rep.outcome == "failed" and rep.reasons and "check that the theory is of this problem" in rep.advice
+
+
+def test_a_float32_failure_is_blamed_on_rounding_not_on_the_step():
+    """The demo in float32 (`dynamics demo --x32`), JEPA at depth 1: feature 2 (lam = 0.5) stalls under the
+    rounding of the larger weights and is never learned, so gd FAILs against the theory -- rightly, the
+    run is wrong -- and the report says float32 is the suspect and float64 the remedy, not a smaller lr
+    (which makes the per-step changes smaller still).  The same run in float64 passes."""
+    import warnings
+    p = dy.SSLProblem.from_spectrum(lam=[1.0, 1.0, 0.5, 0.5], rho=[0.4, 1.0, 1.0, 0.4], depth=1, init_scale=5e-3,
+                                    rotate=True, key=0)
+    steps = int(1.3 * dy.critical_times(p).max() / 0.02)
+    reps = {}
+    for dtype in ("float32", "float64"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            g = dy.simulate_jepa(p, lr=0.02, steps=steps, record_every=steps // 50, init="aligned_gauge",
+                                 dtype=dtype, progress=False)
+        reps[dtype] = dy.crosscheck(g, dy.solve_jepa(p, times=g.t))
+    assert reps["float64"].outcome == "passed", reps["float64"].summary()
+    r = reps["float32"]
+    assert r.outcome == "failed" and any("float32" in x for x in r.reasons), r.summary()
+    assert "float64" in r.advice and "lr =" not in r.advice

@@ -365,6 +365,12 @@ def _failure_cause(a, b):
     known from their settings ("" if none), and the next thing to do, so that no FAIL comes without one."""
     theory = [x for x in (a, b) if x.kind == "theory"]
     sims = [x for x in (a, b) if x.kind == "simulation"]
+    single = [x for x in sims if x.settings.get("dtype") == "float32"]
+    if single:
+        return (f"the {result_label(single[0])} run is in float32 (resolution 1.2e-7): a feature whose change per step "
+                "is below the rounding of the largest weights stalls or drifts, and a smaller lr makes those changes "
+                "smaller still (not gradient descent's step error)",
+                "rerun in float64 (dtype='float64', the default) to tell rounding from a real disagreement")
     if theory and sims:
         init = sims[0].settings.get("init")
         if init not in ALIGNED_INITS and theory[0].settings.get("init") in ALIGNED_INITS:
