@@ -214,6 +214,8 @@ def default_family(problem) -> Family | None:
 
 
 def get_family(name) -> Family:
+    """The registered family called ``name`` ("jepa", "mae", "saxe", ...; a Family is returned as it is);
+    a ValueError lists the registered names."""
     if isinstance(name, Family):
         return name
     if not isinstance(name, str):

@@ -161,5 +161,6 @@ def simulate_dln(problem, *, stepper=None, method=None, lr=None, steps=None, tau
                        optimizer=optimizer, progress=progress, on_divergence=on_divergence)
 
 
-__all__ += ["crosscheck_stages", "implicit_bias", "ImplicitBias", "EndpointCheck", "effective_init_scale",
-            "hyperbolic_interpolator"]
+# the result classes ImplicitBias and EndpointCheck are importable here too, documented where they are defined
+# (dynamics.families.hadamard.implicit_bias) and exported as dy.ImplicitBias, dy.EndpointCheck
+__all__ += ["crosscheck_stages", "implicit_bias", "effective_init_scale", "hyperbolic_interpolator"]
