@@ -168,3 +168,19 @@ def test_gd_at_tiny_alpha_changes_sign_like_the_flow():
     assert gd.beta[-1][1] > 0.05
     np.testing.assert_array_less(cg.beta_error, 3 * cd.beta_error + 1e-6)
     np.testing.assert_allclose(gd.beta[-1], dual.beta[-1], atol=2e-3)
+
+
+def test_a_stage_check_that_ends_early_names_the_stages_beyond_it():
+    """Issue 26, case 4, sims/dln_staircase.toml's settings at alpha = 1e-32: the run (tau <= 4) covers four of
+    the six stages; the last two come at tau ~ 883 and ~ 1487.  The verdict is INCONCLUSIVE (not PASS, not
+    FAIL), and its reason names those jumps with their times and loss changes, and the remedy the horizon."""
+    p = dy.DLNProblem.random(200, 6, beta_star=[2.0, -1.0, 0.5, 0.25, 0.0, 0.0], noise=0.1, correlation=0.5,
+                             init_scale=1e-32, key=0)
+    st = dy.stages(p)
+    assert st.n_stages == 6 and st.times[4] < 4 < st.times[5]
+    chk = dy.crosscheck(dy.simulate_dln(p, method="dual", tau_max=4.0, progress=False), st)
+    assert chk.outcome == "inconclusive", chk.summary()
+    why = " ".join(chk.reasons)
+    for k in (5, 6):
+        assert f"{k} at tau = {st.times[k]:.4g}" in why, why
+    assert "run to tau >=" in chk.advice and f"{1.15 * st.times[6] + 0.1:.4g}" in chk.advice

@@ -278,7 +278,10 @@ def test_result_objects_have_short_reprs():
     p = dy.DLNProblem.random(60, 4, beta_star=[3.0, -1.0, 0.3, 0.0], init_scale=1e-3, key=0)
     st = dy.stages(p)
     P = dy.SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05)
-    for obj in (st, dy.max_stable_lr("jepa", P), dy.implicit_bias(p)):
+    sims = dy.simulate_jepa(P, lr=0.1, steps=20, runs=2, progress=False)
+    batch = dy.crosscheck(sims, dy.solve_jepa(P, times=sims.t))
+    for obj in (st, dy.max_stable_lr("jepa", P), dy.implicit_bias(p), dy.get_family("jepa").theory(P),
+                dy.generalized_modes(P), batch, batch[0]):
         assert len(repr(obj)) < 200 and "\n" not in repr(obj) and "array(" not in repr(obj), repr(obj)
     assert str(st) == st.summary() and "T_k" in str(st)
 
