@@ -417,6 +417,32 @@ def plot_stepwise(sim, th, prob, rnd=None, *, title=None):
     return _suptitle(fig, title)
 
 
+def plot_policy_gradient(p0, theory, located, shared, reach, *, frac=0.5, title=None):
+    """Vanishing gradients in RL finetuning: (a) escape time to p = ``frac`` against the initial reward std
+    sqrt(p0 (1 - p0)), closed forms (lines) and the exact flow's located critical times (marks), RL and SFT;
+    (b) the mean reward of a policy shared by many inputs, RL only against a short SFT phase on a few inputs
+    then RL (the exact flow), each with the time it reaches ``frac`` (dotted)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
+    ax = axes[0]
+    sigma = np.sqrt(p0 * (1 - p0))
+    order = np.argsort(sigma)
+    for o, c, m in (("rl", "C3", "o"), ("sft", "C0", "s")):
+        ax.loglog(sigma[order], theory[o][order], "-", color=c, lw=1.2, label=f"{o.upper()}: closed form")
+        ax.loglog(sigma, located[o], m, color=c, ms=6, mfc="none", label=f"{o.upper()}: exact flow")
+    _label(ax, "initial reward std $\\sigma_0 = \\sqrt{p_0(1-p_0)}$", f"time to $p$ = {frac:g}",
+           "(a) RL's time grows like $1/\\sigma_0^2$, SFT's like $\\ln(1/\\sigma_0)$")
+    ax = axes[1]
+    for (name, traj), c in zip(shared.items(), ("C3", "C2")):
+        ax.plot(traj.t, traj.reward_mean, color=c, lw=2, label=name)
+        if np.isfinite(reach[name]):
+            ax.axvline(reach[name], color=c, ls=":", lw=1)
+    ax.axhline(frac, color="0.6", lw=0.8)
+    _label(ax, GF_LABEL, "mean reward over all inputs",
+           "(b) shared features: a little SFT on a few inputs lifts all\n(exact flow; dotted: time to the grey level)",
+           legend=7)
+    return _suptitle(fig, title)
+
+
 def plot_finite_samples(study, ax=None, *, title=None):
     """Critical time of each feature against the sample size n: mean +- standard deviation over the data
     sets (markers, error bars), the population theory (dashed horizontal lines); the fraction of data sets

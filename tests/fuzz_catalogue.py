@@ -77,6 +77,10 @@ def STEP():
     return _once("STEP", lambda: dy.StepwiseProblem.from_spectrum([1.0, 0.5], 1e-2, key=0))
 
 
+def PG():
+    return _once("PG", lambda: dy.PolicyGradientProblem.tabular(4, [0.2, 0.05]))
+
+
 def SIM():
     return _once("SIM", lambda: dy.simulate_jepa(P(), lr=0.05, steps=40, record_every=10, progress=False))
 
@@ -167,6 +171,14 @@ CALLS = {
     "solve_stepwise": lambda: (dy.solve_stepwise, (STEP(),), {"times": [0.0, 1.0, 5.0]}),
     "critical_times[stepwise]": lambda: (dy.critical_times, (STEP(),), {"fraction": 0.5}),
     "critical_times[saxe]": lambda: (dy.critical_times, (R(), None, 0.5), {}),
+    "PolicyGradientProblem.tabular": lambda: (dy.PolicyGradientProblem.tabular, (4, [0.2, 0.05]), {}),
+    "PolicyGradientProblem.linear": lambda: (dy.PolicyGradientProblem.linear, (np.eye(3)[:2], [0, 1], 3, 0.1), {}),
+    "simulate_policy_gradient": lambda: (dy.simulate_policy_gradient, (PG(), "rl"),
+                                         dict(lr=0.05, steps=20, record_every=5, **_Q)),
+    "solve_policy_gradient": lambda: (dy.solve_policy_gradient, (PG(), "rl"), {"times": [0.0, 1.0, 5.0]}),
+    "critical_times[policy_gradient]": lambda: (dy.critical_times, (PG(), "sft"), {"fraction": 0.5}),
+    "PolicyGradientConfig": lambda: (dy.PolicyGradientConfig, (), dict(objective="sft_then_rl", sft_time=1.0,
+                                                                      sft_fraction=0.5)),
     "get_family": lambda: (dy.get_family, ("jepa",), {}),
     "Flow": lambda: (dy.Flow, (), dict(rtol=1e-8, max_steps=1000)),
     "Dual": lambda: (dy.Dual, (), dict(rtol=1e-8, max_steps=1000)),
@@ -202,6 +214,7 @@ NOT_CALLED = {
     "StageCheck": "a result (returned by crosscheck_stages)",
     "BYOLProblem": "built through isotropic (fuzzed)",
     "StepwiseProblem": "built through from_spectrum (fuzzed)",
+    "PolicyGradientProblem": "built through tabular / linear (fuzzed)",
     "Family": "the base class of a family (the contract tests cover it)",
     "Config": "the abstract base of the family configurations (each final one is fuzzed)",
     "NoConfig": "takes no arguments",

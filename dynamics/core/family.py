@@ -74,7 +74,8 @@ class Example:
 
     problem : a problem instance.   lr : a stable learning rate.   steps : enough to pass the
     family's headline (every critical time reached when it has them).   short_steps : a run too
-    short to reach any critical time.   diverging_lr : a learning rate that diverges.
+    short to reach any critical time.   diverging_lr : a learning rate that diverges, or None for a
+    family whose gradient descent cannot (a bounded objective with bounded gradients: the policy gradient).
     options : the family's own options.   method : the simulation method.   optimizer : its optimizer.
     has_theory : whether ``Family.theory`` applies to this problem (then crosscheck must pass against it).
     rtol, ctol : the cross-check tolerances at this lr (discretisation error O(lr)).
@@ -91,7 +92,7 @@ class Example:
     lr: float
     steps: int
     short_steps: int
-    diverging_lr: float
+    diverging_lr: float | None
     options: dict = field(default_factory=dict)
     has_theory: bool = True
     method: str = "gd"

@@ -635,16 +635,25 @@ def critical_times(problem, objective=None, fraction=0.5, **theory_options):
     (inf: never learned; 0: already past), for every family that has them -- one name for one idea.
 
     objective : the family ("jepa", "mae", "saxe", "stepwise", ...); default: the problem's own family
-        (:func:`family_of`: "jepa" for an SSLProblem).
+        (:func:`family_of`: "jepa" for an SSLProblem); or an objective of the problem's family where its
+        configuration has one (policy_gradient: "rl", "sft", "sft_then_rl" with ``sft_time=``).
     theory_options : the family's own (deep linear families: ``units="gf" | "paper"`` and
         ``approx="generalized"``; stepwise: ``approximate=True`` for the paper's tiny-init formula).
     The formulas are in each family's theory page (theory/jepa.md sec. 4, theory/saxe.md,
     theory/stepwise.md).  A family without them, or a problem outside its theory, is an error that
     says so (the u * v families' stage times are ``dy.stages(problem).times``).
     """
+    config = None
+    if isinstance(objective, str) and objective not in families():
+        # an objective of a family's configuration (policy_gradient's "rl", "sft", ...): that family's theory
+        # under it, the configuration's own fields among theory_options going into it
+        own = family_of(problem)
+        if "objective" in own.config.names():
+            fields = {k: theory_options.pop(k) for k in list(theory_options) if k in own.config.names()}
+            config, objective = own.config(objective=objective, **fields), own
     family = family_of(problem, objective)
     fraction = check_fraction("fraction", fraction)
-    th = family.theory(problem)
+    th = family.theory(problem) if config is None else family.theory(problem, config)
     if th is None or th.critical_times is None:
         raise ValueError(f"{family.name} has no critical times for this problem (no analytic theory: compare a "
                          f"simulation's own with traj.critical_times(fraction))")

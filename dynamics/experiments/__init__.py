@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import tomllib
 
-from . import generalized, heads, jepa_vs_mae, rank_growth
+from . import generalized, heads, jepa_vs_mae, policy_gradient, rank_growth
 from .output import write_outputs
 from .spec import Experiment, NoTheoryError, SpecError, check_table, check_values
 
@@ -27,7 +27,8 @@ def register_experiment(exp: Experiment) -> Experiment:
     return exp
 
 
-for _exp in (jepa_vs_mae.EXPERIMENT, *rank_growth.EXPERIMENTS, *heads.EXPERIMENTS, *generalized.EXPERIMENTS):
+for _exp in (jepa_vs_mae.EXPERIMENT, *rank_growth.EXPERIMENTS, *heads.EXPERIMENTS, *generalized.EXPERIMENTS,
+             *policy_gradient.EXPERIMENTS):
     register_experiment(_exp)
 
 EXPERIMENTS = tuple(REGISTRY)
