@@ -122,3 +122,21 @@ def test_configuration_errors_name_the_arguments(kwargs, match):
 def test_problem_errors_name_the_arguments(args, match):
     with pytest.raises((ValueError, TypeError), match=match):
         dy.PolicyGradientProblem.tabular(*args)
+
+
+def test_the_spec_solves_to_the_closed_forms_and_refuses_bad_values(capsys):
+    """`dynamics solve sims/policy_gradient_escape.toml` prints the escape times of its p0 grid (the closed forms);
+    a p0 above the target fraction is refused naming the key."""
+    import json
+    import os
+
+    from dynamics.cli import main
+    from dynamics.experiments import SpecError, parse_spec
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    assert main(["solve", os.path.join(root, "sims", "policy_gradient_escape.toml")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    tab = dy.PolicyGradientProblem.tabular(50, [0.1, 0.01, 0.001, 0.0001])
+    np.testing.assert_allclose(out["rl"], dy.critical_times(tab, "rl"), rtol=1e-12)
+    assert out["rl"][-1] / out["sft"][-1] > 975
+    with pytest.raises(SpecError, match="problem.p0"):
+        parse_spec({"experiment": "policy_gradient_escape", "problem": {"p0": [0.7]}, "run": {}})

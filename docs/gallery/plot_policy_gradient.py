@@ -17,7 +17,7 @@ from dynamics.experiments import parse_spec
 from dynamics.experiments.policy_gradient import EXPERIMENTS      # the spec's runner draws the figure
 
 small = {"problem": {"p0": [0.1, 0.01], "n_inputs": 10, "p0_shared": 0.01}, "run": {"records": 60}}
-spec = parse_spec({"experiment": "policy_gradient_escape", **(small if SMALL else {})})
+spec = parse_spec({"experiment": "policy_gradient_escape", **(small if SMALL else {"problem": {}, "run": {}})})
 out = EXPERIMENTS[0].run(spec, progress=False, echo=lambda line: None)
 s = out["summary"]
 finish(out["figures"]["policy_gradient_escape"], "policy_gradient",

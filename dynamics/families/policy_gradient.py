@@ -43,6 +43,7 @@ from ..core import engine, frontend
 from ..core.config import Config, configclass, number
 from ..core.family import Example, Family, register, register_problem
 from ..core.io import versions
+from ..core.resources import check_memory
 from ..core.steppers import GD
 from ..core.theory import Theory
 from ..core.trajectory import Trajectory
@@ -53,6 +54,18 @@ __all__ = ["PolicyGradientProblem", "PolicyGradientConfig", "simulate_policy_gra
            "escape_times", "OBJECTIVES"]
 
 OBJECTIVES = ("rl", "sft", "sft_then_rl", "reinforce")
+
+
+def _check_p0(p0, n):
+    """p0 as (n,) probabilities in (0, 1): one number for every input, or one per input (n None: as many as given)."""
+    p0 = np.atleast_1d(check_array("p0", p0))
+    if p0.ndim != 1 or p0.size == 0:
+        raise ValueError(f"p0 must be a number or a non-empty list with one per input, got shape {p0.shape}")
+    if n is not None and p0.size not in (1, n):
+        raise ValueError(f"p0 has {p0.size} values for {n} inputs: give one, or one per input")
+    if np.any(~(p0 > 0) | ~(p0 < 1)):
+        raise ValueError(f"p0 must be in (0, 1) for every input, got {p0[:5]}")
+    return np.array(np.broadcast_to(p0, (p0.size if n is None else n,)), float)
 
 
 @register_problem
@@ -95,15 +108,11 @@ class PolicyGradientProblem:
         probability ``p0`` (a scalar or one per input, in (0, 1)) and the K - 1 wrong outputs sharing one
         logit: logits (ln(p0 (K - 1) / (1 - p0)), 0, ..., 0)."""
         K = check_int("n_outputs", n_outputs, minimum=2)
-        p0 = np.atleast_1d(check_array("p0", p0))
-        if p0.ndim != 1:
-            raise ValueError(f"p0 must be a number or one per input (1-D), got shape {p0.shape}")
-        if np.any(~(p0 > 0) | ~(p0 < 1)):
-            raise ValueError(f"p0 must be in (0, 1) for every input, got {p0[:5]}")
-        n = p0.size if n_inputs is None else check_int("n_inputs", n_inputs, minimum=1)
-        if p0.size not in (1, n):
-            raise ValueError(f"p0 has {p0.size} values for n_inputs = {n}: give one, or one per input")
-        p0 = np.broadcast_to(p0, (n,))
+        n = None if n_inputs is None else check_int("n_inputs", n_inputs, minimum=1)
+        p0 = _check_p0(p0, n)
+        n = p0.size
+        check_memory(f"the policy's weights (n_outputs = {K:,} x n_inputs = {n:,})", 8 * K * n * 2,
+                     hint="fewer outputs or inputs")
         W0 = np.zeros((K, n))
         W0[0] = np.log(p0) - np.log1p(-p0) + np.log(K - 1)
         return cls(X=np.eye(n), target=np.zeros(n, np.int64), n_outputs=K, W0=W0,
@@ -118,9 +127,9 @@ class PolicyGradientProblem:
         n = X.shape[0]
         K = check_int("n_outputs", n_outputs, minimum=2)
         tgt = np.asarray(target)
-        p0 = np.broadcast_to(np.atleast_1d(check_array("p0", p0)), (n,))
-        if np.any(~(p0 > 0) | ~(p0 < 1)):
-            raise ValueError(f"p0 must be in (0, 1) for every input, got {p0[:5]}")
+        p0 = _check_p0(p0, n)
+        check_memory(f"the policy's logits (n_outputs = {K:,} x n_inputs = {n:,})", 8 * K * n * 2,
+                     hint="fewer outputs or inputs")
         if tgt.shape != (n,) or not np.issubdtype(tgt.dtype, np.integer) or tgt.min() < 0 or tgt.max() >= K:
             raise ValueError(f"target must hold one output index in [0, {K}) per input ({n} of them)")
         logits = np.zeros((n, K))
