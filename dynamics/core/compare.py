@@ -366,11 +366,6 @@ def _failure_cause(a, b):
     theory = [x for x in (a, b) if x.kind == "theory"]
     sims = [x for x in (a, b) if x.kind == "simulation"]
     single = [x for x in sims if x.settings.get("dtype") == "float32"]
-    if single:
-        return (f"the {result_label(single[0])} run is in float32 (resolution 1.2e-7): a feature whose change per step "
-                "is below the rounding of the largest weights stalls or drifts, and a smaller lr makes those changes "
-                "smaller still (not gradient descent's step error)",
-                "rerun in float64 (dtype='float64', the default) to tell rounding from a real disagreement")
     if theory and sims:
         init = sims[0].settings.get("init")
         if init not in ALIGNED_INITS and theory[0].settings.get("init") in ALIGNED_INITS:
@@ -378,6 +373,12 @@ def _failure_cause(a, b):
                     "which it does not describe (the simulation is not wrong: the reference does not apply)",
                     "compare with the exact flow from the same init and key (method='flow'), the reference for any "
                     "init (theory/flow.md)")
+    if single:
+        return (f"the {result_label(single[0])} run is in float32 (resolution 1.2e-7), the likely suspect: a feature "
+                "whose change per step is below the rounding of the largest weights stalls or drifts, and a smaller "
+                "lr makes those changes smaller still (not gradient descent's step error)",
+                "rerun in float64 (dtype='float64', the default) to tell rounding from a real disagreement")
+    if theory and sims:
         if flow_rtol(sims[0]) is not None:
             return ("", f"the exact flow and the theory disagree beyond {FLOW_ERROR_FACTOR:g} x the solver's rtol: check "
                     "that the theory is of this problem and configuration (depth, objective, options); "
