@@ -16,7 +16,7 @@ from _gallery import SMALL, finish
 from dynamics.experiments import parse_spec
 from dynamics.experiments.policy_gradient import EXPERIMENTS      # the spec's runner draws the figure
 
-small = {"problem": {"p0": [0.1, 0.01], "n_inputs": 10, "p0_shared": 0.01}, "run": {"records": 60}}
+small = {"problem": {"p0": [0.1, 0.03], "n_inputs": 6, "d": 4, "p0_shared": 0.03}, "run": {"records": 40}}
 spec = parse_spec({"experiment": "policy_gradient_escape", **(small if SMALL else {"problem": {}, "run": {}})})
 out = EXPERIMENTS[0].run(spec, progress=False, echo=lambda line: None)
 s = out["summary"]

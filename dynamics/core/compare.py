@@ -598,9 +598,9 @@ def _crosscheck_one(a, b, fraction, rtol, ctol, interpolate, policy=""):
         fix = (_step_advice(a, b, max_rel, rtol) if np.isfinite(max_rel) and max_rel > rtol
                else _step_advice(a, b, worst_c, ctol))
         why, remedy = _failure_cause(a, b)
-        if why:
+        if why:     # a known cause: its remedy (beside the discrete map's own word, which names the mismatch)
             reasons.append(why)
-            fix = remedy
+            fix = f"{fix}; {remedy}" if fix and _discrete_map_match(a, b) is not None else remedy
         advice = (fix or remedy) + (f"; and {advice}" if advice else "")
     return CrossCheck(t=t, a=a, b=b, rel_error=rel, max_rel_error=max_rel,
                       per_feature=rel.max(axis=0) if rel.size else np.zeros(0), fraction=fraction,
