@@ -3,7 +3,7 @@
 A critical time is the first time the primary field y_f reaches ``fraction * fixed_point_f``.  Read
 off R records, linear interpolation between the two records around the crossing is wrong by
 ~ h^2 |y''| / (8 |y'|) for a record spacing h (1.6e-3 relative on 101 records of a depth-5 JEPA,
-issue 26), far above the flow's own accuracy (~1e-8).  Here the solver itself refines each bracket:
+tests/test_compare.py), far above the flow's own accuracy (~1e-8).  Here the solver itself refines each bracket:
 
 1. from the records, the bracket [x_{j-1}, x_j] of every (run, feature) that crosses (x: the solver's
    own time, gradient-flow time or tau);

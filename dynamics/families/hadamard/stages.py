@@ -363,7 +363,7 @@ def crosscheck_stages(sim: Trajectory, st: Stages, *, rtol=0.05):
     finite = None if alpha is None else 1.0 / np.log(1.0 / float(alpha))
     if failed and finite is not None and finite > FINITE_ALPHA_SHARE * rtol:
         # the stages are the alpha -> 0 limit: at this alpha the run's distance from them (O(1 / log(1/alpha)))
-        # can exceed the tolerance without anything being wrong; a FAIL must mean something is (issue 26)
+        # can exceed the tolerance without anything being wrong; a FAIL must mean something is wrong
         outcome = "inconclusive"
         reasons.append(f"finite alpha: at alpha = {float(alpha):.3g} the run is 1/log(1/alpha) = {finite:.3g} from the "
                        f"alpha -> 0 limit the stages describe (in tau), more than {FINITE_ALPHA_SHARE:g} x rtol, so "
