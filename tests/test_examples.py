@@ -36,7 +36,8 @@ def test_readme_ten_lines_show_the_rho_bias_with_its_stated_margin(tmp_path, mon
     assert jepa_margin >= 0.15 and mae_margin >= 0.20
     assert abs(jepa_margin - 0.21) < 0.01 and abs(mae_margin - 0.27) < 0.01          # as the README states
     assert np.argmin(report.critical_a) == 1                   # the simulation learns feature 1 first too
-    assert (tmp_path / "jepa.png").exists() and (tmp_path / "out" / "run.npz").exists()
+    assert (tmp_path / "out" / "jepa.png").exists() and (tmp_path / "out" / "run.npz").exists()
+    assert not list(tmp_path.glob("*.png"))                    # nothing loose in the working directory
     assert "critical times, JEPA:" in capsys.readouterr().out
 
 
