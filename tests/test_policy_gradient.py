@@ -2,8 +2,6 @@
 independent quadrature (mpmath), the closed-form trajectories against the exact flow and gradient descent,
 and what the family refuses."""
 
-import warnings
-
 import mpmath
 import numpy as np
 import pytest
