@@ -26,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from .metrics import crossing_time
+
 __all__ = ["locate_crossings", "Reintegration"]
 
 
@@ -57,16 +59,6 @@ def _first_at_or_above(y, theta):
     """Index of the first entry of ``y`` (T,) with y >= theta, or -1."""
     idx = np.nonzero(y >= theta)[0]
     return int(idx[0]) if idx.size else -1
-
-
-def _interpolate(t0, t1, y0, y1, theta):
-    """The crossing of theta between (t0, y0) and (t1, y1): log-linear where both are positive (exact for
-    the exponential growth before a jump), linear otherwise (as metrics.hitting_times)."""
-    if y0 > 0 and y1 > 0 and theta > 0:
-        w = (np.log(theta) - np.log(y0)) / (np.log(y1) - np.log(y0))
-    else:
-        w = (theta - y0) / (y1 - y0)
-    return t0 + w * (t1 - t0)
 
 
 def locate_crossings(x, t, y, fixed_point, fraction, resolve, *, points=31, width=1e-7, rounds=6):
@@ -117,5 +109,5 @@ def locate_crossings(x, t, y, fixed_point, fraction, resolve, *, points=31, widt
                 continue
             brackets[r, f] = [xs[j - 1], xs[j], ts[j - 1], ts[j], ys[j - 1], ys[j]]
     for (r, f), b in brackets.items():
-        out[r, f] = _interpolate(b[2], b[3], b[4], b[5], theta[r, f])
+        out[r, f] = crossing_time(b[2], b[3], b[4], b[5], theta[r, f])
     return out

@@ -6,7 +6,7 @@ import numpy as np
 
 from .validation import check_fraction
 
-__all__ = ["hitting_times", "singular_values", "stable_rank", "numerical_rank"]
+__all__ = ["hitting_times", "crossing_time", "singular_values", "stable_rank", "numerical_rank"]
 
 
 def hitting_times(t, modes, fixed_point, fraction=0.5):
@@ -42,13 +42,18 @@ def hitting_times(t, modes, fixed_point, fraction=0.5):
         if j == 0:
             out[i] = t[0]
             continue
-        m0, m1 = m[j - 1], m[j]
-        if m0 > 0 and m1 > 0:
-            w = (np.log(theta[i]) - np.log(m0)) / (np.log(m1) - np.log(m0))
-        else:
-            w = (theta[i] - m0) / (m1 - m0)
-        out[i] = t[j - 1] + w * (t[j] - t[j - 1])
+        out[i] = crossing_time(t[j - 1], t[j], m[j - 1], m[j], theta[i])
     return out
+
+
+def crossing_time(t0, t1, y0, y1, theta):
+    """Where the level theta is crossed between (t0, y0) and (t1, y1): log-linear where both values are
+    positive (exact for exponential growth), linear otherwise."""
+    if y0 > 0 and y1 > 0 and theta > 0:
+        w = (np.log(theta) - np.log(y0)) / (np.log(y1) - np.log(y0))
+    else:
+        w = (theta - y0) / (y1 - y0)
+    return t0 + w * (t1 - t0)
 
 
 def singular_values(M):

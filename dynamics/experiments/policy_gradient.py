@@ -44,17 +44,9 @@ def shared_problem(pb):
     return prob
 
 
-def _time_to(t, y, level):
-    """First time the recorded curve y reaches level (linear interpolation), inf if never."""
-    idx = np.nonzero(y >= level)[0]
-    if not idx.size:
-        return np.inf
-    j = idx[0]
-    return float(t[0]) if j == 0 else float(np.interp(level, [y[j - 1], y[j]], [t[j - 1], t[j]]))
-
-
 def _escape(spec, *, seed=None, dtype=None, progress=True, echo=print):
     from ..core.compare import crosscheck
+    from ..core.metrics import hitting_times
     from ..families.policy_gradient import PolicyGradientProblem, escape_times, simulate_policy_gradient, \
         solve_policy_gradient
     from ..plot import plot_policy_gradient
@@ -84,7 +76,9 @@ def _escape(spec, *, seed=None, dtype=None, progress=True, echo=print):
               f"SFT on {run['sft_fraction']:.0%} of inputs for t = {run['sft_time']:g}, then RL":
                   simulate_policy_gradient(prob, "sft_then_rl", sft_fraction=run["sft_fraction"],
                                            sft_time=run["sft_time"], method="flow", times=grid, progress=progress)}
-    reach = {k: _time_to(np.asarray(v.t), np.asarray(v.reward_mean), frac) for k, v in shared.items()}
+    # time to mean reward frac: the hitting time of frac x its fixed point 1 (core.metrics)
+    reach = {k: float(hitting_times(np.asarray(v.t), np.asarray(v.reward_mean)[:, None], [1.0], frac)[0])
+             for k, v in shared.items()}
     (k_rl, t_a), (k_sft, t_b) = reach.items()
     speedup = t_a / t_b if np.isfinite(t_b) and t_b > 0 else np.nan
     echo(f"shared features (n = {pb['n_inputs']}, overlap {pb['overlap']:g}): mean reward reaches {frac:g} at t = "

@@ -56,6 +56,14 @@ __all__ = ["PolicyGradientProblem", "PolicyGradientConfig", "simulate_policy_gra
 OBJECTIVES = ("rl", "sft", "sft_then_rl", "reinforce")
 
 
+def _check_target(target, n, K):
+    """target as (n,) int64 output indices in [0, K)."""
+    tgt = np.asarray(target)
+    if tgt.shape != (n,) or not np.issubdtype(tgt.dtype, np.integer) or tgt.min() < 0 or tgt.max() >= K:
+        raise ValueError(f"target must hold one output index in [0, {K}) per input ({n} of them), got {target!r:.80}")
+    return tgt.astype(np.int64)
+
+
 def _check_p0(p0, n):
     """p0 as (n,) probabilities in (0, 1): one number for every input, or one per input (n None: as many as given)."""
     p0 = np.atleast_1d(check_array("p0", p0))
@@ -90,14 +98,12 @@ class PolicyGradientProblem:
         if n < 1 or d < 1:
             raise ValueError(f"X must have at least one input (row) and one feature (column), got shape {X.shape}")
         K = check_int("n_outputs", self.n_outputs, minimum=2)
-        tgt = np.asarray(self.target)
-        if tgt.shape != (n,) or not np.issubdtype(tgt.dtype, np.integer) or tgt.min() < 0 or tgt.max() >= K:
-            raise ValueError(f"target must hold one output index in [0, {K}) per input ({n} of them), got {self.target!r:.80}")
+        tgt = _check_target(self.target, n, K)
         W0 = check_array("W0", self.W0, shape=(K, d))
         w = np.ones(n) if self.weights is None else check_array("weights", self.weights, shape=(n,))
         if np.any(w < 0):
             raise ValueError(f"weights must be >= 0 (one per input), got {w[:5]}")
-        for k, v in (("X", X), ("target", tgt.astype(np.int64)), ("n_outputs", K), ("W0", W0), ("weights", w)):
+        for k, v in (("X", X), ("target", tgt), ("n_outputs", K), ("W0", W0), ("weights", w)):
             object.__setattr__(self, k, v)
 
     # ------------------------------------------------------------------ builders
@@ -126,16 +132,14 @@ class PolicyGradientProblem:
         X = check_array("X", X, ndim=2)
         n = X.shape[0]
         K = check_int("n_outputs", n_outputs, minimum=2)
-        tgt = np.asarray(target)
+        tgt = _check_target(target, n, K)
         p0 = _check_p0(p0, n)
         check_memory(f"the policy's logits (n_outputs = {K:,} x n_inputs = {n:,})", 8 * K * n * 2,
                      hint="fewer outputs or inputs")
-        if tgt.shape != (n,) or not np.issubdtype(tgt.dtype, np.integer) or tgt.min() < 0 or tgt.max() >= K:
-            raise ValueError(f"target must hold one output index in [0, {K}) per input ({n} of them)")
         logits = np.zeros((n, K))
         logits[np.arange(n), tgt] = np.log(p0) - np.log1p(-p0) + np.log(K - 1)
         W0 = np.linalg.lstsq(X, logits, rcond=None)[0].T
-        return cls(X=X, target=tgt.astype(np.int64), n_outputs=K, W0=W0, source={"builder": "linear"})
+        return cls(X=X, target=tgt, n_outputs=K, W0=W0, source={"builder": "linear"})
 
     # ------------------------------------------------------------------ properties
     @property
