@@ -59,7 +59,8 @@ def test_closed_form_trajectories_match_the_flow_and_gd_is_first_order():
                                         progress=False)
         th = dy.solve_policy_gradient(prob, "rl", times=g.t)
         errs.append(float(np.abs(g.p - th.p).max()))
-    assert 1.7 < errs[0] / errs[1] < 2.3, errs
+    ratio = errs[0] / errs[1]                               # first order: halving lr halves the error
+    assert ratio > 1.7 and ratio < 2.3, f"errors {errs} at lr 0.04, 0.02: ratio {ratio:.3f}"
 
 
 def test_the_recorded_gradient_norm_is_sqrt_c_sigma_squared():
