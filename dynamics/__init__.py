@@ -52,7 +52,7 @@ from .core.config import Config, NoConfig  # noqa: E402
 from .core.theory import Theory  # noqa: E402
 from .core.linalg import random_rotation  # noqa: E402
 from .core.trajectory import Trajectory, load  # noqa: E402
-from .families import attention, byol, dln, identity_head, jepa, policy_gradient, saxe, stepwise  # noqa: E402
+from .families import adam_spikes, attention, byol, dln, identity_head, jepa, policy_gradient, saxe, stepwise  # noqa: E402
 from .families.attention import AttentionProblem, DenseAttentionConfig, rotated_teacher, simulate_attention, simulate_dense_attention  # noqa: E402
 from .families.byol import (BYOLConfig, BYOLProblem, byol_collapse_threshold, byol_fixed_points,  # noqa: E402
                             byol_time_to_learn, simulate_byol, solve_byol, solve_byol_batch)
@@ -73,6 +73,8 @@ from .families.saxe import simulate_saxe, solve_saxe  # noqa: E402
 from .families.stepwise import StepwiseConfig, StepwiseProblem, simulate_stepwise, solve_stepwise  # noqa: E402
 from .families.policy_gradient import (PolicyGradientConfig, PolicyGradientProblem,  # noqa: E402
                                        simulate_policy_gradient, solve_policy_gradient)
+from .families.adam_spikes import (AdamConfig, AdamSpikesProblem, SpikeCycle, SpikePrediction,  # noqa: E402
+                                   adam_threshold, eps_threshold, predict_spikes, simulate_adam, spike_onset)
 
 __all__ = [
     "SSLProblem", "RegressionProblem", "random_rotation",
@@ -88,12 +90,14 @@ __all__ = [
     "byol_collapse_threshold", "HeadProblem", "simulate_head", "head_phases",
     "StepwiseProblem", "simulate_stepwise", "solve_stepwise",
     "PolicyGradientProblem", "PolicyGradientConfig", "simulate_policy_gradient", "solve_policy_gradient",
+    "AdamSpikesProblem", "AdamConfig", "simulate_adam", "predict_spikes", "SpikePrediction", "SpikeCycle",
+    "adam_threshold", "eps_threshold", "spike_onset",
     "Family", "Example", "get_family", "registered_families", "Config", "NoConfig", "Theory", "LinearConfig",
     "BYOLConfig", "StepwiseConfig", "HeadConfig", "DenseAttentionConfig", "UVConfig",
     "simulate", "GD", "Flow", "Dual", "DualRK4", "AbstractStepper", "AbstractAdaptive", "flow_times", "gd_error", "lr_for", "StepSizeAdvice", "ResourceError",
     "max_stable_lr", "StabilityLimit", "enable_cache", "disable_cache", "cache_info", "clear_cache", "verify_cache", "CacheInfo", "CacheWarning",
     "core", "exact", "families", "engine", "metrics", "hadamard", "dln", "attention", "byol",
-    "identity_head", "stepwise", "jepa", "policy_gradient",
+    "identity_head", "stepwise", "jepa", "policy_gradient", "adam_spikes",
     "__version__",
 ]
 del _sys

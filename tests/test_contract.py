@@ -24,7 +24,7 @@ FAMILIES = sorted(dy.registered_families())
 ALIASES = {"jepa": dy.simulate_jepa, "mae": dy.simulate_mae, "saxe": dy.simulate_saxe, "dln": dy.simulate_dln,
            "attention": dy.simulate_attention, "dense_attention": dy.simulate_dense_attention,
            "byol": dy.simulate_byol, "identity_head": dy.simulate_head, "stepwise": dy.simulate_stepwise,
-           "policy_gradient": dy.simulate_policy_gradient}
+           "policy_gradient": dy.simulate_policy_gradient, "adam_spikes": dy.simulate_adam}
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -179,7 +179,7 @@ def test_divergence_raises(fam):
     (dtau) for the u*v families' fixed-step dual RK4."""
     family, ex = fam
     if ex.diverging_lr is None:
-        pytest.skip(f"{family.name}'s gradient descent cannot diverge (bounded objective, bounded gradients)")
+        pytest.skip(f"{family.name}'s gradient descent cannot diverge (Example.diverging_lr is None: bounded steps)")
     with pytest.raises(dy.DivergenceError, match=r"step \d+.*smaller (learning rate|step size)") as info:
         _sim(fam, lr=ex.diverging_lr, key=5, options={**ex.options, **ex.diverging_options})
     assert info.value.partial is not None and info.value.partial.model == family.name

@@ -82,7 +82,8 @@ class Example:
     diverging_options : options (replacing ``options``) under which ``diverging_lr`` diverges.
     halving : where gradient descent is in its first-order regime against the flow (its error halves
         with lr): a dict with any of "problem", "lr", "steps", "options" replacing the example's
-        (default: the example itself).
+        (default: the example itself); "options" may be a callable lr -> options, for a family whose flow
+        limit keeps a per-step number's rate fixed (Adam's betas: beta = 1 - rate x lr).
     random_init : options (replacing ``options``) under which the initial state is drawn from each run's
         key, or None where the init is deterministic (the contract tests then check that different keys
         give different runs).

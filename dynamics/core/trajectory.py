@@ -152,8 +152,10 @@ class Trajectory:
         if not 0 <= i < n:
             raise IndexError(f"run index {i} out of range for a batch of {n} runs")
         settings = dict(self.settings)
-        for k, v in self.settings.items():   # per-run settings (lr, keys, per-run options) pick run i
-            if isinstance(v, list) and len(v) == n and k in ("lr", "key", "init_scale", "init_scales"):
+        family = families().get(self.model)
+        per_run = {"lr", "key", "init_scale", "init_scales", *(family.config.numbers() if family else ())}
+        for k, v in self.settings.items():   # per-run settings (lr, keys, the configuration's numbers) pick run i
+            if isinstance(v, list) and len(v) == n and k in per_run:
                 settings[k] = v[i]
         prob = self.problem[i] if isinstance(self.problem, (list, tuple)) else self.problem
         fp = self.fixed_point
