@@ -443,6 +443,53 @@ def plot_policy_gradient(p0, theory, located, shared, reach, *, frac=0.5, title=
     return _suptitle(fig, title)
 
 
+def plot_adam_spikes(sim, report, grid=None, *, title=None):
+    """Adam's late-stage spikes (theory/adam_spikes.md): for one run ``sim`` and its ``report``
+    (``dy.predict_spikes``), (a) the loss, (b) the stability ratio lr lambda_max(D^1/2 H D^1/2) / threshold
+    (the step is unstable above 1, grey line), (c) the last layer's weight norm (the Slingshot's cycles); each
+    with the predicted spikes (dashed: the onset plus the growth from the seed) and the observed spikes (red
+    marks).  ``grid`` (optional): rows (label, predicted, observed spike step) drawn as (d) observed against
+    predicted, with the +-10 % band."""
+    n = 4 if grid else 3
+    fig, axes = plt.subplots(1, n, figsize=(4.3 * n, 3.8), constrained_layout=True)
+    step = np.asarray(report.steps)
+    done = [c for c in report.cycles if np.isfinite(c.observed)]
+    obs_idx = [int(np.searchsorted(step, c.observed)) for c in done]
+    curves = ((np.asarray(sim.loss), "loss (above its minimum)", "(a) loss: spikes after convergence", True),
+              (report.stability_ratio, "stability ratio (1: Adam's step unstable)",
+               "(b) v decays until the ratio reaches 1", False),
+              (np.asarray(sim.weight_norm)[:, -1], "last layer's weight norm", "(c) the weight-norm cycles", False))
+    for ax, (y, ylabel, head, log) in zip(axes, curves):
+        (ax.semilogy if log else ax.plot)(step, y, color="C0", lw=1)
+        for c in report.cycles:
+            if np.isfinite(c.predicted) and c.predicted <= step[-1]:
+                ax.axvline(c.predicted, color="k", ls="--", lw=0.7)
+        ax.plot(step[obs_idx], np.asarray(y)[obs_idx], "o", color="C3", ms=4, mfc="none")
+        _label(ax, "step", ylabel, head, legend=None)
+    axes[1].axhline(1.0, color="0.5", lw=0.8)
+    if report.cycles:       # the norm's cycles are small: zoom on the run after convergence
+        late = np.asarray(sim.weight_norm)[step >= report.cycles[0].quiet, -1]
+        pad = 0.1 * max(float(np.ptp(late)), 1e-12 * float(np.abs(late).max()))
+        axes[2].set_ylim(late.min() - pad, late.max() + pad)
+        axes[2].set_xlim(report.cycles[0].quiet, step[-1])
+    axes[0].plot([], [], "k--", lw=0.7, label="predicted spike")
+    axes[0].plot([], [], "o", color="C3", mfc="none", label="observed spike")
+    axes[0].legend(fontsize=7, loc="upper right")
+    if grid:
+        ax = axes[3]
+        pred = np.array([g[1] for g in grid], float)
+        obs = np.array([g[2] for g in grid], float)
+        lo, hi = 0.8 * min(pred.min(), obs.min()), 1.25 * max(pred.max(), obs.max())
+        xs = np.geomspace(lo, hi, 50)
+        ax.fill_between(xs, 0.9 * xs, 1.1 * xs, color="0.85", label="$\\pm$10 %")
+        ax.loglog(xs, xs, "k-", lw=0.7)
+        ax.loglog(pred, obs, "o", color="C2", ms=5)
+        err = np.abs(obs / pred - 1)
+        _label(ax, "predicted spike (step)", "observed spike (step)",
+               f"(d) {len(grid)} runs over (lr, eps, $\\beta_2$): worst {err.max():.1%}", legend=7)
+    return _suptitle(fig, title)
+
+
 def plot_finite_samples(study, ax=None, *, title=None):
     """Critical time of each feature against the sample size n: mean +- standard deviation over the data
     sets (markers, error bars), the population theory (dashed horizontal lines); the fraction of data sets

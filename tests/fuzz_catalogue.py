@@ -81,6 +81,14 @@ def PG():
     return _once("PG", lambda: dy.PolicyGradientProblem.tabular(4, [0.2, 0.05]))
 
 
+def ADAM():
+    return _once("ADAM", lambda: dy.AdamSpikesProblem.regression(np.diag([1.0, 0.5]), np.diag([1.0, 0.3])))
+
+
+def ADAM_RUN():
+    return _once("ADAM_RUN", lambda: dy.simulate_adam(ADAM(), lr=0.01, steps=300, record_every=10, beta2=0.99))
+
+
 def SIM():
     return _once("SIM", lambda: dy.simulate_jepa(P(), lr=0.05, steps=40, record_every=10, progress=False))
 
@@ -179,6 +187,17 @@ CALLS = {
     "critical_times[policy_gradient]": lambda: (dy.critical_times, (PG(), "sft"), {"fraction": 0.5}),
     "PolicyGradientConfig": lambda: (dy.PolicyGradientConfig, (), dict(objective="sft_then_rl", sft_time=1.0,
                                                                       sft_fraction=0.5)),
+    "AdamSpikesProblem.regression": lambda: (dy.AdamSpikesProblem.regression, (np.diag([1.0, 0.5]),
+                                                                              np.diag([1.0, 0.3])), dict(depth=2)),
+    "AdamSpikesProblem.logistic": lambda: (dy.AdamSpikesProblem.logistic, (np.eye(2), [1.0, -1.0]), dict(depth=1)),
+    "simulate_adam": lambda: (dy.simulate_adam, (ADAM(),), dict(lr=0.01, steps=20, record_every=5, beta1=0.9,
+                                                                 beta2=0.99, eps=1e-8, **_Q)),
+    "AdamConfig": lambda: (dy.AdamConfig, (), dict(beta1=0.9, beta2=[0.99, 0.999], eps=1e-8)),
+    "predict_spikes": lambda: (dy.predict_spikes, (ADAM_RUN(),), dict(quiet=0.03, converged=1e-10, drop=0.05,
+                                                                      max_cycles=5)),
+    "spike_onset": lambda: (dy.spike_onset, (1e-3, 3.0, 0.01, 1e-8), dict(beta1=0.9, beta2=0.999, t0=100.0)),
+    "eps_threshold": lambda: (dy.eps_threshold, (0.01, 3.0), dict(beta1=0.9)),
+    "adam_threshold": lambda: (dy.adam_threshold, (0.9,), {}),
     "get_family": lambda: (dy.get_family, ("jepa",), {}),
     "Flow": lambda: (dy.Flow, (), dict(rtol=1e-8, max_steps=1000)),
     "Dual": lambda: (dy.Dual, (), dict(rtol=1e-8, max_steps=1000)),
@@ -215,6 +234,9 @@ NOT_CALLED = {
     "BYOLProblem": "built through isotropic (fuzzed)",
     "StepwiseProblem": "built through from_spectrum (fuzzed)",
     "PolicyGradientProblem": "built through tabular / linear (fuzzed)",
+    "AdamSpikesProblem": "built through regression / logistic (fuzzed)",
+    "SpikePrediction": "a result (returned by predict_spikes)",
+    "SpikeCycle": "a result (one cycle of a SpikePrediction)",
     "Family": "the base class of a family (the contract tests cover it)",
     "Config": "the abstract base of the family configurations (each final one is fuzzed)",
     "NoConfig": "takes no arguments",

@@ -154,3 +154,22 @@ def test_bad_input_is_refused(prob):
         dy.predict_spikes(two)
     with pytest.raises(ValueError, match="drop must be a fraction"):
         dy.predict_spikes(two.run(0), drop=2.0)
+
+
+def test_the_spec_holds_its_margin():
+    """sims/adam_spikes.toml: every first spike of its (lr, eps, beta2) grid within 10 % of its prediction, each
+    cycle of the long run too, no spike at eps = 10 eps*, none in the separable logistic regression."""
+    import os
+    from dynamics.experiments import load_spec
+    from dynamics.experiments.adam_spikes import EXPERIMENTS
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = load_spec(os.path.join(root, "sims", "adam_spikes.toml"))
+    lines = []
+    out = EXPERIMENTS[0].run(spec, progress=False, echo=lines.append)
+    s = out["summary"]
+    assert s["worst_grid_error"] <= s["criterion"] == 0.10 and any("PASS" in line for line in lines), lines
+    cycles = [c for c in s["long_run"]["cycles"] if math.isfinite(c["observed"])]
+    assert len(cycles) >= 10 and max(c["relative_error"] for c in cycles) <= 0.10
+    assert s["no_spike_above_eps_star"] and s["logistic_final_ratio"] < 1e-3
+    import matplotlib.pyplot as plt
+    plt.close("all")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import tomllib
 
-from . import generalized, heads, jepa_vs_mae, policy_gradient, rank_growth
+from . import adam_spikes, generalized, heads, jepa_vs_mae, policy_gradient, rank_growth
 from .output import write_outputs
 from .spec import Experiment, NoTheoryError, SpecError, check_table, check_values
 
@@ -28,7 +28,7 @@ def register_experiment(exp: Experiment) -> Experiment:
 
 
 for _exp in (jepa_vs_mae.EXPERIMENT, *rank_growth.EXPERIMENTS, *heads.EXPERIMENTS, *generalized.EXPERIMENTS,
-             *policy_gradient.EXPERIMENTS):
+             *policy_gradient.EXPERIMENTS, *adam_spikes.EXPERIMENTS):
     register_experiment(_exp)
 
 EXPERIMENTS = tuple(REGISTRY)

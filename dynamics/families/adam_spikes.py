@@ -80,7 +80,7 @@ class AdamSpikesProblem:
     def __post_init__(self):
         check_choice("kind", self.kind, set(KINDS))
         depth = check_int("depth", self.depth, minimum=1)
-        A = check_array("A", self.A, ndim=2)
+        A = check_array("Sxx" if self.kind == "regression" else "X", self.A, ndim=2)
         if self.kind == "regression":
             d = A.shape[0]
             if A.shape != (d, d) or not np.allclose(A, A.T, rtol=1e-12, atol=1e-14 * np.abs(A).max()):
@@ -155,9 +155,7 @@ def _loss(kind, layers, c):
 def adam_threshold(beta1=0.9):
     """2 (1 + beta1) / (1 - beta1): the largest lr x curvature / (sqrt(vhat) + eps) at which Adam's linearised
     step (module docstring) is stable (38 at beta1 = 0.9)."""
-    b1 = float(beta1)
-    if not 0 <= b1 < 1:
-        raise ValueError(f"beta1 must be in [0, 1), got {beta1!r}")
+    b1 = check_positive("beta1", beta1, strict=False, upper=1.0)
     return 2.0 * (1.0 + b1) / (1.0 - b1)
 
 
@@ -171,18 +169,15 @@ def spike_onset(v0, sharpness, lr, eps, beta1=0.9, beta2=0.999, t0=0.0):
     """The onset step in one direction of curvature h = ``sharpness``: t* = t0 + ln(v0 / (eps* - eps)^2) /
     ln(1 / beta2), from Adam's second moment v0 at step t0 after the gradient has vanished (bias correction
     neglected: t0 >> 1 / (1 - beta2)); t0 where v0 is already below the threshold; inf where eps >= eps*."""
-    v0 = float(v0)
-    if not v0 >= 0:
-        raise ValueError(f"v0 must be >= 0, got {v0!r}")
-    b2 = float(beta2)
-    if not 0 < b2 < 1:
-        raise ValueError(f"beta2 must be in (0, 1), got {beta2!r}")
-    gap = eps_threshold(lr, sharpness, beta1) - float(eps)
+    v0 = check_positive("v0", v0, strict=False)
+    b2 = check_positive("beta2", beta2, upper=1.0)
+    t0 = check_positive("t0", t0, strict=False)
+    gap = eps_threshold(lr, sharpness, beta1) - check_positive("eps", eps, strict=False)
     if gap <= 0:
         return math.inf
     if v0 <= gap * gap:
-        return float(t0)
-    return float(t0) + math.log(v0 / (gap * gap)) / math.log(1.0 / b2)
+        return t0
+    return t0 + math.log(v0 / (gap * gap)) / math.log(1.0 / b2)
 
 
 @configclass
@@ -199,6 +194,9 @@ class AdamConfig(Config):
 
     def __post_init__(self):
         super().__post_init__()
+        for name in ("beta1", "beta2", "eps"):
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} must be a number (or one per run), not None: Adam needs it")
         for name, lo, hi in (("beta1", 0.0, 1.0), ("beta2", 0.0, 1.0)):
             for x in np.atleast_1d(getattr(self, name)):
                 if not (lo <= float(x) < hi) or (name == "beta2" and float(x) == 0.0):
@@ -328,12 +326,15 @@ def simulate_adam(problem, *, stepper=None, lr=None, steps=None, method=None, ti
 @dataclass(frozen=True)
 class SpikeCycle:
     """One cycle: ``quiet`` the step from which the prediction starts (the gradient below ``quiet`` x sqrt(vhat)
-    in every coordinate), ``predicted`` the onset step (inf: never, eps >= eps*), ``observed`` the first step at
+    in every coordinate), ``onset`` the step at which Adam's step turns unstable (inf: never, eps >= eps*),
+    ``predicted`` the spike's step (the onset plus the steps the residual, seeded at the gradient left at the
+    minimum or at the weights' rounding, takes to grow back to sqrt(vhat)), ``observed`` the first step at
     which the stability ratio fell ``drop`` below its running maximum -- the gradient back at the scale of
     sqrt(vhat), Adam's second moment rising again (inf: no spike in the run) --, ``eps_star`` at that
     minimum, ``sharpness`` (the Hessian's largest eigenvalue there) and the run's ``last_step``."""
 
     quiet: int
+    onset: float
     predicted: float
     observed: float
     eps_star: float
@@ -386,14 +387,10 @@ class SpikePrediction:
 
     def to_dict(self) -> dict:
         return {"threshold": self.threshold, "eps_star": self.eps_star, "message": self.message,
-                "cycles": [{"quiet": c.quiet, "predicted": c.predicted, "observed": c.observed,
+                "cycles": [{"quiet": c.quiet, "onset": c.onset, "predicted": c.predicted, "observed": c.observed,
                             "relative_error": c.relative_error, "eps_star": c.eps_star, "sharpness": c.sharpness,
                             "beyond_run": c.beyond_run}
                            for c in self.cycles]}
-
-    def plot(self, sim=None, ax=None):
-        from ..plot import plot_adam_spikes
-        return plot_adam_spikes(self, sim, ax=ax)
 
 
 @functools.lru_cache(maxsize=16)
@@ -446,6 +443,35 @@ def _onset(H, v_quiet, s0, lr, eps, b1, b2):
     return float(s0 + hi)
 
 
+def _growth(H, v_quiet, s0, onset, lr, eps, b1, b2, seed, max_steps=2 ** 22):
+    """Steps from the onset until the residual, seeded at ``seed`` (its gradient's size), has grown back to the
+    scale of sqrt(vhat) seen by the unstable mode: the sum of ln|z(s)| from the onset reaches ln(target / seed),
+    |z| the largest root modulus of z^2 - (1 + beta1 - (1 - beta1) a(s)) z + beta1, a(s) = lr lambda_max(D(s)^½ H
+    D(s)^½), D(s) from the same decay of v as the onset's (theory/adam_spikes.md sec. 3)."""
+    v0 = v_quiet * (1 - b2 ** (s0 + 1))
+    vh = v0 * b2 ** (onset - s0) / (1 - b2 ** (onset + 1))
+    d = 1.0 / (np.sqrt(vh) + eps)
+    w, U = np.linalg.eigh(0.5 * (H + H.T) * np.sqrt(d)[:, None] * np.sqrt(d)[None, :])
+    target = math.sqrt(float(np.sum(U[:, -1] ** 2 * vh)))
+    if not (seed > 0 and target > seed):
+        return 0.0 if seed > 0 else math.inf
+    need, done, s = math.log(target / seed), 0.0, float(onset)
+    block = np.arange(4096, dtype=float)
+    while s - onset < max_steps:
+        ss = s + block
+        vv = v0[None, :] * b2 ** (ss - s0)[:, None] / (1 - b2 ** (ss + 1))[:, None]
+        a = _ratio(H, vv, lr, eps, 1.0)
+        B = 1 + b1 - (1 - b1) * a
+        disc = B * B - 4 * b1
+        z = np.where(disc < 0, math.sqrt(b1), 0.5 * (np.abs(B) + np.sqrt(np.maximum(disc, 0.0))))
+        total = done + np.cumsum(np.log(z))
+        hit = np.nonzero(total >= need)[0]
+        if hit.size:
+            return float(ss[hit[0]] - onset + 1)
+        done, s = float(total[-1]), s + block.size
+    return math.inf
+
+
 def _first_drop(ratio, k0, drop):
     """The first record k > k0 at which the stability ratio has fallen ``drop`` (a fraction) below its running
     maximum since k0, or None.  Between a quiet record and the onset v only decays, so the ratio only grows;
@@ -489,6 +515,7 @@ def predict_spikes(sim, *, quiet=0.03, converged=1e-10, drop=0.05, max_cycles=50
     H, g = _curvature(problem.kind, problem.shapes)(params, _data(problem))
     H, g = np.asarray(H), np.asarray(g)
     ratio = _ratio(H, vhat, lr, eps, thr)
+    u = float(np.finfo(np.dtype(st.get("dtype") or "float64")).eps)
     is_quiet = (np.all(g * g <= quiet * quiet * np.maximum(vhat, 0.0), axis=1) & np.all(np.isfinite(vhat), axis=1)
                 & (loss <= converged * loss[0]))
     cycles, k, message = [], 0, ""
@@ -502,11 +529,18 @@ def predict_spikes(sim, *, quiet=0.03, converged=1e-10, drop=0.05, max_cycles=50
             break
         q0 = k + int(q[0])
         sharp = float(np.linalg.eigvalsh(0.5 * (H[q0] + H[q0].T))[-1])
-        pred = _onset(H[q0], vhat[q0], int(steps[q0]), lr, eps, b1, b2)
+        onset = _onset(H[q0], vhat[q0], int(steps[q0]), lr, eps, b1, b2)
+        # the seed: the quiet record's gradient decaying at the stable rate sqrt(beta1) per step, but never below
+        # the gradient that the weights' rounding leaves (h u |theta|, u the dtype's resolution)
+        floor = sharp * u * float(np.linalg.norm(params[q0]))
+        gq = float(np.linalg.norm(g[q0]))
+        seed = max(gq * math.sqrt(b1) ** max(onset - steps[q0], 0.0), floor) if math.isfinite(onset) else gq
+        pred = (onset + _growth(H[q0], vhat[q0], int(steps[q0]), onset, lr, eps, b1, b2, seed)
+                if math.isfinite(onset) else math.inf)
         j = _first_drop(ratio, q0, drop)
         obs = float(steps[j]) if j is not None else math.inf
-        cycles.append(SpikeCycle(quiet=int(steps[q0]), predicted=pred, observed=obs, eps_star=lr * sharp / thr,
-                                 sharpness=sharp, last_step=int(steps[-1])))
+        cycles.append(SpikeCycle(quiet=int(steps[q0]), onset=onset, predicted=pred, observed=obs,
+                                 eps_star=lr * sharp / thr, sharpness=sharp, last_step=int(steps[-1])))
         if j is None:
             break
         while j + 1 < T and ratio[j + 1] <= ratio[j]:     # past the spike: v stops rising
