@@ -512,9 +512,17 @@ def predict_spikes(sim, *, quiet=0.03, converged=1e-10, drop=0.05, max_cycles=50
     params = np.asarray(sim.fields["params"], np.float64)
     vhat = np.asarray(sim.fields["v_hat"], np.float64)
     loss = np.asarray(sim.fields["loss"], np.float64)
-    H, g = _curvature(problem.kind, problem.shapes)(params, _data(problem))
-    H, g = np.asarray(H), np.asarray(g)
-    ratio = _ratio(H, vhat, lr, eps, thr)
+    # the Hessians record by record, in blocks of at most ~1e7 numbers (P^2 each), kept only where needed
+    curv, data, P = _curvature(problem.kind, problem.shapes), _data(problem), params.shape[1]
+    block = max(1, int(1e7 // (P * P)))
+    ratio, g = np.empty(steps.size), np.empty_like(params)
+    for a in range(0, steps.size, block):
+        Hb, gb = curv(params[a:a + block], data)
+        ratio[a:a + block] = _ratio(np.asarray(Hb), vhat[a:a + block], lr, eps, thr)
+        g[a:a + block] = np.asarray(gb)
+
+    def hessian(k):
+        return np.asarray(curv(params[k:k + 1], data)[0][0])
     u = float(np.finfo(np.dtype(st.get("dtype") or "float64")).eps)
     is_quiet = (np.all(g * g <= quiet * quiet * np.maximum(vhat, 0.0), axis=1) & np.all(np.isfinite(vhat), axis=1)
                 & (loss <= converged * loss[0]))
@@ -528,14 +536,15 @@ def predict_spikes(sim, *, quiet=0.03, converged=1e-10, drop=0.05, max_cycles=50
                        "regression, decaying at the rate v does: then no onset is predicted; theory/adam_spikes.md)")
             break
         q0 = k + int(q[0])
-        sharp = float(np.linalg.eigvalsh(0.5 * (H[q0] + H[q0].T))[-1])
-        onset = _onset(H[q0], vhat[q0], int(steps[q0]), lr, eps, b1, b2)
+        H = hessian(q0)
+        sharp = float(np.linalg.eigvalsh(0.5 * (H + H.T))[-1])
+        onset = _onset(H, vhat[q0], int(steps[q0]), lr, eps, b1, b2)
         # the seed: the quiet record's gradient decaying at the stable rate sqrt(beta1) per step, but never below
         # the gradient that the weights' rounding leaves (h u |theta|, u the dtype's resolution)
         floor = sharp * u * float(np.linalg.norm(params[q0]))
         gq = float(np.linalg.norm(g[q0]))
         seed = max(gq * math.sqrt(b1) ** max(onset - steps[q0], 0.0), floor) if math.isfinite(onset) else gq
-        pred = (onset + _growth(H[q0], vhat[q0], int(steps[q0]), onset, lr, eps, b1, b2, seed)
+        pred = (onset + _growth(H, vhat[q0], int(steps[q0]), onset, lr, eps, b1, b2, seed)
                 if math.isfinite(onset) else math.inf)
         j = _first_drop(ratio, q0, drop)
         obs = float(steps[j]) if j is not None else math.inf
