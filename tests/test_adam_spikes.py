@@ -5,11 +5,13 @@ spikes, and the closed form of one direction against the general search.
 Tolerances and why they hold:
 * the family's Adam vs ``optax.adam``: the same operations in the same order, so rounding only (1e-13 relative
   over 300 steps; the bias corrections' powers may differ in the last bit);
-* predicted onset vs the observed spike: 10 % of the spike's step (the issue's criterion).  The onset is where
-  the step turns unstable; the spike is seen when the residual, seeded at the weights' rounding, has grown back
-  to sqrt(vhat): a delay of ~sqrt(2 ln(1e13) / (38 (1 - beta2) / 2)) steps (20-120 here, 1-9 % of the onset);
-  cells with eps within a factor 10 of eps* are excluded from the 10 % claim (the growth there starts from the
-  rounding lattice and can lag by ~15 %, theory/adam_spikes.md sec. 3; they are in the committed table);
+* predicted vs observed spike: 10 % of the spike's step (the issue's criterion).  The onset is where the step
+  turns unstable; the spike is seen when the residual, seeded at the weights' rounding, has grown back to
+  sqrt(vhat) (20-120 steps later here, 1-9 % of the onset), and the prediction includes that growth and the
+  wait of weights stuck on the rounding lattice: measured within 3.8 % in float64 and 9.9 % in float32 for
+  eps <= eps*/10 (benchmarks/results/adam_spikes.md).  Cells with eps within a factor 10 of eps* are left out
+  of the 10 % claim: the growth there can stall on the rounding lattice (up to 41 % late in float32,
+  theory/adam_spikes.md sec. 3; they are in the committed table);
 * the closed form t* = t0 + ln(v0 / (eps* - eps)^2) / ln(1 / beta2) vs the general search in one parameter: one
   step (the search returns an integer step).
 """
@@ -83,6 +85,19 @@ def test_the_cycles_recur_and_each_is_predicted(grid):
     assert max(c.relative_error for c in done) <= 0.10, rep
     norms = np.asarray(sim.run(i).weight_norm)[:, -1]
     assert np.ptp(norms[np.asarray(rep.steps) > done[0].observed]) > 0     # the last layer's norm moves at each spike
+
+
+def test_weights_stuck_on_the_rounding_lattice_wait_for_half_an_ulp(prob):
+    """A run whose weights froze at the minimum (every update below half an ulp) turns unstable at its onset and
+    nothing grows: the spike waits until the residual's update reaches half a unit in the last place (float64,
+    lr 0.02, eps 1e-8, beta2 0.999, run 35 of this batch: onset 5,326, spike 6,825).  The prediction with the wait
+    is within 1 %; the onset alone would be > 10 % early."""
+    cells = list(itertools.product([0.005, 0.01, 0.02], [1e-8, 1e-5, 1e-4, 3e-4], [0.99, 0.995, 0.999]))
+    sim = dy.simulate_adam(prob, lr=[c[0] for c in cells], steps=7500, record_every=5, eps=[c[1] for c in cells],
+                           beta2=[c[2] for c in cells], key=0)
+    c = dy.predict_spikes(sim.run(cells.index((0.02, 1e-8, 0.999)))).cycles[0]
+    assert c.stuck_until is not None and c.stuck_until > 1.2 * c.onset, c
+    assert c.relative_error <= 0.01 and abs(c.onset / c.observed - 1) > 0.10, c
 
 
 def test_no_spike_above_eps_star(prob):

@@ -331,7 +331,9 @@ class SpikeCycle:
     minimum or at the weights' rounding, takes to grow back to sqrt(vhat)), ``observed`` the first step at
     which the stability ratio fell ``drop`` below its running maximum -- the gradient back at the scale of
     sqrt(vhat), Adam's second moment rising again (inf: no spike in the run) --, ``eps_star`` at that
-    minimum, ``sharpness`` (the Hessian's largest eigenvalue there) and the run's ``last_step``."""
+    minimum, ``sharpness`` (the Hessian's largest eigenvalue there), the run's ``last_step``, and ``stuck_until``:
+    where the weights sat on the rounding lattice past the onset, the step at which the residual's update reaches
+    half a unit in the last place again (the spike waits for it), else None."""
 
     quiet: int
     onset: float
@@ -339,13 +341,13 @@ class SpikeCycle:
     observed: float
     eps_star: float
     sharpness: float
-
     last_step: int = 0
+    stuck_until: float | None = None
 
     @property
     def beyond_run(self) -> bool:
         """True where neither a predicted onset nor a spike lies within the run (nothing to compare)."""
-        return math.isinf(self.observed) and self.predicted > self.last_step
+        return math.isinf(self.observed) and self.last_step < self.predicted < math.inf
 
     @property
     def relative_error(self) -> float:
@@ -389,7 +391,7 @@ class SpikePrediction:
         return {"threshold": self.threshold, "eps_star": self.eps_star, "message": self.message,
                 "cycles": [{"quiet": c.quiet, "onset": c.onset, "predicted": c.predicted, "observed": c.observed,
                             "relative_error": c.relative_error, "eps_star": c.eps_star, "sharpness": c.sharpness,
-                            "beyond_run": c.beyond_run}
+                            "beyond_run": c.beyond_run, "stuck_until": c.stuck_until}
                            for c in self.cycles]}
 
 
@@ -416,31 +418,51 @@ def _ratio(H, vhat, lr, eps, threshold):
     return lr * np.linalg.eigvalsh(0.5 * (M + np.swapaxes(M, -1, -2)))[..., -1] / threshold
 
 
-def _onset(H, v_quiet, s0, lr, eps, b1, b2):
-    """The first step s >= s0 at which the frozen-curvature prediction (module docstring) reaches the threshold:
-    vhat_i(s) = v_i(s0) beta2^(s - s0) / (1 - beta2^(s + 1)), v_i(s0) = vhat_i(s0) (1 - beta2^(s0 + 1)).
-    Monotone in s (vhat decreases), so a doubling search and bisection; inf where it never does."""
-    thr = adam_threshold(b1)
-    v0 = v_quiet * (1 - b2 ** (s0 + 1))
-    sharp = float(np.linalg.eigvalsh(0.5 * (H + H.T))[-1])
-    if not sharp > 0 or lr * sharp / max(eps, 1e-300) <= thr:
-        return math.inf
-    r = lambda s: _ratio(H, v0 * b2 ** (s - s0) / (1 - b2 ** (s + 1)), lr, eps, thr)  # noqa: E731
-    if r(s0) >= 1:
+def _first_step(reached, s0):
+    """The first integer step s >= s0 with ``reached(s)`` for a predicate monotone in s (false, then true):
+    a doubling search and bisection; inf where it is never reached (within 2^60 steps)."""
+    if reached(s0):
         return float(s0)
     hi = 1
-    while r(s0 + hi) < 1:
+    while not reached(s0 + hi):
         hi *= 2
         if hi > 2 ** 60:
             return math.inf
     lo = hi // 2
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if r(s0 + mid) >= 1:
+        if reached(s0 + mid):
             hi = mid
         else:
             lo = mid
     return float(s0 + hi)
+
+
+def _vhat(v_quiet, s0, s, b2):
+    """vhat at step s from its value at the quiet step s0, v decaying as beta2^(s - s0) (module docstring)."""
+    return v_quiet * (1 - b2 ** (s0 + 1)) * b2 ** (s - s0) / (1 - b2 ** (s + 1))
+
+
+def _onset(H, v_quiet, s0, lr, eps, b1, b2):
+    """The first step s >= s0 at which the frozen-curvature prediction (module docstring) reaches the threshold,
+    vhat decaying as in :func:`_vhat` (monotone in s); inf where it never does (eps >= eps*)."""
+    thr = adam_threshold(b1)
+    sharp = float(np.linalg.eigvalsh(0.5 * (H + H.T))[-1])
+    if not sharp > 0 or lr * sharp / max(eps, 1e-300) <= thr:
+        return math.inf
+    return _first_step(lambda s: _ratio(H, _vhat(v_quiet, s0, s, b2), lr, eps, thr) >= 1, s0)
+
+
+def _unlock(g, theta, v_quiet, s0, start, lr, eps, b2, dtype):
+    """The first step >= ``start`` at which a parameter stuck on the rounding lattice moves again: the update
+    lr |g_i| / (sqrt(vhat_i) + eps) of the gradient g left at the stuck point reaches half a unit in the last
+    place of theta_i (in the run's dtype) in some coordinate, vhat decaying as in :func:`_vhat` (theory/
+    adam_spikes.md sec. 3: until then the rounded map sits at a fixed point, unstable or not)."""
+    half_ulp = 0.5 * np.spacing(np.abs(theta).astype(dtype)).astype(float)
+    if not np.any(g != 0):
+        return math.inf
+    return _first_step(lambda s: bool(np.any(lr * np.abs(g) / (np.sqrt(_vhat(v_quiet, s0, s, b2)) + eps)
+                                             >= half_ulp)), int(start))
 
 
 def _growth(H, v_quiet, s0, onset, lr, eps, b1, b2, seed, max_steps=2 ** 22):
@@ -449,7 +471,7 @@ def _growth(H, v_quiet, s0, onset, lr, eps, b1, b2, seed, max_steps=2 ** 22):
     |z| the largest root modulus of z^2 - (1 + beta1 - (1 - beta1) a(s)) z + beta1, a(s) = lr lambda_max(D(s)^½ H
     D(s)^½), D(s) from the same decay of v as the onset's (theory/adam_spikes.md sec. 3)."""
     v0 = v_quiet * (1 - b2 ** (s0 + 1))
-    vh = v0 * b2 ** (onset - s0) / (1 - b2 ** (onset + 1))
+    vh = _vhat(v_quiet, s0, onset, b2)
     d = 1.0 / (np.sqrt(vh) + eps)
     w, U = np.linalg.eigh(0.5 * (H + H.T) * np.sqrt(d)[:, None] * np.sqrt(d)[None, :])
     target = math.sqrt(float(np.sum(U[:, -1] ** 2 * vh)))
@@ -523,7 +545,8 @@ def predict_spikes(sim, *, quiet=0.03, converged=1e-10, drop=0.05, max_cycles=50
 
     def hessian(k):
         return np.asarray(curv(params[k:k + 1], data)[0][0])
-    u = float(np.finfo(np.dtype(st.get("dtype") or "float64")).eps)
+    dtype = np.dtype(st.get("dtype") or "float64")
+    u = float(np.finfo(dtype).eps)
     is_quiet = (np.all(g * g <= quiet * quiet * np.maximum(vhat, 0.0), axis=1) & np.all(np.isfinite(vhat), axis=1)
                 & (loss <= converged * loss[0]))
     cycles, k, message = [], 0, ""
@@ -546,10 +569,20 @@ def predict_spikes(sim, *, quiet=0.03, converged=1e-10, drop=0.05, max_cycles=50
         seed = max(gq * math.sqrt(b1) ** max(onset - steps[q0], 0.0), floor) if math.isfinite(onset) else gq
         pred = (onset + _growth(H, vhat[q0], int(steps[q0]), onset, lr, eps, b1, b2, seed)
                 if math.isfinite(onset) else math.inf)
+        # stuck on the rounding lattice at the onset (at the last record before it, the residual gradient's update
+        # is below half a unit in the last place in every coordinate): nothing grows until it reaches it
+        k_on = int(np.searchsorted(steps, onset, side="right")) - 1 if math.isfinite(onset) else -1
+        stuck = None
+        if q0 <= k_on < T:
+            unlock = _unlock(g[k_on], params[k_on], vhat[q0], int(steps[q0]), onset, lr, eps, b2, dtype)
+            if unlock > onset:
+                stuck = unlock
+                pred = unlock + _growth(H, vhat[q0], int(steps[q0]), unlock, lr, eps, b1, b2, seed)
         j = _first_drop(ratio, q0, drop)
         obs = float(steps[j]) if j is not None else math.inf
         cycles.append(SpikeCycle(quiet=int(steps[q0]), onset=onset, predicted=pred, observed=obs,
-                                 eps_star=lr * sharp / thr, sharpness=sharp, last_step=int(steps[-1])))
+                                 eps_star=lr * sharp / thr, sharpness=sharp, last_step=int(steps[-1]),
+                                 stuck_until=stuck))
         if j is None:
             break
         while j + 1 < T and ratio[j + 1] <= ratio[j]:     # past the spike: v stops rising
