@@ -71,3 +71,21 @@ def test_depth_one_solution_keeps_a_tiny_init():
     exact = 0.5 * (psi0 * np.exp(-tau) - np.expm1(-tau))
     np.testing.assert_allclose(th.modes[:, 0], exact, rtol=1e-12)
     assert abs(th.modes[0, 0] - 1e-15) <= 1e-27
+
+
+def test_a_non_symmetric_syx_is_refused_naming_the_real_condition():
+    """With Sxx = I the covariances commute; what fails for a non-symmetric Syx is its symmetry.  The refusal says
+    so (not "they do not commute ... = 0"), and does not advise approx='generalized', which would symmetrise Syx
+    (another task for a regression); a non-commuting SSL problem still gets that advice."""
+    Syx = np.array([[1.0, 0.4], [0.0, 0.5]])
+    p = dy.RegressionProblem.from_covariances(np.eye(2), Syx, depth=2, init_scale=1e-2, strict=False)
+    with pytest.raises(ValueError) as info:
+        dy.solve_saxe(p, times=[0.0, 1.0])
+    msg = str(info.value)
+    assert "Syx is not symmetric (max |Syx - Syx^T| = 0.4" in msg and "singular vectors" in msg
+    assert "commute" not in msg and "approx='generalized'" not in msg
+    R = np.array([[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]])
+    q = dy.SSLProblem.from_covariances(np.diag([1.0, 0.5]), R @ np.diag([0.8, 0.3]) @ R.T, depth=2, init_scale=1e-2,
+                                       strict=False)
+    with pytest.raises(ValueError, match="do not commute .* approx='generalized'"):
+        dy.solve_jepa(q, times=[0.0, 1.0])

@@ -61,11 +61,29 @@ def error_estimate(c, depth) -> float:
 
 
 def noncommuting_message(problem, what) -> str:
-    c = normalized_commutator(problem.Sxx, problem.Syx)
-    return (f"{what} needs Sxx and Syx simultaneously diagonalisable, and they are not: they do not commute "
-            f"(normalised commutator ||[Sxx, Syx]||_F / (||Sxx||_F ||Syx||_F) = {c:.3g}; 0 when they commute). "
-            f"Pass approx='generalized' for the generalised-mode approximation (estimated critical-time error "
-            f"{error_estimate(c, problem.depth):.2g}; the first feature is reliable below c = {VALIDITY['threshold']:g}, "
-            f"the whole order below {VALIDITY['threshold_order']:g}; "
-            "theory/generalized.md), use generalized_fixed_points for what is exact, or simulate with "
-            "method='flow' for the exact dynamics")
+    """Why ``what`` refuses a problem without a common eigenbasis of Sxx and Syx, naming the conditions that fail
+    (Syx not symmetric; Sxx and the symmetrised Syx not commuting) and the remedies that apply to it."""
+    Sxx, Syx = np.asarray(problem.Sxx, float), np.asarray(problem.Syx, float)
+    scale = max(1.0, float(np.abs(Syx).max()))
+    asym = float(np.abs(Syx - Syx.T).max())
+    c = normalized_commutator(Sxx, Syx)
+    failing = []
+    if asym > 1e-10 * scale:
+        failing.append(f"Syx is not symmetric (max |Syx - Syx^T| = {asym:.3g}, max |Syx| = {float(np.abs(Syx).max()):.3g})")
+    if c > 1e-12 or not failing:
+        failing.append(f"Sxx and the symmetrised Syx do not commute (normalised commutator ||[Sxx, Syx_s]||_F / "
+                       f"(||Sxx||_F ||Syx_s||_F) = {c:.3g}; 0 when they commute)")
+    text = (f"{what} needs Sxx and Syx simultaneously diagonalisable (one eigenbasis, Syx symmetric in it), and they "
+            f"are not: {'; '.join(failing)}. ")
+    regression = type(problem).__name__ == "RegressionProblem"
+    if asym > 1e-10 * scale and regression:
+        text += ("A regression's non-symmetric Syx has its exact theory in Syx's singular vectors (modes u_i^T Wbar v_i, "
+                 "Saxe et al. 2014), which the library does not solve yet; the generalised modes would symmetrise "
+                 "Syx, another task. ")
+    else:
+        text += (f"solve_jepa, solve_mae and critical_times take approx='generalized', the generalised-mode "
+                 f"approximation (estimated critical-time error {error_estimate(c, problem.depth):.2g}; the first "
+                 f"feature is reliable below c = {VALIDITY['threshold']:g}, the whole order below "
+                 f"{VALIDITY['threshold_order']:g}; theory/generalized.md); generalized_fixed_points gives what is "
+                 "exact. ")
+    return text + "Simulate with method='flow' for the exact dynamics of this problem."
