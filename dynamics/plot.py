@@ -484,6 +484,9 @@ def plot_adam_spikes(sim, report, grid=None, *, title=None):
         ax.fill_between(xs, 0.9 * xs, 1.1 * xs, color="0.85", label="$\\pm$10 %")
         ax.loglog(xs, xs, "k-", lw=0.7)
         ax.loglog(pred, obs, "o", color="C2", ms=5)
+        from matplotlib.ticker import NullFormatter
+        for axis in (ax.xaxis, ax.yaxis):       # decade labels only: the minor ones collide on a short range
+            axis.set_minor_formatter(NullFormatter())
         err = np.abs(obs / pred - 1)
         _label(ax, "predicted spike (step)", "observed spike (step)",
                f"(d) {len(grid)} runs over (lr, eps, $\\beta_2$): worst {err.max():.1%}", legend=7)
