@@ -466,6 +466,7 @@ def plot_adam_spikes(sim, report, grid=None, *, title=None):
                 ax.axvline(c.predicted, color="k", ls="--", lw=0.7)
         ax.plot(step[obs_idx], np.asarray(y)[obs_idx], "o", color="C3", ms=4, mfc="none")
         _label(ax, "step", ylabel, head, legend=None)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(5))
     axes[1].axhline(1.0, color="0.5", lw=0.8)
     if report.cycles:       # the norm's cycles are small: zoom on the run after convergence
         late = np.asarray(sim.weight_norm)[step >= report.cycles[0].quiet, -1]
