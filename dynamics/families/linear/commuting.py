@@ -75,11 +75,12 @@ def noncommuting_message(problem, what) -> str:
                        f"(||Sxx||_F ||Syx_s||_F) = {c:.3g}; 0 when they commute)")
     text = (f"{what} needs Sxx and Syx simultaneously diagonalisable (one eigenbasis, Syx symmetric in it), and they "
             f"are not: {'; '.join(failing)}. ")
-    regression = type(problem).__name__ == "RegressionProblem"
-    if asym > 1e-10 * scale and regression:
-        text += ("A regression's non-symmetric Syx has its exact theory in Syx's singular vectors (modes u_i^T Wbar v_i, "
-                 "Saxe et al. 2014), which the library does not solve yet; the generalised modes would symmetrise "
-                 "Syx, another task. ")
+    if asym > 1e-10 * scale and problem.singular_basis:
+        G = Syx.T @ Syx
+        cg = float(np.linalg.norm(Sxx @ G - G @ Sxx) / max(np.linalg.norm(Sxx) * np.linalg.norm(G), 1e-300))
+        text += (f"A regression's non-symmetric Syx has an exact theory in its singular vectors (modes u_i^T Wbar v_i, "
+                 f"theory/saxe.md, 'Any Syx') where Sxx commutes with Syx^T Syx; here it does not (normalised commutator "
+                 f"{cg:.3g}). The generalised modes would symmetrise Syx, another task. ")
     else:
         text += (f"solve_jepa, solve_mae and critical_times take approx='generalized', the generalised-mode "
                  f"approximation (estimated critical-time error {error_estimate(c, problem.depth):.2g}; the first "

@@ -66,11 +66,12 @@ def _make_model(objective, *, batch_size, n_data, ema, snapshots):
     def observe(params, aux, ctx):
         U = ctx["basis"]
         Wbar = encoder(params["W"])
-        WU = Wbar @ U
-        # modes: u_i^T Wbar u_i (the theory's per-feature strength); gains: ||Wbar u_i||, the encoder's gain
-        # on feature i whichever hidden units carry it -- equal to modes for the aligned solution; it also
-        # sees a feature that a rotated or permuted set of units learned (theory/generalized.md sec. 4)
-        out = {"modes": jnp.sum(U * WU, axis=0), "gains": jnp.sqrt(jnp.sum(WU * WU, axis=0)),
+        WV = Wbar @ ctx["right_basis"]
+        # modes: u_i^T Wbar v_i (the theory's per-feature strength; v_i = u_i but for a regression's non-symmetric
+        # Syx, theory/saxe.md, "Any Syx"); gains: ||Wbar v_i||, the encoder's gain on feature i whichever hidden
+        # units carry it -- equal to modes for the aligned solution; it also sees a feature that a rotated or
+        # permuted set of units learned (theory/generalized.md sec. 4)
+        out = {"modes": jnp.sum(U * WV, axis=0), "gains": jnp.sqrt(jnp.sum(WV * WV, axis=0)),
                "loss": loss_and_grads(objective, params, aux, ctx["Sxx"], ctx["Syx"], ctx["Syy"])[0]}
         if objective.head:
             out["head"] = jnp.sum(U * (params["V"] @ U), axis=0)
@@ -225,7 +226,8 @@ class LinearFamily(Family):
         return super().initial_states(problems, keys, form, configs)
 
     def context(self, problem, form, config):
-        ctx = {"Sxx": problem.Sxx, "Syx": problem.Syx, "Syy": problem.Syy, "basis": problem.basis}
+        ctx = {"Sxx": problem.Sxx, "Syx": problem.Syx, "Syy": problem.Syy, "basis": problem.basis,
+               "right_basis": problem.right_basis}
         if config.batch_size is not None and config.data is None:
             ctx["factor"] = problem.joint_factor()
         if config.data is not None:

@@ -206,7 +206,8 @@ def gaussian_draws(keys, L, d):
 def init_params(problem: LinearProblem, objective: Objective, init="aligned", *, key, draws=None):
     """Initial parameters for one run (numpy, float64).
 
-    "aligned": W_a = V = eps^(1/L) I (aligned with any basis, balanced: the theory's init).
+    "aligned": W_a = V = eps^(1/L) I (aligned with any basis, balanced: the theory's init); where the problem
+        has a right basis V_r (a regression's non-symmetric Syx), W_1 = eps^(1/L) U V_r^T instead.
     "aligned_gauge": W_a = eps^(1/L) O_a O_{a-1}^T with O_0 = O_L = I and random orthogonal O_1..O_{L-1}:
         dense hidden layers, same end-to-end map and same mode dynamics (an orthogonal gauge).
     "orthogonal": W_a, V = eps^(1/L) x independent random orthogonal matrices (balanced, unaligned).
@@ -245,4 +246,9 @@ def init_params(problem: LinearProblem, objective: Objective, init="aligned", *,
         keys = unstack_keys(jax.random.split(key, L + 2))
         W = np.stack([s * random_rotation(d, key=keys[a]) for a in range(L)])
         V = s * random_rotation(d, key=keys[L])
+    if init in ("aligned", "aligned_gauge") and problem.has_right_basis:
+        # input side in its own basis V (theory/saxe.md, "Any Syx"): W_1 <- W_1 U V^T keeps every layer balanced
+        # and makes Wbar(0) = eps U V^T, aligned with Syx = U diag(lam) V^T
+        W = W.copy()
+        W[0] = W[0] @ (problem.basis @ problem.right_basis.T)
     return {"W": W, "V": V} if objective.head else {"W": W}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import jax
 import numpy as np
@@ -68,7 +69,14 @@ class LinearProblem(StatefulProblem):
     """Paired covariances, depth and init scale (see module docstring). Build with the classmethods.
 
     ``Sxx``, ``Syx``, ``Syy`` and ``basis`` are formed from the spectrum (sigma2, lam, syy) on first
-    access when not given (a spectrum problem in its own basis is the identity basis)."""
+    access when not given (a spectrum problem in its own basis is the identity basis).  ``right_basis``
+    (V) is the input side's basis where it differs from the output side's (a regression's non-symmetric
+    Syx = U diag(lam) V^T, its singular vectors; theory/saxe.md, "Any Syx"): features are then the pairs
+    (u_i, v_i) and a mode is u_i^T Wbar v_i; otherwise it is ``basis`` itself."""
+
+    #: whether a non-symmetric Syx may be taken through its singular vectors (a regression: its loss sees
+    #: Syx only through Wbar Syx^T, so U and V may differ; the SSL objectives need one basis)
+    singular_basis: ClassVar[bool] = False
 
     Sxx: np.ndarray = _Dense()
     Syx: np.ndarray = _Dense()
@@ -76,6 +84,7 @@ class LinearProblem(StatefulProblem):
     depth: int
     init_scale: float
     basis: np.ndarray = _Dense()
+    right_basis: np.ndarray = _Dense()
     sigma2: np.ndarray
     lam: np.ndarray
     diagonalisable: bool = True
@@ -134,6 +143,17 @@ class LinearProblem(StatefulProblem):
             raise ValueError(f"Syy must have shape {(d, d)}, got {Syy.shape}")
         scale = max(1.0, float(np.abs(Sxx).max()), float(np.abs(Syx).max()))
         asym = float(np.abs(Syx - Syx.T).max())
+        if cls.singular_basis and asym > tol * scale:
+            svd = cls._singular_basis(Sxx, Syx, tol * scale)
+            if svd is not None:         # Sxx commutes with Syx^T Syx: the singular vectors are the features
+                U, V, s = svd
+                if np.any(s <= 0):
+                    warnings.warn(f"Syx has zero singular values ({int(np.sum(s <= 0))} of {s.size}): those features "
+                                  "are not learned (their modes decay); the solvers refuse them", stacklevel=2)
+                prob = cls._build(U, np.einsum("ij,ik,kj->j", V, Sxx, V), s, None, depth, init_scale,
+                                  source={"builder": "from_covariances", "singular_vectors": True}, check_lam=False)
+                return dataclasses.replace(prob, Sxx=Sxx, Syx=Syx, Syy=Syy, right_basis=V,
+                                           syy=diag_in_basis(U, Syy))
         comm = float(np.abs(Sxx @ Syx - Syx @ Sxx).max())
         problems = []
         if asym > tol * scale:
@@ -262,6 +282,27 @@ class LinearProblem(StatefulProblem):
             return random_rotation(d, key=key)
         return None
 
+    @classmethod
+    def _singular_basis(cls, Sxx, Syx, atol):
+        """(U, V, s) with Syx = U diag(s) V^T, s >= 0, and V^T Sxx V diagonal -- Syx's singular vectors chosen
+        within degenerate singular values so that they are Sxx's eigenvectors too -- or None where Sxx does not
+        commute with Syx^T Syx (then no such pair of bases exists)."""
+        G = Syx.T @ Syx
+        if float(np.abs(Sxx @ G - G @ Sxx).max()) > atol * max(1.0, float(np.abs(G).max())):
+            return None
+        V = cls._common_basis(Sxx, G, atol)
+        s = np.linalg.norm(Syx @ V, axis=0)
+        order = np.argsort(-s, kind="stable")
+        V, s = V[:, order], s[order]
+        U = np.zeros_like(V)
+        pos = s > atol
+        U[:, pos] = (Syx @ V[:, pos]) / s[pos]
+        if not np.all(pos):         # complete U with an orthonormal basis of the rest
+            Q = np.linalg.qr(np.concatenate([U[:, pos], np.eye(V.shape[0])], axis=1))[0]
+            U[:, ~pos] = Q[:, pos.sum():V.shape[0]]
+            s = np.where(pos, s, 0.0)
+        return U, V, s
+
     @staticmethod
     def _common_basis(Sxx, Syx, atol):
         d = Sxx.shape[0]
@@ -317,7 +358,17 @@ class LinearProblem(StatefulProblem):
         return self._in_basis(self.sigma2)
 
     def _make_Syx(self):
+        if _Dense.formed(self, "right_basis"):
+            return (self.basis * self.lam) @ self.right_basis.T
         return self._in_basis(self.lam)
+
+    def _make_right_basis(self):
+        return self.basis
+
+    @property
+    def has_right_basis(self) -> bool:
+        """Whether the input side has its own basis V (``right_basis``; a non-symmetric regression Syx)."""
+        return _Dense.formed(self, "right_basis") and not np.array_equal(self.right_basis, self.basis)
 
     def _make_Syy(self):
         return self._in_basis(self.syy_diag)
@@ -359,8 +410,10 @@ class LinearProblem(StatefulProblem):
         R = random_rotation(self.d, key=key)
         rot = lambda M: R @ M @ R.T  # noqa: E731
         samples = None if self.samples is None else (self.samples[0] @ R.T, self.samples[1] @ R.T)
+        extra = {"right_basis": R @ self.right_basis} if _Dense.formed(self, "right_basis") else {}
         return dataclasses.replace(self, Sxx=rot(self.Sxx), Syx=rot(self.Syx), Syy=rot(self.Syy),
-                                   basis=R @ self.basis, source={**self.source, "rotated": True}, samples=samples)
+                                   basis=R @ self.basis, source={**self.source, "rotated": True}, samples=samples,
+                                   **extra)
 
     @property
     def syy_diag(self) -> np.ndarray:
@@ -399,7 +452,7 @@ class LinearProblem(StatefulProblem):
     def state(self) -> tuple[dict, dict]:
         """(arrays, scalars) that ``from_state`` turns back into an equal problem."""
         # the dense matrices only where they were given or formed (a spectrum problem stays O(d))
-        arrays = {k: np.asarray(getattr(self, k)) for k in ("Sxx", "Syx", "Syy", "basis")
+        arrays = {k: np.asarray(getattr(self, k)) for k in ("Sxx", "Syx", "Syy", "basis", "right_basis")
                   if _Dense.formed(self, k)}
         arrays.update(sigma2=np.asarray(self.sigma2), lam=np.asarray(self.lam), syy=np.asarray(self.syy_diag))
         if self.samples is not None:
@@ -423,7 +476,7 @@ class LinearProblem(StatefulProblem):
         check_array("lam", arrays["lam"], shape=(d,))
         if "syy" in arrays and np.any(check_array("syy", arrays["syy"], shape=(d,)) < 0):
             raise ValueError(f"syy (variances) must be >= 0, got {np.asarray(arrays['syy'])[:5]}")
-        for k in ("Sxx", "Syx", "Syy", "basis"):
+        for k in ("Sxx", "Syx", "Syy", "basis", "right_basis"):
             if k in arrays:
                 check_array(k, arrays[k], shape=(d, d))
         return cls(depth=int(scalars["depth"]), init_scale=float(scalars["init_scale"]),
@@ -431,8 +484,8 @@ class LinearProblem(StatefulProblem):
                    syy=np.asarray(arrays["syy"]) if "syy" in arrays else None,
                    samples=((np.asarray(arrays["samples_x"]), np.asarray(arrays["samples_y"]))
                             if "samples_x" in arrays else None),
-                   **{k: np.asarray(arrays[k]) for k in ("Sxx", "Syx", "Syy", "basis", "sigma2", "lam")
-                      if k in arrays})
+                   **{k: np.asarray(arrays[k]) for k in ("Sxx", "Syx", "Syy", "basis", "right_basis", "sigma2",
+                                                          "lam") if k in arrays})
 
 
 @register_problem
@@ -443,7 +496,11 @@ class SSLProblem(LinearProblem):
 @register_problem
 class RegressionProblem(LinearProblem):
     """Input x, target y for deep linear regression (theory/saxe.md): lam_i = singular value of
-    Syx, rho_i = lam_i / sigma2_i = the regression coefficient the end-to-end map converges to."""
+    Syx, rho_i = lam_i / sigma2_i = the regression coefficient the end-to-end map converges to.  A
+    non-symmetric Syx is taken through its singular vectors (``basis`` U on the output side,
+    ``right_basis`` V on the input side) where Sxx commutes with Syx^T Syx (theory/saxe.md, "Any Syx")."""
+
+    singular_basis = True
 
     def _warn_init(self):  # regression learns every positive mode whatever the init
         return None
