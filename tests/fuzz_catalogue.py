@@ -81,6 +81,11 @@ def PG():
     return _once("PG", lambda: dy.PolicyGradientProblem.tabular(4, [0.2, 0.05]))
 
 
+def R2():
+    return _once("R2", lambda: dy.RegressionProblem.from_covariances(np.eye(2), np.diag([2.0, 1.0]), depth=2,
+                                                                     init_scale=0.3))
+
+
 def ADAM():
     return _once("ADAM", lambda: dy.AdamSpikesProblem.regression(np.diag([1.0, 0.5]), np.diag([1.0, 0.3])))
 
@@ -198,6 +203,8 @@ CALLS = {
     "spike_onset": lambda: (dy.spike_onset, (1e-3, 3.0, 0.01, 1e-8), dict(beta1=0.9, beta2=0.999, t0=100.0)),
     "eps_threshold": lambda: (dy.eps_threshold, (0.01, 3.0), dict(beta1=0.9)),
     "adam_threshold": lambda: (dy.adam_threshold, (0.9,), {}),
+    "inits.balanced": lambda: (dy.inits.balanced, (R2(), 0.1), dict(scale=0.5, key=0)),
+    "solve_saxe[init]": lambda: (dy.solve_saxe, (R2(),), dict(times=[0.0, 1.0], init="orthogonal", key=1)),
     "get_family": lambda: (dy.get_family, ("jepa",), {}),
     "Flow": lambda: (dy.Flow, (), dict(rtol=1e-8, max_steps=1000)),
     "Dual": lambda: (dy.Dual, (), dict(rtol=1e-8, max_steps=1000)),
