@@ -448,8 +448,8 @@ def plot_adam_spikes(sim, report, grid=None, *, title=None):
     (``dy.predict_spikes``), (a) the loss, (b) the stability ratio lr lambda_max(D^1/2 H D^1/2) / threshold
     (the step is unstable above 1, grey line), (c) the last layer's weight norm (the Slingshot's cycles); each
     with the predicted spikes (dashed: the onset plus the growth from the seed) and the observed spikes (red
-    marks).  ``grid`` (optional): rows (label, predicted, observed spike step) drawn as (d) observed against
-    predicted, with the +-10 % band."""
+    marks).  ``grid`` (optional): rows (label, predicted, observed spike step[, error]) drawn as (d) observed
+    against predicted, with the +-10 % band; the error |predicted - observed| / observed."""
     n = 4 if grid else 3
     fig, axes = plt.subplots(1, n, figsize=(4.3 * n, 3.8), constrained_layout=True)
     step = np.asarray(report.steps)
@@ -488,7 +488,7 @@ def plot_adam_spikes(sim, report, grid=None, *, title=None):
         from matplotlib.ticker import NullFormatter
         for axis in (ax.xaxis, ax.yaxis):       # decade labels only: the minor ones collide on a short range
             axis.set_minor_formatter(NullFormatter())
-        err = np.abs(obs / pred - 1)
+        err = np.abs(pred - obs) / obs
         _label(ax, "predicted spike (step)", "observed spike (step)",
                f"(d) {len(grid)} runs over (lr, eps, $\\beta_2$): worst {err.max():.1%}", legend=7)
     return _suptitle(fig, title)

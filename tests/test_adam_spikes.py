@@ -90,7 +90,7 @@ def test_the_cycles_recur_and_each_is_predicted(grid):
 def test_weights_stuck_on_the_rounding_lattice_wait_for_half_an_ulp(prob):
     """A run whose weights froze at the minimum (every update below half an ulp) turns unstable at its onset and
     nothing grows: the spike waits until the residual's update reaches half a unit in the last place (float64,
-    lr 0.02, eps 1e-8, beta2 0.999, run 35 of this batch: onset 5,326, spike 6,825).  The prediction with the wait
+    lr 0.02, eps 1e-8, beta2 0.999, run 26 of this batch: onset 5,326, spike 6,825).  The prediction with the wait
     is within 1 %; the onset alone would be > 10 % early."""
     cells = list(itertools.product([0.005, 0.01, 0.02], [1e-8, 1e-5, 1e-4, 3e-4], [0.99, 0.995, 0.999]))
     sim = dy.simulate_adam(prob, lr=[c[0] for c in cells], steps=7500, record_every=5, eps=[c[1] for c in cells],
@@ -137,13 +137,14 @@ def test_closed_form_of_one_direction_equals_the_search():
 
 def test_separable_logistic_regression_never_spikes():
     """Curvature and gradient vanish together (both ~ the loss), so the stability ratio settles near
-    (1 - beta2)/2 x |x| / threshold << 1 (eps = 0) and no quiet record ever comes: no onset, no spike."""
+    (1 - beta2)/2 x |x| / threshold << 1 (eps = 0): no onset is predicted (there is no minimum whose curvature
+    could be frozen) and the ratio measured along 60,000 steps stays far below 1."""
     X = np.array([[1.0, 0.3], [0.8, -0.5], [-1.0, -0.2], [-0.7, 0.6]])
     y = np.array([1.0, 1.0, -1.0, -1.0])
     prob = dy.AdamSpikesProblem.logistic(X, y, init_scale=0.1)
-    sim = dy.simulate_adam(prob, lr=0.1, steps=20_000, record_every=50, eps=0.0, beta2=0.999, key=0)
+    sim = dy.simulate_adam(prob, lr=0.1, steps=60_000, record_every=200, eps=0.0, beta2=0.999, key=0)
     rep = dy.predict_spikes(sim)
-    assert not rep.cycles and "decaying at the rate v does" in rep.message
+    assert not rep.cycles and "has no minimum" in rep.message
     late = rep.stability_ratio[len(rep.steps) // 2:]
     assert np.max(late) < 1e-3 and np.all(np.diff(np.asarray(sim.loss)[len(rep.steps) // 2:]) < 0)
     # the plateau: |x| (1 - beta2) / 2 / threshold within a factor 2 (|x| of the support inputs ~ 1)

@@ -346,7 +346,7 @@ class SpikeCycle:
 
     @property
     def beyond_run(self) -> bool:
-        """True where neither a predicted onset nor a spike lies within the run (nothing to compare)."""
+        """True where neither the predicted spike nor an observed one lies within the run (nothing to compare)."""
         return math.isinf(self.observed) and self.last_step < self.predicted < math.inf
 
     @property
@@ -478,8 +478,11 @@ def _growth(H, v_quiet, s0, onset, lr, eps, b1, b2, seed, max_steps=2 ** 22):
     if not (seed > 0 and target > seed):
         return 0.0 if seed > 0 else math.inf
     need, done, s = math.log(target / seed), 0.0, float(onset)
-    block = np.arange(4096, dtype=float)
+    cap = int(min(4096, max(16, 1e7 // (H.shape[0] ** 2))))      # (block, P, P) at most ~1e7 numbers
+    n = 64
     while s - onset < max_steps:
+        block = np.arange(min(n, cap), dtype=float)
+        n *= 2
         ss = s + block
         vv = v0[None, :] * b2 ** (ss - s0)[:, None] / (1 - b2 ** (ss + 1))[:, None]
         a = _ratio(H, vv, lr, eps, 1.0)
@@ -500,7 +503,7 @@ def _first_drop(ratio, k0, drop):
     it falls when the gradient has grown back to the scale of sqrt(vhat) and Adam's second moment rises again:
     that is the spike (the loss's own rise is no criterion: it oscillates while converging, and a spike soon
     after convergence can stay below the loss of a few hundred steps before)."""
-    r = ratio[k0:]
+    r = np.where(np.isnan(ratio[k0:]), -np.inf, ratio[k0:])      # a NaN record (0/0 at eps = 0) is skipped
     down = np.nonzero(r < (1.0 - drop) * np.maximum.accumulate(r))[0]
     return k0 + int(down[0]) if down.size else None
 
@@ -508,7 +511,8 @@ def _first_drop(ratio, k0, drop):
 def predict_spikes(sim, *, quiet=0.03, converged=1e-10, drop=0.05, max_cycles=50):
     """The spike theory against an Adam run (``simulate_adam``; one run): for each cycle, from the first record
     after the last spike where every coordinate's gradient is below ``quiet`` x sqrt(vhat) (v then decays as
-    beta2^t), the predicted onset step (module docstring: the curvature frozen at that record, v decaying) and
+    beta2^t), the onset step (module docstring: the curvature frozen at that record, v decaying), the predicted
+    spike (the onset, plus the growth from the seed, plus any wait of weights stuck on the rounding lattice) and
     the observed spike (the first record at which the stability ratio fell ``drop`` below its running maximum since
     then: the gradient has grown back to the scale of sqrt(vhat) and v rises again).  A quiet record also needs the
     loss below ``converged`` x its initial value (the curvature no longer moving).  Also the stability ratio of every
@@ -547,16 +551,27 @@ def predict_spikes(sim, *, quiet=0.03, converged=1e-10, drop=0.05, max_cycles=50
         return np.asarray(curv(params[k:k + 1], data)[0][0])
     dtype = np.dtype(st.get("dtype") or "float64")
     u = float(np.finfo(dtype).eps)
-    is_quiet = (np.all(g * g <= quiet * quiet * np.maximum(vhat, 0.0), axis=1) & np.all(np.isfinite(vhat), axis=1)
-                & (loss <= converged * loss[0]))
+    grad_quiet = np.all(g * g <= quiet * quiet * np.maximum(vhat, 0.0), axis=1) & np.all(np.isfinite(vhat), axis=1)
+    is_quiet = grad_quiet & (loss <= converged * loss[0])
     cycles, k, message = [], 0, ""
     T = steps.size
+    if problem.kind == "logistic":      # no minimum: the frozen-curvature onset does not apply
+        k = T
+        message = ("a separable logistic regression has no minimum: its curvature vanishes with its gradient, so the "
+                   "stability ratio stays bounded (near |x| (1 - beta2) / 2 / threshold with eps = 0, decaying with "
+                   "eps > 0) and no onset is predicted (theory/adam_spikes.md sec. 4); the ratio per record is measured")
     while len(cycles) < max_cycles and k < T:
         q = np.nonzero(is_quiet[k:])[0]
         if q.size == 0:
-            message = (f"no quiet record{' after the last spike' if cycles else ''}: the gradient stays above "
-                       f"{quiet:g} x sqrt(vhat) in some coordinate (still converging, or, as in separable logistic "
-                       "regression, decaying at the rate v does: then no onset is predicted; theory/adam_spikes.md)")
+            small_g, low_loss = grad_quiet[k:], loss[k:] <= converged * loss[0]
+            if not np.any(low_loss):
+                why = (f"the loss never fell below converged = {converged:g} x its initial value (still converging: "
+                       "run longer)")
+            else:
+                why = (f"where the loss is below converged = {converged:g} x its initial value, the gradient stays "
+                       f"above {quiet:g} x sqrt(vhat) in some coordinate (as in separable logistic regression, where "
+                       "it decays at the rate v does: then no onset is predicted; theory/adam_spikes.md sec. 4)")
+            message = f"no quiet record{' after the last spike' if cycles else ''}: {why}"
             break
         q0 = k + int(q[0])
         H = hessian(q0)
@@ -573,8 +588,11 @@ def predict_spikes(sim, *, quiet=0.03, converged=1e-10, drop=0.05, max_cycles=50
         # is below half a unit in the last place in every coordinate): nothing grows until it reaches it
         k_on = int(np.searchsorted(steps, onset, side="right")) - 1 if math.isfinite(onset) else -1
         stuck = None
-        if q0 <= k_on < T:
-            unlock = _unlock(g[k_on], params[k_on], vhat[q0], int(steps[q0]), onset, lr, eps, b2, dtype)
+        if q0 < k_on < T and np.array_equal(params[k_on], params[k_on - 1]):     # the weights stopped moving
+            # the gradient the run itself sees there: its dtype's arithmetic and minimum, not float64's
+            g_run = np.asarray(curv(params[k_on:k_on + 1].astype(dtype),
+                                    {k_: np.asarray(v_, dtype) for k_, v_ in data.items()})[1][0], float)
+            unlock = _unlock(g_run, params[k_on], vhat[q0], int(steps[q0]), onset, lr, eps, b2, dtype)
             if unlock > onset:
                 stuck = unlock
                 pred = unlock + _growth(H, vhat[q0], int(steps[q0]), unlock, lr, eps, b1, b2, seed)
