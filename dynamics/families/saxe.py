@@ -23,6 +23,7 @@ from ..core.validation import check_array, check_choice, check_instance
 from .linear.family import LinearFamily
 from .linear.network import INITS, Objective, init_params
 from .linear.problems import RegressionProblem
+from .linear.balanced_flow import balance_gaps, end_to_end_flow
 from .linear.riccati import two_layer_flow
 from .linear.theory import solve_linear
 
@@ -90,23 +91,40 @@ def _solve_from_init(problem, times, init, key, lr):
                              "the same init)")
         params = init_params(problem, SAXE, init, key=init_key(run_keys(key, 1)[0]))
         label = init
-    if problem.depth != 2:
-        raise ValueError(f"solve_saxe from a non-aligned init is exact for depth 2 only (the two-layer lambda-balanced "
-                         f"Riccati solution); this problem has depth {problem.depth}: simulate it with method='flow'")
-    d = problem.d
-    off = float(np.abs(problem.Sxx - np.eye(d)).max())
-    if off > 1e-12:
-        raise ValueError(f"solve_saxe from a non-aligned init needs whitened input, Sxx = I (max |Sxx - I| = "
-                         f"{off:.3g}): simulate with method='flow', or whiten the inputs")
     W = params["W"]
-    Wbar, lam = two_layer_flow(W[0], W[1], problem.Syx, times)
+    L, d = problem.depth, problem.d
+    gaps, lams = balance_gaps(list(W))
+    whitened = float(np.abs(problem.Sxx - np.eye(d)).max()) <= 1e-12
+    if L == 2 and whitened and gaps.max() <= 1e-10:
+        Wbar, lam = two_layer_flow(W[0], W[1], problem.Syx, times)
+        theory = "two-layer lambda-balanced flow (matrix Riccati closed form; theory/saxe.md)"
+    elif L == 1 or (gaps.max() <= 1e-10 and np.abs(lams).max() <= 1e-10 * max(float(np.abs(W).max()) ** 2, 1e-300)):
+        Wbar0 = W[0]
+        for Wa in W[1:]:
+            Wbar0 = Wa @ Wbar0
+        Wbar, lam = end_to_end_flow(Wbar0, problem.Sxx, problem.Syx, L, times), 0.0
+        theory = ("end-to-end flow of a balanced network (Arora, Cohen & Hazan 2018: a d x d ODE, DOP853 at rtol "
+                  "1e-12; theory/saxe.md)")
+    else:
+        why = [] if gaps.max() <= 1e-10 else [f"the layers are not balanced (max |W_(a+1)^T W_(a+1) - W_a W_a^T - "
+                                              f"lam I| = {gaps.max():.2g} of max |W_a|^2)"]
+        if L == 2 and not whitened:
+            why.append("the two-layer closed form needs whitened input, Sxx = I")
+        if L > 2 and gaps.max() <= 1e-10:
+            why.append(f"at depth {L} the end-to-end flow needs zero balance (W_(a+1)^T W_(a+1) = W_a W_a^T), the "
+                       f"layers have lam = {np.round(lams, 4).tolist()}")
+        raise ValueError("no exact theory from this init: " + "; ".join(why) + ". Exact: depth 2 with Sxx = I from a "
+                         "lambda-balanced init (the matrix Riccati solution), or any depth and covariances from a "
+                         "zero-balanced one (the end-to-end flow); dy.inits.balanced builds both; simulate this init "
+                         "with method='flow'")
     U, V = problem.basis, problem.right_basis
     WV = Wbar @ V
     modes = np.einsum("ji,tji->ti", U, WV)
     loss = (0.5 * np.einsum("tij,jk,tik->t", Wbar, problem.Sxx, Wbar) - np.einsum("tij,ij->t", Wbar, problem.Syx)
             + 0.5 * float(np.trace(problem.Syy)))
     settings = {"units": "gf", "objective": "saxe", "init": label, "lambda": lam,
-                "theory": "two-layer lambda-balanced flow (matrix Riccati closed form; theory/saxe.md)", **versions()}
+                "theory": theory, **versions()}
     return Trajectory(t=times, fields={"modes": modes, "gains": np.linalg.norm(WV, axis=1), "loss": loss},
                       kind="theory", model="saxe", problem=problem, settings=settings,
-                      fixed_point=SAXE.fixed_point(problem.rho, 2), method="exact", primary="modes")
+                      fixed_point=np.einsum("ji,jk,ki->i", U, np.linalg.solve(problem.Sxx, problem.Syx.T).T, V),
+                      method="exact", primary="modes")
