@@ -103,7 +103,7 @@ def _solve_from_init(problem, times, init, key, lr):
         for Wa in W[1:]:
             Wbar0 = Wa @ Wbar0
         Wbar, lam = end_to_end_flow(Wbar0, problem.Sxx, problem.Syx, L, times), 0.0
-        theory = ("end-to-end flow of a balanced network (Arora, Cohen & Hazan 2018: a d x d ODE, DOP853 at rtol "
+        theory = ("end-to-end flow of a balanced network (Arora, Cohen & Hazan 2018: a d x d ODE, adaptive at rtol "
                   "1e-12; theory/saxe.md)")
     else:
         why = [] if gaps.max() <= 1e-10 else [f"the layers are not balanced (max |W_(a+1)^T W_(a+1) - W_a W_a^T - "

@@ -7,15 +7,24 @@ for every a, conserved by the flow), the end-to-end matrix obeys, whatever the c
     dW/dt = - sum_{j=1}^{N} (W W^T)^((j-1)/N) grad l(W) (W^T W)^((N-j)/N),      grad l(W) = W Sxx - Syx
 
 for the regression loss ½ tr(W Sxx W^T) - tr(W Syx^T) + const: a (d_out, d_in) ODE instead of the N layers'.
-The fractional powers come from the eigendecompositions of the positive semi-definite W W^T and W^T W
-(eigenvalues below zero by rounding are clipped to 0).  Integrated here with scipy's DOP853 at a tight
-tolerance (``rtol``; atol = rtol x 1e-3 x the largest initial entry): an exact reduced ODE, solved numerically.
+The fractional powers come from the singular value decomposition W = U diag(s) V^T:
+(W W^T)^a G (W^T W)^b = U [s_k^(2a) s_l^(2b) (U^T G V)_kl] V^T (not from eigendecompositions of W W^T, which square
+the condition: their rounding noise, raised to a fractional power, would make the field rough and the adaptive
+solver crawl).  Integrated by the library's adaptive solver
+(``core.flow``: diffrax, jit-compiled) at a tight tolerance (``rtol``, default 1e-12): an exact reduced ODE,
+solved numerically.
 """
 
 from __future__ import annotations
 
+import functools
+
+import jax.numpy as jnp
 import numpy as np
 
+from ...core import engine
+from ...core.flow import integrate
+from ...core.steppers import Flow
 from ...core.validation import check_array
 
 __all__ = ["balance_gaps", "end_to_end_flow"]
@@ -34,39 +43,43 @@ def balance_gaps(W) -> np.ndarray:
     return np.asarray(gaps), np.asarray(lams)
 
 
-def _power(M, p):
-    w, Q = np.linalg.eigh(0.5 * (M + M.T))
-    return (Q * np.maximum(w, 0.0) ** p) @ Q.T
+@functools.lru_cache(maxsize=16)
+def _model(N: int):
+    """The reduced ODE as an engine model (its "gradient" is minus the field), so that ``core.flow`` integrates it
+    jit-compiled with the library's adaptive solver."""
+
+    def grad(params, aux, ctx, key):
+        W = params["W"]
+        G = W @ ctx["Sxx"] - ctx["Syx"]
+        loss = 0.5 * jnp.sum((W @ ctx["Sxx"]) * W) - jnp.sum(W * ctx["Syx"])
+        if N == 1:
+            return loss, {"W": G}
+        # W = U diag(s) V^T: (W W^T)^a G (W^T W)^b = U [(s_k^2a s_l^2b) (U^T G V)_kl] V^T -- from the SVD, not from
+        # eigh(W W^T), which would square the condition and feed rounding noise through the fractional powers
+        U, sv, Vt = jnp.linalg.svd(W)
+        K = sum(sv[:, None] ** (2.0 * (j - 1) / N) * sv[None, :] ** (2.0 * (N - j) / N) for j in range(1, N + 1))
+        return loss, {"W": U @ ((U.T @ G @ Vt.T) * K) @ Vt}
+
+    def observe(params, aux, ctx):
+        return {"W": params["W"]}
+
+    return engine.Model(grad=grad, observe=observe, stochastic=False)
 
 
 def end_to_end_flow(W0, Sxx, Syx, depth, times, *, rtol=1e-12):
     """W(t) (T, d_out, d_in) of the balanced depth-``depth`` network's end-to-end flow (module docstring) from the
-    end-to-end map W0, at ``times`` (increasing, from 0)."""
-    from scipy.integrate import solve_ivp
+    end-to-end map W0, at ``times`` (>= 0, increasing): integrated by ``core.flow`` (diffrax, jit) at ``rtol``."""
     W0 = check_array("W0", W0, ndim=2)
     t = check_array("times", times, ndim=1)
     if np.any(t < 0) or np.any(np.diff(t) < 0):
         raise ValueError("times must be >= 0 and increasing")
-    N = int(depth)
-    shape = W0.shape
-
-    def field(_, y):
-        W = y.reshape(shape)
-        G = W @ Sxx - Syx
-        if N == 1:
-            return -G.ravel()
-        A, B = W @ W.T, W.T @ W
-        out = np.zeros_like(W)
-        for j in range(1, N + 1):
-            left = np.eye(shape[0]) if j == 1 else _power(A, (j - 1) / N)
-            right = np.eye(shape[1]) if j == N else _power(B, (N - j) / N)
-            out += left @ G @ right
-        return -out.ravel()
-
-    if t[-1] == 0:
+    grid = np.unique(np.concatenate([[0.0], t]))
+    if grid.size == 1:
         return np.repeat(W0[None], t.size, axis=0)
-    atol = rtol * 1e-3 * max(float(np.abs(W0).max()), 1e-300)
-    sol = solve_ivp(field, (0.0, float(t[-1])), W0.ravel(), method="DOP853", t_eval=t, rtol=rtol, atol=atol)
-    if sol.status != 0:
-        raise RuntimeError(f"the end-to-end flow's integration failed: {sol.message}")
-    return sol.y.T.reshape(t.size, *shape)
+    out = integrate(_model(int(depth)), {"W": jnp.asarray(W0)[None]}, {}, {"Sxx": jnp.asarray(Sxx)[None],
+                    "Syx": jnp.asarray(Syx)[None]}, np.ones(1), times=grid, solver=Flow(rtol=rtol), progress=False,
+                    desc="end-to-end flow")
+    if out.status != 0:
+        raise RuntimeError(f"the end-to-end flow's integration stopped: {out.message}")
+    W = np.asarray(out.records["W"])[0]
+    return W[np.searchsorted(grid, t)]

@@ -83,19 +83,20 @@ def two_layer_flow(W1, W2, S, times):
     A = Gp_inv.T @ Gp_inv
     Hm = Gm @ Gp_inv                              # (n - h, h)
     lp, lm = ev[:h], ev[h:]
-    out = np.empty((t.size, d_out, d_in))
-    for k, tk in enumerate(t):
-        Ep_inv = np.exp(-lp * tk)
-        Em = np.exp(lm * tk)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            Dm = np.where(lm != 0, np.expm1(2 * lm * tk) / (2 * np.where(lm != 0, lm, 1.0)), tk)
-            Dp = np.where(lp != 0, -np.expm1(-2 * lp * tk) / (2 * np.where(lp != 0, lp, 1.0)), tk)
-        C = Ep_inv[:, None] * (A + Hm.T @ (Dm[:, None] * Hm)) * Ep_inv[None, :] + np.diag(Dp)
-        C = 0.5 * (C + C.T)
-        Cinv = np.linalg.inv(C)
-        Ppp = Cinv
-        Pmp = (Em[:, None] * Hm * Ep_inv[None, :]) @ Cinv
-        Pmm = Pmp @ (Ep_inv[:, None] * Hm.T * Em[None, :])
-        P = O @ np.block([[Ppp, Pmp.T], [Pmp, Pmm]]) @ O.T
-        out[k] = P[d_in:, :d_in]
+    # every time at once: (T, h) and (T, n - h) diagonal factors and a (T, h, h) batch of C
+    Ep_inv = np.exp(-np.outer(t, lp))
+    Em = np.exp(np.outer(t, lm))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        Dm = np.where(lm != 0, np.expm1(2 * np.outer(t, lm)) / (2 * np.where(lm != 0, lm, 1.0)), t[:, None])
+        Dp = np.where(lp != 0, -np.expm1(-2 * np.outer(t, lp)) / (2 * np.where(lp != 0, lp, 1.0)), t[:, None])
+    inner = A[None] + (Hm.T[None] * Dm[:, None, :]) @ Hm[None]                 # G_+^-T G_+^-1 + H^T D_- H
+    C = Ep_inv[:, :, None] * inner * Ep_inv[:, None, :] + Dp[:, :, None] * np.eye(h)[None]
+    Cinv = np.linalg.inv(0.5 * (C + np.swapaxes(C, 1, 2)))                    # P'_{++}
+    K = Em[:, :, None] * Hm[None] * Ep_inv[:, None, :]                         # E_- H E_+^-1
+    Pmp = K @ Cinv                                                             # P'_{-+}
+    Pmm = Pmp @ np.swapaxes(K, 1, 2)                                           # P'_{--}
+    # Wbar: the lower-left block of O P' O^T, i.e. O_low P' O_up^T with O_up = O[:d_in], O_low = O[d_in:]
+    Up, Um = O[:d_in, :h], O[:d_in, h:]
+    Lp, Lm = O[d_in:, :h], O[d_in:, h:]
+    out = (Lp @ Cinv @ Up.T + Lp @ np.swapaxes(Pmp, 1, 2) @ Um.T + Lm @ Pmp @ Up.T + Lm @ Pmm @ Um.T)
     return out, lam
