@@ -26,19 +26,11 @@ import numpy as np
 import dynamics as dy
 from dynamics.core.io import atomic_write
 
+from bench_flow import timed      # warm wall time and compile time of one call (the benchmarks' one timer)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "results")
 TIMES = np.linspace(0.0, 20.0, 200)
-
-
-def timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    out = fn()
-    wall = time.perf_counter() - t0
-    return out, wall, max(0.0, first - wall)
 
 
 def case_two_layer(d, lam):
