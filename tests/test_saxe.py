@@ -149,3 +149,14 @@ def test_a_singular_vector_problem_saves_loads_and_rotates(tmp_path):
     r = p.rotated(key=3)          # inputs and outputs rotated alike: the same modes
     np.testing.assert_allclose(dy.simulate_saxe(r, lr=0.02, steps=200, record_every=50).modes, sim.modes,
                                rtol=1e-10, atol=1e-14)
+
+
+def test_a_rotated_problem_keeps_one_basis_unless_it_had_two():
+    """rotated() turns both sides' bases: a fresh symmetric problem stays one-basis (a replace that carried the
+    input side's basis over unrotated would give it a spurious right basis and a wrong init)."""
+    p = dy.RegressionProblem.from_spectrum([1.0, 0.5], [1.0, 0.5], depth=2, init_scale=1e-2)
+    q = p.rotated(key=1)
+    assert not q.has_right_basis
+    np.testing.assert_allclose(q.right_basis, q.basis)
+    s, _ = _singular_problem(2)
+    assert s.rotated(key=2).has_right_basis

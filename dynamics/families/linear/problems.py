@@ -410,10 +410,11 @@ class LinearProblem(StatefulProblem):
         R = random_rotation(self.d, key=key)
         rot = lambda M: R @ M @ R.T  # noqa: E731
         samples = None if self.samples is None else (self.samples[0] @ R.T, self.samples[1] @ R.T)
-        extra = {"right_basis": R @ self.right_basis} if _Dense.formed(self, "right_basis") else {}
+        # every basis rotated together (dataclasses.replace would otherwise carry the input side's unrotated basis
+        # over, formed on first access as the unrotated ``basis``)
         return dataclasses.replace(self, Sxx=rot(self.Sxx), Syx=rot(self.Syx), Syy=rot(self.Syy),
-                                   basis=R @ self.basis, source={**self.source, "rotated": True}, samples=samples,
-                                   **extra)
+                                   basis=R @ self.basis, right_basis=R @ self.right_basis,
+                                   source={**self.source, "rotated": True}, samples=samples)
 
     @property
     def syy_diag(self) -> np.ndarray:
