@@ -60,10 +60,12 @@ def solve_saxe(problem, *, times, lr=None, init=None, key=None):
 
     ``init`` (default: the aligned balanced init of the closed forms above): what ``simulate_saxe`` takes -- a
     dict {"W": (L, d, d)} (e.g. ``dy.inits.balanced(problem, lam, key=...)``) or an init name with ``key`` (the
-    same draw as ``simulate_saxe(problem, init=..., key=key)``).  From a non-aligned init the exact answer is
+    same draw as ``simulate_saxe(problem, init=..., key=key)``).  From a non-aligned init the exact answers are
     the two-layer lambda-balanced flow (depth 2, whitened input Sxx = I, W2^T W2 - W1 W1^T = lambda I: the
-    matrix Riccati solution, theory/saxe.md "From any lambda-balanced init"); ``.settings["theory"]`` names
-    it.  Anything else is refused, naming why (the exact flow is the reference there)."""
+    matrix Riccati closed form, theory/saxe.md "From any lambda-balanced init") and, for a zero-balanced init
+    at any depth and any covariances, the end-to-end flow (Arora, Cohen & Hazan 2018; theory/saxe.md
+    "Balanced deep networks"); ``.settings["theory"]`` names the one used.  Anything else is refused, naming
+    why (the exact flow is the reference there)."""
     if init is None or (isinstance(init, str) and init == "aligned"):
         if key is not None:
             raise ValueError(f"key={key!r} without init: the key draws a random init (init='orthogonal', ...) and "
@@ -74,7 +76,8 @@ def solve_saxe(problem, *, times, lr=None, init=None, key=None):
 
 
 def _solve_from_init(problem, times, init, key, lr):
-    """The two-layer lambda-balanced exact flow (``linear.riccati``) from ``init``, as a theory Trajectory."""
+    """The exact flow from a balanced ``init`` -- the two-layer closed form (``linear.riccati``) or the end-to-end
+    flow (``linear.balanced_flow``) -- as a theory Trajectory, or a refusal naming why neither applies."""
     check_instance("problem", problem, RegressionProblem, "one RegressionProblem (not a batch)")
     if lr is not None:
         raise ValueError("lr (the exact discrete map of gradient descent) is of the aligned init; from init=... the "
