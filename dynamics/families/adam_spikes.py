@@ -470,7 +470,6 @@ def _growth(H, v_quiet, s0, onset, lr, eps, b1, b2, seed, max_steps=2 ** 22):
     scale of sqrt(vhat) seen by the unstable mode: the sum of ln|z(s)| from the onset reaches ln(target / seed),
     |z| the largest root modulus of z^2 - (1 + beta1 - (1 - beta1) a(s)) z + beta1, a(s) = lr lambda_max(D(s)^½ H
     D(s)^½), D(s) from the same decay of v as the onset's (theory/adam_spikes.md sec. 3)."""
-    v0 = v_quiet * (1 - b2 ** (s0 + 1))
     vh = _vhat(v_quiet, s0, onset, b2)
     d = 1.0 / (np.sqrt(vh) + eps)
     w, U = np.linalg.eigh(0.5 * (H + H.T) * np.sqrt(d)[:, None] * np.sqrt(d)[None, :])
@@ -484,7 +483,7 @@ def _growth(H, v_quiet, s0, onset, lr, eps, b1, b2, seed, max_steps=2 ** 22):
         block = np.arange(min(n, cap), dtype=float)
         n *= 2
         ss = s + block
-        vv = v0[None, :] * b2 ** (ss - s0)[:, None] / (1 - b2 ** (ss + 1))[:, None]
+        vv = _vhat(v_quiet[None, :], s0, ss[:, None], b2)
         a = _ratio(H, vv, lr, eps, 1.0)
         B = 1 + b1 - (1 - b1) * a
         disc = B * B - 4 * b1

@@ -21,7 +21,7 @@ from ..core.keys import init_key, run_keys
 from ..core.trajectory import Trajectory
 from ..core.validation import check_array, check_choice, check_instance
 from .linear.family import LinearFamily
-from .linear.network import INITS, Objective, init_params
+from .linear.network import INITS, Objective, encoder, init_params
 from .linear.problems import RegressionProblem
 from .linear.balanced_flow import balance_gaps, end_to_end_flow
 from .linear.riccati import two_layer_flow
@@ -102,10 +102,7 @@ def _solve_from_init(problem, times, init, key, lr):
         Wbar, lam = two_layer_flow(W[0], W[1], problem.Syx, times)
         theory = "two-layer lambda-balanced flow (matrix Riccati closed form; theory/saxe.md)"
     elif L == 1 or (gaps.max() <= 1e-10 and np.abs(lams).max() <= 1e-10 * max(float(np.abs(W).max()) ** 2, 1e-300)):
-        Wbar0 = W[0]
-        for Wa in W[1:]:
-            Wbar0 = Wa @ Wbar0
-        Wbar, lam = end_to_end_flow(Wbar0, problem.Sxx, problem.Syx, L, times), 0.0
+        Wbar, lam = end_to_end_flow(encoder(W), problem.Sxx, problem.Syx, L, times), 0.0
         theory = ("end-to-end flow of a balanced network (Arora, Cohen & Hazan 2018: a d x d ODE, adaptive at rtol "
                   "1e-12; theory/saxe.md)")
     else:

@@ -12,6 +12,7 @@ import numpy as np
 from ...core.keys import as_key, unstack_keys
 from ...core.linalg import random_rotation
 from ...core.validation import check_instance, check_positive
+from .network import encoder
 from .problems import LinearProblem
 
 __all__ = ["balanced"]
@@ -51,10 +52,7 @@ def balanced(problem, lam=0.0, *, scale=None, key):
     # the balance): from the other sign Wbar must pass through a singular matrix, where the two-layer closed
     # form does not reach (theory/saxe.md, "From any lambda-balanced init")
     target = np.sign(np.linalg.det(problem.Syx))
-    Wbar = W[0]
-    for Wa in W[1:]:
-        Wbar = Wa @ Wbar
-    if target != 0 and np.sign(np.linalg.det(Wbar)) == -target:
+    if target != 0 and np.sign(np.linalg.det(encoder(np.stack(W)))) == -target:
         W[-1] = W[-1].copy()
         W[-1][0] *= -1.0
     return {"W": np.stack(W)}

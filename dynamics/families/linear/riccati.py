@@ -26,23 +26,20 @@ from __future__ import annotations
 import numpy as np
 
 from ...core.validation import check_array
+from .balanced_flow import balance_gaps
 
 __all__ = ["balance", "two_layer_flow"]
 
 
 def balance(W1, W2, *, tol=1e-10):
-    """lambda with W2^T W2 - W1 W1^T = lambda I, or a ValueError naming how far the init is from balanced."""
-    C = W2.T @ W2 - W1 @ W1.T
-    h = C.shape[0]
-    lam = float(np.trace(C)) / h
-    off = float(np.abs(C - lam * np.eye(h)).max())
-    scale = max(float(np.abs(W1).max()) ** 2, float(np.abs(W2).max()) ** 2, 1e-300)
-    if off > tol * scale:
+    """lambda with W2^T W2 - W1 W1^T = lambda I, or a ValueError naming how far the init is from balanced
+    (``balanced_flow.balance_gaps``, the one balance measure)."""
+    gaps, lams = balance_gaps([W1, W2])
+    if gaps[0] > tol:
         raise ValueError(f"the exact two-layer solution needs a lambda-balanced init, W2^T W2 - W1 W1^T = lambda I; "
-                         f"this init is off by max |W2^T W2 - W1 W1^T - lambda I| = {off:.3g} (relative "
-                         f"{off / scale:.2g} > {tol:g}); build one with dy.inits.balanced, or simulate this init with "
-                         "method='flow'")
-    return lam
+                         f"this init is off by {gaps[0]:.2g} of max |W_a|^2 (> {tol:g}); build one with "
+                         "dy.inits.balanced, or simulate this init with method='flow'")
+    return float(lams[0])
 
 
 def two_layer_flow(W1, W2, S, times):
