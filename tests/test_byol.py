@@ -275,3 +275,13 @@ def test_a_long_horizon_is_solved_with_a_stiff_method_and_agrees():
     assert time.perf_counter() - t0 < 10.0
     near = dy.solve_byol(p, times=[0.0, 5.0, 50.0])
     np.testing.assert_allclose(far.p[:3], near.p, rtol=1e-8, atol=1e-12)
+
+
+def test_repeated_times_are_answered_not_refused_by_scipy():
+    """times may repeat (non-decreasing, as documented): the solver integrates the distinct times and repeats the
+    rows (scipy's t_eval refuses repeats; the argument fuzzer found it)."""
+    p = dy.BYOLProblem.isotropic(3, 0.5)
+    a = dy.solve_byol(p, times=[0.5, 1.0, 1.0, 2.0])
+    b = dy.solve_byol(p, times=[0.5, 1.0, 2.0])
+    np.testing.assert_array_equal(np.asarray(a.p)[[0, 1, 3]], np.asarray(b.p))
+    np.testing.assert_array_equal(np.asarray(a.p)[1], np.asarray(a.p)[2])

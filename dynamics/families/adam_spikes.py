@@ -92,8 +92,11 @@ class AdamSpikesProblem:
                 raise ValueError(f"Syx must have d_in = {d} columns (Sxx is {d} x {d}), got shape {B.shape}")
         else:
             B = check_array("labels", self.B, ndim=1)
-            if B.shape[0] != A.shape[0] or not np.all(np.isin(B, (-1.0, 1.0))):
-                raise ValueError(f"labels must hold one of -1, +1 per input ({A.shape[0]} inputs), got {self.B!r:.80}")
+            if B.shape[0] != A.shape[0]:
+                raise ValueError(f"X has {A.shape[0]} inputs (rows) and labels {B.shape[0]} values: give one label per "
+                                 "row of X")
+            if not np.all(np.isin(B, (-1.0, 1.0))):
+                raise ValueError(f"labels must hold one of -1, +1 per input, got {self.B!r:.80}")
         width = check_int("width", self.width, minimum=0)
         if width == 0:
             width = max(A.shape[1], B.shape[0] if self.kind == "regression" else 1)

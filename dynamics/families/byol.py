@@ -500,14 +500,15 @@ def _solve_byol_one(problem, times, rtol, atol):
     else:
         from scipy.integrate import solve_ivp   # imported when first used (import dynamics stays light)
 
+        grid, back = np.unique(times, return_inverse=True)     # scipy wants t_eval strictly increasing
         sol = solve_ivp(lambda t, y: _byol_rhs(y, x, lam_s, ap, eta, beta, n, simsiam, np),
-                        (0.0, float(times[-1])), y0, t_eval=times, rtol=rtol, atol=atol,
+                        (0.0, float(times[-1])), y0, t_eval=grid, rtol=rtol, atol=atol,
                         # an explicit solver pays for stiffness step by step: over a long horizon (the modes
                         # settle, the fast directions stay) LSODA switches to its stiff method instead
                         method="DOP853" if times[-1] <= LONG_HORIZON else "LSODA")
         if not sol.success:
             raise RuntimeError(f"solve_byol: the ODE solver failed: {sol.message}")
-        Y = sol.y.T
+        Y = sol.y.T[back]
     return Trajectory(t=times, fields=_byol_fields(Y, x, lam_s, n, simsiam),
                       kind="theory", model="byol", settings={"units": "gf", **versions()}, problem=problem,
                       method="exact", primary="p", fixed_point=byol_fixed_point(problem))

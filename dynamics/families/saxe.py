@@ -99,7 +99,11 @@ def _solve_from_init(problem, times, init, key, lr):
     gaps, lams = balance_gaps(list(W))
     whitened = float(np.abs(problem.Sxx - np.eye(d)).max()) <= 1e-12
     if L == 2 and whitened and gaps.max() <= 1e-10:
-        Wbar, lam = two_layer_flow(W[0], W[1], problem.Syx, times)
+        try:
+            Wbar, lam = two_layer_flow(W[0], W[1], problem.Syx, times)
+        except ValueError as exc:       # name the argument that set the init (the fuzzers check it, and so do users)
+            src = f"init={init!r} drawn from key={key!r}" if isinstance(init, str) else "init"
+            raise ValueError(f"{src}: {exc}" + (" -- or another key" if isinstance(init, str) else "")) from None
         theory = "two-layer lambda-balanced flow (matrix Riccati closed form; theory/saxe.md)"
     elif L == 1 or (gaps.max() <= 1e-10 and np.abs(lams).max() <= 1e-10 * max(float(np.abs(W).max()) ** 2, 1e-300)):
         Wbar, lam = end_to_end_flow(encoder(W), problem.Sxx, problem.Syx, L, times), 0.0
