@@ -54,8 +54,9 @@ def plot_trajectory(traj, ax=None, *, normalise=True, style=None, labels=True, l
         y = _curves(one)
         fp = one.fixed_point
         norm = normalise and fp is not None
-        if norm:
-            y = y / np.asarray(fp, float).reshape(-1)
+        if norm:    # a feature whose fixed point is 0 (not kept by a bottleneck) is drawn as it is
+            f = np.asarray(fp, float).reshape(-1)
+            y = y / np.where(f != 0, f, 1.0)
         for i, c in enumerate(_colors(y.shape[1])):
             label = names[i] if names is not None else (f"{one.primary_field}[{i}]" if r == 0 and y.shape[1] <= 10 else None)
             ax.plot(one.times(), y[:, i], style, color=c, lw=(2 if style == "-" else 1.5) / (1 + (len(runs) > 1)),

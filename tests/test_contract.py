@@ -27,10 +27,16 @@ ALIASES = {"jepa": dy.simulate_jepa, "mae": dy.simulate_mae, "saxe": dy.simulate
            "policy_gradient": dy.simulate_policy_gradient, "adam_spikes": dy.simulate_adam}
 
 
-@pytest.fixture(scope="module", params=FAMILIES)
+#: (family, variant): every family's example, and each of its variants (Family.variants: other shapes)
+CASES = [(name, None) for name in FAMILIES] + [(name, label) for name in FAMILIES
+                                               for label in dy.get_family(name).variants()]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[n if v is None else f"{n}-{v}" for n, v in CASES])
 def fam(request):
-    family = dy.get_family(request.param)
-    ex = family.example()
+    name, variant = request.param
+    family = dy.get_family(name)
+    ex = family.example() if variant is None else family.variants()[variant]
     assert ex is not None, f"family {family.name!r} is registered without an example()"
     return family, ex
 

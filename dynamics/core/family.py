@@ -124,7 +124,7 @@ class Family(abc.ABC):
         "dual") is what the hooks receive as ``form``.
 
     Required (4): ``shape``, ``model``, ``initial_state``, ``context``.
-    Optional (5, with defaults): ``theory``, ``example``, ``initial_states`` (a batch at once),
+    Optional (6, with defaults): ``theory``, ``example``, ``variants`` (more examples), ``initial_states`` (a batch at once),
     ``times`` and ``flow_tolerances`` (a family whose time or integrated variable is not the default).
     """
 
@@ -187,6 +187,11 @@ class Family(abc.ABC):
         """A small run for the contract tests (see :class:`Example`); every registered family gives
         one (the contract tests refuse a family without), the default is None."""
         return None
+
+    def variants(self) -> dict:
+        """More examples the contract battery runs, {label: Example}: structures the family supports beyond
+        its example's (the linear families' rectangular layers and bottlenecks).  Default: none."""
+        return {}
 
     def __repr__(self):
         return f"<family {self.name}: primary {self.primary!r}, steppers {[c.__name__ for c in self.steppers]}>"

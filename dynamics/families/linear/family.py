@@ -28,19 +28,26 @@ from ...core.steppers import GD, Flow
 from ...core.keys import run_keys as run_keys_for
 from ...core.validation import check_array, check_bool, check_choice, check_int, check_positive
 from .network import (INITS, Objective, encoder, gaussian_draws, init_params, loss_and_grads,  # noqa: F401
-                      sample_loss)
+                      pad, sample_loss)
 from .discrete import fixed_point_limit
 from .stability import path_stability
 from .problems import LinearProblem
-from .theory import critical_times_linear, solve_linear
+from .theory import critical_times_linear, shaped_part, solve_linear
 
 __all__ = ["LinearFamily", "LinearConfig", "simulate_linear", "solve_linear", "critical_times_linear", "init_params",
            "run_keys_for", "encoder", "loss_and_grads", "sample_loss", "Objective", "INITS"]
 
 
+def pad_rows(M, n):
+    """M (r, F) in the first r of n rows (the features' directions in the n-dimensional slots)."""
+    M = np.asarray(M, float)
+    return M if M.shape[0] == n else np.concatenate([M, np.zeros((n - M.shape[0], M.shape[1]))])
+
+
 @functools.lru_cache(maxsize=64)
-def _make_model(objective, *, batch_size, n_data, ema, snapshots):
-    # ema: whether the target is an EMA of the online encoder (its rate is a per-run number: ctx["ema"])
+def _make_model(objective, *, batch_size, n_data, ema, snapshots, embedded=False):
+    # ema: whether the target is an EMA of the online encoder (its rate is a per-run number: ctx["ema"]);
+    # embedded: an SSL encoder into R^k (embed_dim), whose units are not the features' basis
     """The engine Model for this objective (population, online Gaussian samples, or a finite data set)."""
 
     def stats(ctx, key):
@@ -71,9 +78,11 @@ def _make_model(objective, *, batch_size, n_data, ema, snapshots):
         # Syx, theory/saxe.md, "Any Syx"); gains: ||Wbar v_i||, the encoder's gain on feature i whichever hidden
         # units carry it -- equal to modes for the aligned solution; it also sees a feature that a rotated or
         # permuted set of units learned (theory/generalized.md sec. 4)
-        out = {"modes": jnp.sum(U * WV, axis=0), "gains": jnp.sqrt(jnp.sum(WV * WV, axis=0)),
+        gains = jnp.sqrt(jnp.sum(WV * WV, axis=0))
+        # an embedding R^k has no u_i to project on: its mode i is the gain ||Wbar u_i|| (theory/saxe.md, "Any shape")
+        out = {"modes": gains if embedded else jnp.sum(U * WV, axis=0), "gains": gains,
                "loss": loss_and_grads(objective, params, aux, ctx["Sxx"], ctx["Syx"], ctx["Syy"])[0]}
-        if objective.head:
+        if objective.head and not embedded:
             out["head"] = jnp.sum(U * (params["V"] @ U), axis=0)
         if snapshots:
             out.update({f"param_{k}": v for k, v in params.items()})
@@ -124,8 +133,9 @@ class LinearConfig(Config):
                                  f" of length {len(self.data) if isinstance(self.data, (tuple, list)) else '-'}")
             x = check_array("data[0] (x)", self.data[0], ndim=2)
             y = check_array("data[1] (y)", self.data[1], ndim=2)
-            if x.shape != y.shape:
-                raise ValueError(f"data must be (x, y) of one shape (n, d) each, got {x.shape} and {y.shape}")
+            if x.shape[0] != y.shape[0]:
+                raise ValueError(f"data must be (x, y) of n rows each (x (n, d_in), y (n, d_out)), got {x.shape} and "
+                                 f"{y.shape}")
             if x.shape[0] == 0:
                 raise ValueError(f"data has 0 samples (x and y of shape {x.shape}): give at least one pair")
             object.__setattr__(self, "data", (x, y))
@@ -145,8 +155,8 @@ class LinearConfig(Config):
                           f"{1e-280 ** (L / (L + 1.0)):.3g} (the theory is exact at any init)", RuntimeWarning,
                           stacklevel=5)
         if self.batch_size is not None:     # a step's samples (batch_size x 2d), several copies in a step
-            check_memory(f"minibatches of batch_size = {self.batch_size:,} samples of dimension 2 d = {2 * problems[0].d}",
-                         4 * 8 * 2 * problems[0].d * self.batch_size, hint="a smaller batch_size")
+            check_memory(f"minibatches of batch_size = {self.batch_size:,} samples of dimension 2 n = {2 * problems[0].n}",
+                         4 * 8 * 2 * problems[0].n * self.batch_size, hint="a smaller batch_size")
         if self.batch_size is not None and isinstance(stepper, Flow):
             raise ValueError("batch_size: minibatch SGD has no gradient flow; method='flow' integrates the "
                              "full-batch gradient (population moments, or all of ``data``)")
@@ -161,9 +171,9 @@ class LinearConfig(Config):
                                  "them one problem at a time (or pass data=(x, y) for all)")
             out = dataclasses.replace(self, data=first)
         if out.data is not None:
-            d = problems[0].d
-            if out.data[0].shape[1] != d:
-                raise ValueError(f"data must be (x, y) of shape (n, {d}) each, got {out.data[0].shape} and "
+            di, do = problems[0].d_in, problems[0].d_out
+            if out.data[0].shape[1] != di or out.data[1].shape[1] != do:
+                raise ValueError(f"data must be (x, y) of shapes (n, {di}) and (n, {do}), got {out.data[0].shape} and "
                                  f"{out.data[1].shape}")
         if isinstance(stepper, GD) and stepper.optimizer == "sgd" and out.data is None and out.batch_size is None:
             family._warn_unstable(problems, stepper)
@@ -189,13 +199,18 @@ class LinearFamily(Family):
         self.name = objective.name
 
     def shape(self, problem):
-        return {"d": problem.d, "depth": problem.depth}
+        if problem.plain:
+            return {"d": problem.d, "depth": problem.depth}
+        # a shaped network: its n x n slots, and how many features it records (theory/saxe.md, "Any shape")
+        return {"d": problem.d, "depth": problem.depth, "n": problem.n, "embedded": problem.embed_dim is not None}
 
     def _warn_unstable(self, problems, stepper):
         """Warn before running plain gradient descent at an lr above the stability limit at the theory's
         fixed point (closed form, theory/discrete.md sec. 3; dy.max_stable_lr gives it along the path)."""
         lrs = np.atleast_1d(np.asarray(stepper.lr, float))
-        limits = np.array([fixed_point_limit(self.objective, p) for p in problems])
+        limits = np.array([fixed_point_limit(self.objective, p if p.plain or not p.diagonalisable
+                                             else shaped_part(self.objective, p, "the stability check")[1])
+                           for p in problems])
         if lrs.size != limits.size:
             lrs, limits = np.array([lrs.max()]), np.array([limits.min()])
         ratio = lrs / limits
@@ -207,7 +222,8 @@ class LinearFamily(Family):
     def model(self, problem, form, config):
         n_data = None if config.data is None else config.data[0].shape[0]
         return _make_model(self.objective, batch_size=config.batch_size, n_data=n_data,
-                           ema=config.ema is not None, snapshots=config.snapshots)
+                           ema=config.ema is not None, snapshots=config.snapshots,
+                           embedded=problem.embed_dim is not None)
 
     def initial_state(self, problem, key, form, config, draws=None):
         params = init_params(problem, self.objective, config.init, key=key, draws=draws)
@@ -216,7 +232,7 @@ class LinearFamily(Family):
 
     def initial_states(self, problems, keys, form, configs):
         """As :meth:`initial_state` per run; a batch of "gaussian" inits draws its normals at once."""
-        shapes = {(p.depth, p.d) for p in problems}
+        shapes = {(p.depth, p.n) for p in problems}
         if len(problems) > 1 and len(shapes) == 1 and all(isinstance(c.init, str) and c.init == "gaussian"
                                                           for c in configs):
             (L, d), = shapes
@@ -226,12 +242,26 @@ class LinearFamily(Family):
         return super().initial_states(problems, keys, form, configs)
 
     def context(self, problem, form, config):
-        ctx = {"Sxx": problem.Sxx, "Syx": problem.Syx, "Syy": problem.Syy, "basis": problem.basis,
-               "right_basis": problem.right_basis}
+        if problem.plain:
+            ctx = {"Sxx": problem.Sxx, "Syx": problem.Syx, "Syy": problem.Syy, "basis": problem.basis,
+                   "right_basis": problem.right_basis}
+        else:   # every matrix in the n x n slots the layers live in (zero outside the data's dimensions)
+            n = problem.n
+            ctx = {k: pad(getattr(problem, k), n) for k in ("Sxx", "Syx", "Syy")}
+            ctx["basis"], ctx["right_basis"] = (pad_rows(getattr(problem, k), n) for k in ("basis", "right_basis"))
         if config.batch_size is not None and config.data is None:
-            ctx["factor"] = problem.joint_factor()
+            F = problem.joint_factor()
+            if not problem.plain:       # x's rows into the first d_in of n coordinates, y's into the first d_out
+                n, di, do = problem.n, problem.d_in, problem.d_out
+                G = np.zeros((2 * n, di + do))
+                G[:di, :di], G[n:n + do, di:] = np.eye(di), np.eye(do)
+                F = np.zeros((2 * n, 2 * n))
+                F[:, :di + do] = G @ problem.joint_factor()
+            ctx["factor"] = F
         if config.data is not None:
             ctx["x"], ctx["y"] = config.data
+            if not problem.plain:
+                ctx["x"], ctx["y"] = (np.pad(a, ((0, 0), (0, problem.n - a.shape[1]))) for a in config.data)
         if config.ema is not None:
             ctx["ema"] = np.asarray(float(config.ema))
         return ctx
@@ -242,6 +272,14 @@ class LinearFamily(Family):
         ``approx``), the stability limit along the path (theory/discrete.md sec. 3) and the first steps'
         per-mode change for float32's resolution."""
         obj = self.objective
+        if not problem.plain:   # a shaped network: the kept features' square theory (bottleneck.py)
+            mask, sub = shaped_part(obj, problem, f"{obj.name}'s theory")
+            fp = np.zeros(problem.d)
+            fp[mask] = obj.fixed_point(sub.rho, sub.depth)
+            return Theory(trajectory=lambda times: solve_linear(obj, problem, times=times), fixed_point=fp,
+                          critical_times=lambda fraction, units="gf", approx=None: critical_times_linear(
+                              obj, problem, fraction=fraction, units=units, approx=approx),
+                          resolution=functools.partial(self._first_step_change, sub))
         return Theory(trajectory=lambda times: solve_linear(obj, problem, times=times),
                       fixed_point=obj.fixed_point(problem.rho, problem.depth),
                       critical_times=lambda fraction, units="gf", approx=None: critical_times_linear(
@@ -267,11 +305,34 @@ class LinearFamily(Family):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             prob = cls.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05, rotate=True, key=3)
+        return self._example_of(prob, {"init": "aligned_gauge"})
+
+    def variants(self):
+        """A rectangular network and a bottleneck (theory/saxe.md, "Any shape"): for Saxe a 3 x 2 non-symmetric
+        Syx and a width-1 hidden layer; for JEPA and MAE a hidden layer wider than the input (3 units for 2
+        features) and an encoder into R^1 (embed_dim = 1: one of two features kept)."""
+        from .problems import RegressionProblem, SSLProblem
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if self.name == "saxe":
+                U = np.array([[0.6, 0.0], [0.0, 1.0], [0.8, 0.0]])             # orthonormal columns, 3 x 2
+                c, s_ = np.cos(0.7), np.sin(0.7)
+                Syx = (U * np.array([0.8, 0.5])) @ np.array([[c, -s_], [s_, c]])
+                rect = RegressionProblem.from_covariances(np.eye(2), Syx, 2, 0.05)
+                neck = RegressionProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05, widths=[1])
+            else:
+                rect = SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05, rotate=True, key=3, widths=[3])
+                neck = SSLProblem.from_spectrum([1.0, 0.5], [0.8, 1.0], 2, 0.05, rotate=True, key=3, embed_dim=1)
+        return {"rectangular": self._example_of(rect, {"init": "aligned"}),
+                "bottleneck": self._example_of(neck, {"init": "aligned"})}
+
+    def _example_of(self, prob, options):
         tc = critical_times_linear(self.objective, prob, fraction=0.5)
+        tc = tc[np.isfinite(tc)]
         lr = 0.01
         return Example(problem=prob, lr=lr, steps=int(math.ceil(1.5 * tc.max() / lr)),
                        short_steps=max(2, int(0.2 * tc.min() / lr)), diverging_lr=60.0,
-                       options={"init": "aligned_gauge"}, random_init={"init": "gaussian"})
+                       options=options, random_init={"init": "gaussian"})
 
 
 def simulate_linear(objective, problem, *, stepper=None, lr=None, steps=None, method=None, times=None, t_max=None, rtol=None,

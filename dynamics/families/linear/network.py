@@ -36,7 +36,7 @@ from ...core.validation import check_array, check_choice
 from .problems import LinearProblem
 
 __all__ = ["Objective", "prefixes", "encoder", "layer_grads", "loss_and_grads", "sample_loss", "init_params",
-           "gaussian_draws", "INITS"]
+           "gaussian_draws", "INITS", "slot_masks", "head_shape", "layers", "pad"]
 
 INITS = ("aligned", "aligned_gauge", "orthogonal", "gaussian")
 
@@ -203,32 +203,107 @@ def gaussian_draws(keys, L, d):
     return np.stack([np.asarray(w) for w, _ in out]), np.stack([np.asarray(v) for _, v in out])
 
 
+def head_shape(problem: LinearProblem, objective: Objective):
+    """(rows, columns) of the head: JEPA's predictor k x k, MAE's decoder d x k (k the encoder's output)."""
+    k = problem.layer_shapes()[-1][0]
+    return (k, k) if objective.target == "self" else (problem.d_out, k)
+
+
+def slot_masks(problem: LinearProblem, objective: Objective):
+    """(L, n, n) and (n, n) 0/1 masks of the layers' and the head's blocks in their n x n slots (theory/saxe.md,
+    "Any shape"): entries outside them start at zero and stay zero under gradient descent and the flow (their
+    gradients are products with zero rows or columns), so the padded network is exactly the rectangular one."""
+    n = problem.n
+    W = np.zeros((problem.depth, n, n))
+    for a, (r, c) in enumerate(problem.layer_shapes()):
+        W[a, :r, :c] = 1.0
+    V = np.zeros((n, n))
+    r, c = head_shape(problem, objective)
+    V[:r, :c] = 1.0
+    return W, V
+
+
+def pad(M, n):
+    """M (r, c) in the top-left block of an n x n zero matrix (a no-op where M is already n x n)."""
+    M = np.asarray(M, float)
+    if M.shape == (n, n):
+        return M
+    out = np.zeros((n, n))
+    out[:M.shape[0], :M.shape[1]] = M
+    return out
+
+
+def layers(problem: LinearProblem, params, objective: Objective | None = None):
+    """The network's layers in their own shapes from (padded) parameters: {"W": [W_1 (h_1, d_in), ...,
+    W_L], "V": the head} -- ``params`` one run's (``sim.params`` of a snapshot, an init dict)."""
+    W = np.asarray(params["W"])
+    out = {"W": [W[..., a, :r, :c] for a, (r, c) in enumerate(problem.layer_shapes())]}
+    if "V" in params:
+        r, c = head_shape(problem, objective) if objective is not None else (problem.n, problem.n)
+        out["V"] = np.asarray(params["V"])[..., :r, :c]
+    return out
+
+
+def _custom_init(problem, objective, init):
+    """A dict of arrays: the square network's (L, d, d) stack, or for any shape a list of the layers in their
+    own shapes (or their padded (L, n, n) stack, zero outside the blocks)."""
+    L, n = problem.depth, problem.n
+    allowed = {"W", "V"} if objective.head else {"W"}
+    extra = sorted(set(init) - allowed, key=str)
+    if extra:
+        raise ValueError(f"init has key(s) {extra} that {objective.name} does not have: its parameters are "
+                         f"{sorted(allowed)}")
+    Wm, Vm = slot_masks(problem, objective)
+    shapes = problem.layer_shapes()
+    W = init.get("W")
+    if isinstance(W, (list, tuple)):
+        if len(W) != L:
+            raise ValueError(f"init['W'] must list depth = {L} layers, got {len(W)}")
+        W = np.stack([pad(check_array(f"init['W'][{a}]", w, shape=shapes[a]), n) for a, w in enumerate(W)])
+    else:
+        want = "a list of the layers" if problem.plain else f"a list of the layers of shapes {shapes}, or"
+        W = check_array("init['W']", W, shape=(L, n, n)) if W is not None else None
+        if W is None:
+            raise ValueError(f"init['W'] is required: {want} an (L, n, n) = {(L, n, n)} stack")
+    if np.any(W * (1 - Wm)):
+        raise ValueError(f"init['W'] has nonzero entries outside the layers' blocks {shapes} of the {n} x {n} slots")
+    out = {"W": W}
+    if objective.head:
+        hs = head_shape(problem, objective)
+        V = check_array("init['V']", init.get("V"), ndim=2)
+        if V.shape == hs:
+            V = pad(V, n)
+        elif V.shape != (n, n):
+            raise ValueError(f"init['V'] must have shape {hs} (or its padded {(n, n)}), got {V.shape}")
+        if np.any(V * (1 - Vm)):
+            raise ValueError(f"init['V'] has nonzero entries outside the head's {hs} block")
+        out["V"] = V
+    return out
+
+
 def init_params(problem: LinearProblem, objective: Objective, init="aligned", *, key, draws=None):
-    """Initial parameters for one run (numpy, float64).
+    """Initial parameters for one run (numpy, float64), every layer in its n x n slot (n = d for the square
+    network; theory/saxe.md, "Any shape").
 
     "aligned": W_a = V = eps^(1/L) I (aligned with any basis, balanced: the theory's init); where the problem
-        has a right basis V_r (a regression's non-symmetric Syx), W_1 = eps^(1/L) U V_r^T instead.
+        has a right basis V_r (a regression's non-symmetric Syx), W_1 = eps^(1/L) U V_r^T instead.  For any other
+        shape: feature K_j (the kept features, ``problem.kept`` or the family's prediction) runs through hidden
+        unit j, W_1 = s sum_j e_j v_Kj^T, W_a = s sum_j e_j e_j^T, W_L = s sum_j u_Kj e_j^T (e_j in place of
+        u_Kj for an SSL encoder; JEPA's head s sum_j e_j e_j^T, MAE's s sum_j u_Kj e_j^T).
     "aligned_gauge": W_a = eps^(1/L) O_a O_{a-1}^T with O_0 = O_L = I and random orthogonal O_1..O_{L-1}:
-        dense hidden layers, same end-to-end map and same mode dynamics (an orthogonal gauge).
-    "orthogonal": W_a, V = eps^(1/L) x independent random orthogonal matrices (balanced, unaligned).
-    "gaussian": i.i.d. N(0, eps^(2/L) / d) entries (neither balanced nor aligned).
-    A dict {"W": (L, d, d)[, "V": (d, d)]} is taken as given.
+        dense hidden layers, same end-to-end map and same mode dynamics (an orthogonal gauge; square only).
+    "orthogonal": W_a, V = eps^(1/L) x independent random (semi-)orthogonal matrices (balanced where square).
+    "gaussian": i.i.d. N(0, eps^(2/L) / fan_in) entries (neither balanced nor aligned).
+    A dict {"W": (L, d, d)[, "V": (d, d)]} is taken as given (any shape: a list of the layers).
     ``draws``: the "gaussian" init's standard normals (W, V) when already drawn from ``key`` by
     :func:`gaussian_draws` for a batch (``key`` is then not used again).
     """
     L, d, eps = problem.depth, problem.d, problem.init_scale
     if isinstance(init, dict):
-        allowed = {"W", "V"} if objective.head else {"W"}
-        extra = sorted(set(init) - allowed, key=str)
-        if extra:
-            raise ValueError(f"init has key(s) {extra} that {objective.name} does not have: its parameters are "
-                             f"{sorted(allowed)}")
-        W = check_array("init['W']", init.get("W"), shape=(L, d, d))
-        out = {"W": W}
-        if objective.head:
-            out["V"] = check_array("init['V']", init.get("V"), shape=(d, d))
-        return out
+        return _custom_init(problem, objective, init)
     check_choice("init", init, set(INITS))
+    if not problem.plain:
+        return _shaped_init(problem, objective, init, key=key, draws=draws)
     s = eps ** (1.0 / L)
     key = as_key(key) if draws is None else key
     if init == "aligned":
@@ -251,4 +326,42 @@ def init_params(problem: LinearProblem, objective: Objective, init="aligned", *,
         # and makes Wbar(0) = eps U V^T, aligned with Syx = U diag(lam) V^T
         W = W.copy()
         W[0] = W[0] @ (problem.basis @ problem.right_basis.T)
+    return {"W": W, "V": V} if objective.head else {"W": W}
+
+
+def _shaped_init(problem, objective, init, *, key, draws):
+    """``init_params`` for a network of any shape (rectangular layers, a bottleneck): see there."""
+    L, n, eps = problem.depth, problem.n, problem.init_scale
+    s = eps ** (1.0 / L)
+    shapes = problem.layer_shapes()
+    hr, hc = head_shape(problem, objective)
+    W, V = np.zeros((L, n, n)), np.zeros((n, n))
+    if init == "aligned":
+        from .bottleneck import kept_features       # the default kept set is the family's prediction (theory)
+        K = kept_features(objective, problem)
+        m = K.size
+        vin = problem.right_basis[:, K]                             # (d_in, m): the kept features' input directions
+        uout = problem.basis[:, K]                                  # (d_out, m)
+        E = np.eye(n)[:, :m]                                        # hidden unit j carries feature K_j
+        # the encoder's output: the features' own directions, or unit j of an SSL embedding R^k
+        enc_out = uout if problem.embed_dim is None else E[:problem.embed_dim]
+        for a, (r, c) in enumerate(shapes):
+            left = enc_out if a == L - 1 else E[:r]
+            right = vin if a == 0 else E[:c]
+            W[a, :r, :c] = s * left @ right.T
+        if objective.head:          # JEPA's predictor maps the embedding to itself, MAE's decoder back to y
+            V[:hr, :hc] = s * ((uout if objective.target == "identity" else enc_out) @ enc_out.T)
+    elif init == "gaussian":
+        Z, ZV = (np.asarray(x) for x in (_gaussian_draws(as_key(key), L, n) if draws is None else draws))
+        for a, (r, c) in enumerate(shapes):
+            W[a, :r, :c] = s / np.sqrt(c) * Z[a, :r, :c]
+        V[:hr, :hc] = s / np.sqrt(hc) * ZV[:hr, :hc]
+    elif init == "orthogonal":
+        keys = unstack_keys(jax.random.split(as_key(key), L + 2))
+        for a, (r, c) in enumerate(shapes):
+            W[a, :r, :c] = s * random_rotation(max(r, c), key=keys[a])[:r, :c]
+        V[:hr, :hc] = s * random_rotation(max(hr, hc), key=keys[L])[:hr, :hc]
+    else:
+        raise ValueError(f"init={init!r} needs the square network (every layer d x d); this one has layers "
+                         f"{shapes}: use 'aligned', 'gaussian', 'orthogonal' or a dict of arrays")
     return {"W": W, "V": V} if objective.head else {"W": W}

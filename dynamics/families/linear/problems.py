@@ -91,11 +91,15 @@ class LinearProblem(StatefulProblem):
     source: dict = field(default_factory=dict)
     syy: np.ndarray | None = None       # diag(U^T Syy U), kept so the theory's loss needs no O(d^3) product
     samples: tuple | None = None        # (x, y) of from_samples: the data its covariances were estimated from
+    # the network's shape (theory/saxe.md, "Any shape"): None everywhere is the square network of width d
+    widths: tuple | None = None         # hidden widths, depth - 1 ints
+    embed_dim: int | None = None        # an SSL encoder's output dimension k (R^d -> R^k)
+    kept: tuple | None = None           # the features the aligned init gives a path (a bottleneck); None: predicted
 
     # ------------------------------------------------------------------ builders
     @classmethod
     def from_spectrum(cls, lam, rho, depth, init_scale, *, basis=None, rotate=False, key=None,
-                      syy=None):
+                      syy=None, widths=None, embed_dim=None, kept=None):
         """Features with covariances ``lam`` (> 0) and regression coefficients ``rho`` (> 0).
 
         sigma2 = lam / rho.  ``rotate=True`` draws a random basis from ``key`` (a non-diagonal but
@@ -117,13 +121,22 @@ class LinearProblem(StatefulProblem):
         sigma2 = lam / rho
         syy = np.maximum(sigma2, lam * rho) if syy is None else check_array("syy", syy, shape=(d,))
         U = cls._pick_basis(d, basis, rotate, key)
-        return cls._build(U, sigma2, lam, syy, depth, init_scale,
+        prob = cls._build(U, sigma2, lam, syy, depth, init_scale,
                           source={"builder": "from_spectrum", "rotated": bool(rotate or basis is not None)})
+        return prob._shaped(widths, embed_dim, kept)
 
     @classmethod
-    def from_covariances(cls, Sxx, Syx, depth, init_scale, *, Syy=None, tol=1e-8, strict=True):
+    def from_covariances(cls, Sxx, Syx, depth, init_scale, *, Syy=None, tol=1e-8, strict=True, widths=None,
+                         embed_dim=None, kept=None):
         """From covariance matrices; checks Sxx symmetric positive definite and Syx symmetric and
         commuting with Sxx (simultaneous diagonalisability), each within ``tol`` (relative).
+
+        A regression (``RegressionProblem``) takes any Syx of shape (d_out, d_in), square or not, through its
+        singular vectors Syx = U diag(s) V^T where Sxx commutes with Syx^T Syx (theory/saxe.md, "Any Syx"):
+        its features are the min(d_in, d_out) pairs (u_i, v_i); Syy (d_out, d_out) defaults to
+        Syx Sxx^-1 Syx^T for a rectangular Syx (a target the network can fit exactly).  ``widths`` (hidden
+        widths), ``embed_dim`` (an SSL encoder's output dimension) and ``kept``: the network's shape
+        (:meth:`with_shape`).
 
         With ``strict=False`` a non-diagonalisable pair is accepted: the exact solvers refuse it (naming
         its normalised commutator) and the generalised-mode approximation (``approx="generalized"``)
@@ -133,16 +146,21 @@ class LinearProblem(StatefulProblem):
         """
         Sxx = check_symmetric_pd("Sxx", Sxx, tol=tol)
         d = Sxx.shape[0]
-        Syx = check_array("Syx", Syx)
-        if Syx.shape != (d, d):
-            raise ValueError(f"Syx must have shape {(d, d)}, that of Sxx; got {Syx.shape}")
+        Syx = check_array("Syx", Syx, ndim=2)
+        if Syx.shape[1] != d or (Syx.shape[0] != d and not cls.singular_basis):
+            want = f"(d_out, {d}): d_in = {d} columns, Sxx's size" if cls.singular_basis else f"{(d, d)}, that of Sxx"
+            raise ValueError(f"Syx must have shape {want}; got {Syx.shape}")
+        if Syx.shape[0] == 0:
+            raise ValueError(f"Syx must have at least one row (an output), got shape {Syx.shape}")
+        d_out = Syx.shape[0]
         if Syy is None:
-            Syy = Sxx
+            Syy = Sxx if d_out == d else Syx @ np.linalg.solve(Sxx, Syx.T)
+            Syy = 0.5 * (Syy + Syy.T)
         Syy = check_symmetric_pd("Syy", Syy, tol=tol, semi=True)
-        if Syy.shape != (d, d):
-            raise ValueError(f"Syy must have shape {(d, d)}, got {Syy.shape}")
+        if Syy.shape != (d_out, d_out):
+            raise ValueError(f"Syy must have shape {(d_out, d_out)} (Syx has {d_out} rows), got {Syy.shape}")
         scale = max(1.0, float(np.abs(Sxx).max()), float(np.abs(Syx).max()))
-        asym = float(np.abs(Syx - Syx.T).max())
+        asym = float(np.abs(Syx - Syx.T).max()) if d_out == d else np.inf
         if cls.singular_basis and asym > tol * scale:
             svd = cls._singular_basis(Sxx, Syx, tol * scale)
             if svd is not None:         # Sxx commutes with Syx^T Syx: the singular vectors are the features
@@ -152,8 +170,15 @@ class LinearProblem(StatefulProblem):
                                   "are not learned (their modes decay); the solvers refuse them", stacklevel=2)
                 prob = cls._build(U, np.einsum("ij,ik,kj->j", V, Sxx, V), s, None, depth, init_scale,
                                   source={"builder": "from_covariances", "singular_vectors": True}, check_lam=False)
-                return dataclasses.replace(prob, Sxx=Sxx, Syx=Syx, Syy=Syy, right_basis=V,
-                                           syy=diag_in_basis(U, Syy))
+                prob = dataclasses.replace(prob, Sxx=Sxx, Syx=Syx, Syy=Syy, right_basis=V, syy=diag_in_basis(U, Syy))
+                return prob._shaped(widths, embed_dim, kept)
+            if d_out != d:
+                G = Syx.T @ Syx
+                raise ValueError(
+                    f"Syx ({d_out} x {d}) needs Sxx to commute with Syx^T Syx for the theory's singular-vector basis "
+                    f"(max |Sxx Syx^T Syx - Syx^T Syx Sxx| = {float(np.abs(Sxx @ G - G @ Sxx).max()):.3g}); a "
+                    "rectangular Syx has no generalised-mode basis: whiten the input (Sxx = I) or rotate it so that "
+                    "they commute")
         comm = float(np.abs(Sxx @ Syx - Syx @ Sxx).max())
         problems = []
         if asym > tol * scale:
@@ -177,8 +202,8 @@ class LinearProblem(StatefulProblem):
                           "not learned (their modes decay); the solvers refuse them", stacklevel=2)
         prob = cls._build(U, sigma2, lam, None, depth, init_scale,
                           source={"builder": "from_covariances"}, check_lam=False)
-        return dataclasses.replace(prob, Sxx=Sxx, Syx=Syx, Syy=Syy, diagonalisable=diag,
-                                   syy=diag_in_basis(U, Syy))
+        prob = dataclasses.replace(prob, Sxx=Sxx, Syx=Syx, Syy=Syy, diagonalisable=diag, syy=diag_in_basis(U, Syy))
+        return prob._shaped(widths, embed_dim, kept)
 
     @classmethod
     def from_samples(cls, x, y, depth, init_scale, *, center=True, tol=1e-8):
@@ -284,22 +309,25 @@ class LinearProblem(StatefulProblem):
 
     @classmethod
     def _singular_basis(cls, Sxx, Syx, atol):
-        """(U, V, s) with Syx = U diag(s) V^T, s >= 0, and V^T Sxx V diagonal -- Syx's singular vectors chosen
+        """(U, V, s) with Syx = U diag(s) V^T, U (d_out, r) and V (d_in, r) with orthonormal columns, r =
+        min(d_in, d_out), s >= 0 sorted decreasing, and V^T Sxx V diagonal -- Syx's singular vectors chosen
         within degenerate singular values so that they are Sxx's eigenvectors too -- or None where Sxx does not
         commute with Syx^T Syx (then no such pair of bases exists)."""
         G = Syx.T @ Syx
         if float(np.abs(Sxx @ G - G @ Sxx).max()) > atol * max(1.0, float(np.abs(G).max())):
             return None
+        d_out, d_in = Syx.shape
+        r = min(d_in, d_out)
         V = cls._common_basis(Sxx, G, atol)
         s = np.linalg.norm(Syx @ V, axis=0)
-        order = np.argsort(-s, kind="stable")
+        order = np.argsort(-s, kind="stable")[:r]
         V, s = V[:, order], s[order]
-        U = np.zeros_like(V)
+        U = np.zeros((d_out, r))
         pos = s > atol
         U[:, pos] = (Syx @ V[:, pos]) / s[pos]
-        if not np.all(pos):         # complete U with an orthonormal basis of the rest
-            Q = np.linalg.qr(np.concatenate([U[:, pos], np.eye(V.shape[0])], axis=1))[0]
-            U[:, ~pos] = Q[:, pos.sum():V.shape[0]]
+        if not np.all(pos):         # complete U with orthonormal directions of the rest
+            Q = np.linalg.qr(np.concatenate([U[:, pos], np.eye(d_out)], axis=1))[0]
+            U[:, ~pos] = Q[:, pos.sum():r]
             s = np.where(pos, s, 0.0)
         return U, V, s
 
@@ -393,9 +421,91 @@ class LinearProblem(StatefulProblem):
     def rho(self) -> np.ndarray:
         return self.lam / self.sigma2
 
+    # ------------------------------------------------------------------ the network's shape
+    @property
+    def d_in(self) -> int:
+        """The input dimension (x in R^d_in): d but for a regression's rectangular Syx."""
+        return self.right_basis.shape[0] if _Dense.formed(self, "right_basis") else self.d
+
+    @property
+    def d_out(self) -> int:
+        """The target's dimension (y in R^d_out): d but for a regression's rectangular Syx."""
+        return self.basis.shape[0] if _Dense.formed(self, "basis") else self.d
+
+    @property
+    def plain(self) -> bool:
+        """Whether the network is the square one (every layer d x d, no widths, embed_dim or kept given)."""
+        return (self.widths is None and self.embed_dim is None and self.kept is None
+                and self.d_in == self.d and self.d_out == self.d)
+
+    def layer_shapes(self) -> list:
+        """[(rows, columns)] of the encoder's layers W_1 .. W_L: W_1 is (h_1, d_in), W_L (k, h_{L-1}) with k the
+        encoder's output (embed_dim for an SSL encoder, d_out for a regression)."""
+        out = self.embed_dim if self.embed_dim is not None else self.d_out
+        hidden = list(self.widths) if self.widths is not None else [min(self.d_in, out)] * (self.depth - 1)
+        dims = [self.d_in] + hidden + [out]
+        return [(dims[a + 1], dims[a]) for a in range(self.depth)]
+
+    @property
+    def n(self) -> int:
+        """The size of the square slots the simulator stores every layer in (theory/saxe.md, "Any shape"):
+        the largest of d_in, d_out and every width; layer a is its (rows, columns) block, zero elsewhere."""
+        return max([self.d_in, self.d_out] + [max(s) for s in self.layer_shapes()])
+
+    @property
+    def capacity(self) -> int:
+        """How many features the network can carry at once: its narrowest layer's width (and d_in, d_out)."""
+        return min([self.d] + [min(s) for s in self.layer_shapes()])
+
+    def with_shape(self, *, widths=None, embed_dim=None, kept=None):
+        """The same data through a network of another shape (theory/saxe.md, "Any shape").
+
+        widths : hidden widths h_1 .. h_{L-1} (a list of depth - 1 ints, or one int for all); default
+            min(d_in, k) with k the encoder's output.
+        embed_dim : an SSL encoder's output dimension k (R^d -> R^k; JEPA's predictor is then k x k, MAE's
+            decoder d x k); a regression's output is its target's (use widths for a bottleneck).
+        kept : where the network is narrower than the number of features, which features the aligned init
+            gives a path (feature indices, at most ``capacity`` of them); default: the family's prediction
+            from a small random init (``dy.kept_features``).
+        """
+        return self._shaped(widths, embed_dim, kept, replace=True)
+
+    def _shaped(self, widths, embed_dim, kept, *, replace=False):
+        if widths is None and embed_dim is None and kept is None and not replace:
+            return self
+        L = self.depth
+        if widths is not None:
+            if isinstance(widths, (int, np.integer)) and not isinstance(widths, bool):
+                widths = [int(widths)] * (L - 1)
+            if not isinstance(widths, (list, tuple)) or len(widths) != L - 1:
+                raise ValueError(f"widths must be a list of depth - 1 = {L - 1} hidden widths (or one int for all), "
+                                 f"got {widths!r}")
+            widths = tuple(check_int(f"widths[{a}]", w, minimum=1) for a, w in enumerate(widths))
+        if embed_dim is not None:
+            if self.singular_basis:
+                raise ValueError(f"embed_dim is an SSL encoder's output dimension; a regression's output is its target's "
+                                 f"({self.d_out}): give widths=[...] for a narrow hidden layer instead")
+            embed_dim = check_int("embed_dim", embed_dim, minimum=1)
+            if embed_dim > self.d:
+                raise ValueError(f"embed_dim must be <= d = {self.d} (an encoder R^d -> R^k), got {embed_dim}")
+        prob = dataclasses.replace(self, widths=widths, embed_dim=embed_dim, kept=None)
+        if kept is not None:
+            kept = check_array("kept", kept, ndim=1, dtype=np.int64)
+            if np.unique(kept).size != kept.size or np.any(kept < 0) or np.any(kept >= self.d):
+                raise ValueError(f"kept must be distinct feature indices in 0 .. {self.d - 1}, got {kept.tolist()}")
+            if kept.size > prob.capacity or kept.size == 0:
+                raise ValueError(f"kept names {kept.size} feature(s); this network carries 1 to {prob.capacity} "
+                                 f"(its narrowest layer, widths={widths}, embed_dim={embed_dim})")
+            prob = dataclasses.replace(prob, kept=tuple(int(i) for i in kept))
+        return prob
+
     def with_depth(self, depth):
-        """The same data at another depth (init_scale kept)."""
-        return self._replace_checked(depth=check_int("depth", depth, minimum=1))
+        """The same data at another depth (init_scale kept; hidden widths, if given, must be given again)."""
+        depth = check_int("depth", depth, minimum=1)
+        if self.widths is not None and depth != self.depth:
+            raise ValueError(f"depth={depth}: this problem's widths {list(self.widths)} are for depth {self.depth}; "
+                             "use .with_depth(depth).with_shape(widths=...) on a problem without widths")
+        return self._replace_checked(depth=depth)
 
     def with_init_scale(self, init_scale):
         return self._replace_checked(init_scale=check_positive("init_scale", init_scale))
@@ -407,6 +517,9 @@ class LinearProblem(StatefulProblem):
 
     def rotated(self, *, key):
         """The same problem in a random orthogonal basis: covariances become dense, spectra unchanged."""
+        if self.d_in != self.d_out:
+            raise ValueError(f"rotated(): this problem's input ({self.d_in}) and target ({self.d_out}) differ in "
+                             "dimension; rotate Sxx, Syx and Syy yourself and build it with from_covariances")
         R = random_rotation(self.d, key=key)
         rot = lambda M: R @ M @ R.T  # noqa: E731
         samples = None if self.samples is None else (self.samples[0] @ R.T, self.samples[1] @ R.T)
@@ -429,7 +542,7 @@ class LinearProblem(StatefulProblem):
 
     # ------------------------------------------------------------------ sampling
     def joint_covariance(self) -> np.ndarray:
-        """Covariance of the stacked vector (x, y), shape (2d, 2d)."""
+        """Covariance of the stacked vector (x, y), shape (d_in + d_out, d_in + d_out)."""
         return np.block([[self.Sxx, self.Syx.T], [self.Syx, self.Syy]])
 
     def joint_factor(self) -> np.ndarray:
@@ -443,11 +556,11 @@ class LinearProblem(StatefulProblem):
         return (Q * np.sqrt(np.clip(w, 0, None))) @ Q.T
 
     def sample(self, n, *, key):
-        """n Gaussian pairs (x, y), each of shape (n, d), with this problem's second moments."""
+        """n Gaussian pairs (x, y), of shapes (n, d_in) and (n, d_out), with this problem's second moments."""
         n = check_int("n", n, minimum=1)
-        g = np.asarray(jax.random.normal(as_key(key), (n, 2 * self.d), dtype=np.float64))
+        g = np.asarray(jax.random.normal(as_key(key), (n, self.d_in + self.d_out), dtype=np.float64))
         z = g @ self.joint_factor().T
-        return z[:, :self.d], z[:, self.d:]
+        return z[:, :self.d_in], z[:, self.d_in:]
 
     # ------------------------------------------------------------------ serialisation
     def state(self) -> tuple[dict, dict]:
@@ -460,6 +573,9 @@ class LinearProblem(StatefulProblem):
             arrays.update(samples_x=np.asarray(self.samples[0]), samples_y=np.asarray(self.samples[1]))
         scalars = {"class": type(self).__name__, "depth": self.depth, "init_scale": self.init_scale,
                    "diagonalisable": self.diagonalisable, "source": self.source}
+        scalars.update({k: list(getattr(self, k)) for k in ("widths", "kept") if getattr(self, k) is not None})
+        if self.embed_dim is not None:
+            scalars["embed_dim"] = self.embed_dim
         return arrays, scalars
 
     def summary(self) -> dict:
@@ -477,16 +593,21 @@ class LinearProblem(StatefulProblem):
         check_array("lam", arrays["lam"], shape=(d,))
         if "syy" in arrays and np.any(check_array("syy", arrays["syy"], shape=(d,)) < 0):
             raise ValueError(f"syy (variances) must be >= 0, got {np.asarray(arrays['syy'])[:5]}")
-        for k in ("Sxx", "Syx", "Syy", "basis", "right_basis"):
+        d_out = np.shape(arrays["basis"])[0] if "basis" in arrays else d
+        d_in = np.shape(arrays["right_basis"])[0] if "right_basis" in arrays else d
+        shapes = {"Sxx": (d_in, d_in), "Syx": (d_out, d_in), "Syy": (d_out, d_out), "basis": (d_out, d),
+                  "right_basis": (d_in, d)}
+        for k, shape in shapes.items():
             if k in arrays:
-                check_array(k, arrays[k], shape=(d, d))
-        return cls(depth=int(scalars["depth"]), init_scale=float(scalars["init_scale"]),
+                check_array(k, arrays[k], shape=shape)
+        prob = cls(depth=int(scalars["depth"]), init_scale=float(scalars["init_scale"]),
                    diagonalisable=bool(scalars["diagonalisable"]), source=dict(scalars["source"]),
                    syy=np.asarray(arrays["syy"]) if "syy" in arrays else None,
                    samples=((np.asarray(arrays["samples_x"]), np.asarray(arrays["samples_y"]))
                             if "samples_x" in arrays else None),
                    **{k: np.asarray(arrays[k]) for k in ("Sxx", "Syx", "Syy", "basis", "right_basis", "sigma2",
                                                           "lam") if k in arrays})
+        return prob._shaped(scalars.get("widths"), scalars.get("embed_dim"), scalars.get("kept"))
 
 
 @register_problem

@@ -25,8 +25,10 @@ from ...exact.mode_tables import clock, clock_table, ln_psi_of_clock
 from .discrete import discrete_modes, map_slope, steps_of
 from .generalized import approximation_info, check_approx, generalized_modes
 from .problems import LinearProblem
+from .bottleneck import constant_loss, kept_mask, square_part
 
-__all__ = ["solve_linear", "critical_times_linear", "theory_inputs", "theory_spectrum", "warn_never_learned"]
+__all__ = ["solve_linear", "critical_times_linear", "theory_inputs", "theory_spectrum", "warn_never_learned",
+           "shaped_part"]
 
 
 def theory_spectrum(problem, what, approx=None):
@@ -189,6 +191,8 @@ def solve_linear(objective, problem, *, times, units="gf", approx=None, lr=None)
     if np.any(times < 0):
         raise ValueError("times must be >= 0")
     what = f"solve_{objective.name}"
+    if not problem.plain:
+        return _solve_shaped(objective, problem, times, units, approx, lr, what)
     if lr is not None:
         return _solve_discrete(objective, problem, times, units, approx, lr, what)
     spectrum = theory_spectrum(problem, what, approx)
@@ -265,6 +269,38 @@ def solve_linear(objective, problem, *, times, units="gf", approx=None, lr=None)
         fp = np.where(learned, objective.fixed_point(np.where(learned, rho, 1.0), L), 0.0)
     return Trajectory(t=np.asarray(times, float), fields=fields, kind="theory", model=objective.name,
                       problem=problem, settings=settings, fixed_point=fp, method="exact", primary="modes")
+
+
+def shaped_part(objective, problem, what, approx=None):
+    """(mask of kept features, the square problem of the kept ones) for a network of any shape: the aligned
+    init's exact theory is the square theory of its kept features (bottleneck.py, theory/saxe.md "Any shape")."""
+    check_instance("problem", problem, LinearProblem, "a problem object (an SSLProblem or a RegressionProblem)")
+    problem.require_diagonalisable(what)
+    if approx is not None:
+        raise ValueError(f"{what}: approx={approx!r} needs the square network (every layer d x d); this one has "
+                         f"layers {problem.layer_shapes()}")
+    mask = kept_mask(objective, problem)
+    return mask, square_part(problem, np.flatnonzero(mask))
+
+
+def _solve_shaped(objective, problem, times, units, approx, lr, what):
+    """The aligned init of a network of any shape: the kept features' square theory, the others at zero."""
+    mask, sub = shaped_part(objective, problem, what, approx)
+    th = solve_linear(objective, sub, times=times, units=units, lr=lr)
+    fields = {}
+    for name, v in th.fields.items():
+        if name == "loss":
+            fields[name] = np.asarray(v) + constant_loss(objective, problem, mask)
+        elif name != "head" or problem.embed_dim is None:   # an embedding's units are not the features' basis
+            full = np.zeros((np.size(times), problem.d))
+            full[:, mask] = v
+            fields[name] = full
+    fp = np.zeros(problem.d)
+    fp[mask] = th.fixed_point
+    settings = {**th.settings, "kept": np.flatnonzero(mask).tolist(),
+                "theory": "aligned init of a shaped network: the kept features' exact modes, the rest at zero"}
+    return Trajectory(t=np.asarray(times, float), fields=fields, kind="theory", model=objective.name, problem=problem,
+                      settings=settings, fixed_point=fp, method=th.method, primary="modes")
 
 
 #: the most steps the discrete map iterates in one call (~1e8 scalar steps a second per feature block)
@@ -380,6 +416,11 @@ def critical_times_linear(objective, problem, *, fraction=0.5, units="gf", appro
     ``approx="generalized"``: of each generalised mode (theory/generalized.md), inf where lam <= 0."""
     fraction = check_fraction("fraction", fraction)
     check_choice("units", units, {"gf", "paper"})
+    if not problem.plain:       # a shaped network: the kept features' times, inf for the others
+        mask, sub = shaped_part(objective, problem, "critical_times", approx)
+        t = np.full(problem.d, np.inf)
+        t[mask] = critical_times_linear(objective, sub, fraction=fraction, units=units)
+        return t
     lam, rho, L, eps, scale, psi0 = theory_inputs(objective, problem, "critical_times", approx)
     learned = lam > 0
     k, n = objective.k(L), objective.n(L)
