@@ -24,6 +24,7 @@ import dataclasses
 
 import numpy as np
 
+from ...exact.mode_integrals import elapsed
 from .problems import LinearProblem
 
 __all__ = ["kept_features", "kept_mask", "square_part", "constant_loss"]
@@ -41,11 +42,24 @@ def kept_features(objective, problem: LinearProblem) -> np.ndarray:
         score = np.where(problem.lam > 0, problem.lam * problem.rho, -np.inf)
         order = np.argsort(-score, kind="stable")
     else:                                       # JEPA: its own learning order
-        from .theory import critical_times_linear
-        with np.errstate(over="ignore", invalid="ignore"):
-            tc = critical_times_linear(objective, square_part(problem, np.arange(F)))
-        order = np.argsort(tc, kind="stable")
+        order = np.argsort(_aligned_half_times(objective, problem), kind="stable")
     return np.sort(order[:m])
+
+
+def _aligned_half_times(objective, problem):
+    """Each feature's time to half its fixed point from the aligned init of the square network (theory/jepa.md
+    sec. 4: t = pref * (tau(psi_half) - tau(psi0))), inf where it is not learned (lam <= 0, psi0 >= 1/2^(1/L))."""
+    L, lam, rho = problem.depth, np.asarray(problem.lam, float), np.asarray(problem.rho, float)
+    ok = lam > 0
+    lam_, rho_ = np.where(ok, lam, 1.0), np.where(ok, rho, 1.0)
+    psi0 = problem.init_scale ** (1.0 / L) / objective.scale(rho_, L)
+    half = 0.5 ** (1.0 / L)
+    ok = ok & (psi0 < half)
+    p0 = np.where(ok, psi0, 0.5 * half)
+    with np.errstate(over="ignore", invalid="ignore"):
+        t = objective.pref(lam_, rho_, L) * np.asarray(elapsed(p0, np.full_like(p0, half), objective.k(L),
+                                                                objective.n(L)))
+    return np.where(ok & np.isfinite(t), t, np.inf)
 
 
 def kept_mask(objective, problem: LinearProblem) -> np.ndarray:
