@@ -68,7 +68,8 @@ from .families.jepa import (FiniteSampleStudy, commutator, critical_times, criti
 from .core import datasets  # noqa: E402
 from .families.linear.generalized import ApproximationWarning, GeneralizedModes  # noqa: E402
 from .families.linear.problems import RegressionProblem, SSLProblem  # noqa: E402
-from .families.linear.family import LinearConfig  # noqa: E402
+from .families.linear.family import LinearConfig, network_layers  # noqa: E402
+from .families.linear.family import kept_features_of as kept_features  # noqa: E402
 from .families.linear import inits  # noqa: E402
 from .families.saxe import simulate_saxe, solve_saxe  # noqa: E402
 from .families.stepwise import StepwiseConfig, StepwiseProblem, simulate_stepwise, solve_stepwise  # noqa: E402
@@ -82,7 +83,7 @@ __all__ = [
     "simulate_jepa", "simulate_mae", "solve_jepa", "solve_mae", "critical_times",
     "critical_times_asymptotic", "fixed_points", "generalized_modes", "generalized_fixed_points", "commutator",
     "GeneralizedModes", "ApproximationWarning", "finite_sample_study", "FiniteSampleStudy", "datasets",
-    "simulate_saxe", "solve_saxe", "saxe", "inits",
+    "simulate_saxe", "solve_saxe", "saxe", "inits", "kept_features", "network_layers",
     "Trajectory", "CrossCheck", "BatchCrossCheck", "crosscheck", "load", "DivergenceError", "record_schedule",
     "DLNProblem", "AttentionProblem", "stages", "Stages", "StageCheck", "crosscheck_stages",
     "simulate_dln", "implicit_bias", "ImplicitBias", "EndpointCheck", "effective_init_scale",

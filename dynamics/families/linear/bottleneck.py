@@ -13,9 +13,14 @@ Which set a small random init ends in (``kept_features``; measured in
   global minimum is reduced-rank regression (the m features of largest lam_i rho_i = lam_i^2 / sigma2_i, the
   loss each removes; Eckart-Young in Sxx's metric); every other rank-m critical point is a saddle, so the flow
   from a small random init ends there (greedy low-rank learning, Li, Luo & Lyu 2021; Jacot et al. 2021).
-* JEPA (target SG(Wbar)): not the gradient of any loss; its kept set is predicted as the first m features in
-  its own learning order (smallest critical time from the same init scale), which favours large rho.  Where
-  that order is close, the outcome depends on the seed: the validity table says how often.
+* JEPA (target SG(Wbar)): not the gradient of any loss, but its fixed points' stability is simple.  With
+  w_i = Wbar u_i (feature i's embedding) the flow reads dw_i/dt = P[V^T (lam_i - sigma2_i V) w_i] (P the
+  depth's positive preconditioner) and dV/dt = sum_i (lam_i - sigma2_i V) w_i w_i^T: V's eigenvalue along a
+  direction held by feature i settles at rho_i, where another feature j grows iff lam_j rho_i (1 - rho_i / rho_j)
+  > 0, i.e. iff rho_j > rho_i.  Only the m features of largest rho hold their directions against every
+  invader, so JEPA keeps the m features of largest regression coefficient rho (MAE: largest lam rho)
+  (theory/jepa.md, "A narrow encoder").  The invasion starts from the invader's tiny embedding and is slow
+  (a power law at depth >= 2): a run may sit long in a seed-dependent partial set first.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ import dataclasses
 
 import numpy as np
 
-from ...exact.mode_integrals import elapsed
 from .problems import LinearProblem
 
 __all__ = ["kept_features", "kept_mask", "square_part", "constant_loss"]
@@ -41,25 +45,9 @@ def kept_features(objective, problem: LinearProblem) -> np.ndarray:
     if objective.target == "identity":          # reduced-rank regression: largest lam rho
         score = np.where(problem.lam > 0, problem.lam * problem.rho, -np.inf)
         order = np.argsort(-score, kind="stable")
-    else:                                       # JEPA: its own learning order
-        order = np.argsort(_aligned_half_times(objective, problem), kind="stable")
+    else:                                       # JEPA: largest rho (module docstring)
+        order = np.argsort(np.where(problem.lam > 0, -problem.rho, np.inf), kind="stable")
     return np.sort(order[:m])
-
-
-def _aligned_half_times(objective, problem):
-    """Each feature's time to half its fixed point from the aligned init of the square network (theory/jepa.md
-    sec. 4: t = pref * (tau(psi_half) - tau(psi0))), inf where it is not learned (lam <= 0, psi0 >= 1/2^(1/L))."""
-    L, lam, rho = problem.depth, np.asarray(problem.lam, float), np.asarray(problem.rho, float)
-    ok = lam > 0
-    lam_, rho_ = np.where(ok, lam, 1.0), np.where(ok, rho, 1.0)
-    psi0 = problem.init_scale ** (1.0 / L) / objective.scale(rho_, L)
-    half = 0.5 ** (1.0 / L)
-    ok = ok & (psi0 < half)
-    p0 = np.where(ok, psi0, 0.5 * half)
-    with np.errstate(over="ignore", invalid="ignore"):
-        t = objective.pref(lam_, rho_, L) * np.asarray(elapsed(p0, np.full_like(p0, half), objective.k(L),
-                                                                objective.n(L)))
-    return np.where(ok & np.isfinite(t), t, np.inf)
 
 
 def kept_mask(objective, problem: LinearProblem) -> np.ndarray:

@@ -34,7 +34,7 @@ from .stability import path_stability
 from .problems import LinearProblem
 from .theory import critical_times_linear, shaped_part, solve_linear
 
-__all__ = ["LinearFamily", "LinearConfig", "simulate_linear", "solve_linear", "critical_times_linear", "init_params",
+__all__ = ["LinearFamily", "LinearConfig", "simulate_linear", "kept_features_of", "network_layers", "solve_linear", "critical_times_linear", "init_params",
            "run_keys_for", "encoder", "loss_and_grads", "sample_loss", "Objective", "INITS"]
 
 
@@ -333,6 +333,32 @@ class LinearFamily(Family):
         return Example(problem=prob, lr=lr, steps=int(math.ceil(1.5 * tc.max() / lr)),
                        short_steps=max(2, int(0.2 * tc.min() / lr)), diverging_lr=60.0,
                        options=options, random_init={"init": "gaussian"})
+
+
+def _objective_of(family):
+    fam = families().get(family) if isinstance(family, str) else family
+    if not isinstance(fam, LinearFamily):
+        names = sorted(n for n, f in families().items() if isinstance(f, LinearFamily))
+        raise ValueError(f"family must be one of the deep linear families {names}, got {family!r}")
+    return fam.objective
+
+
+def kept_features_of(problem, *, family):
+    """Which features a network of this shape keeps (indices, sorted): every feature where it is wide enough;
+    through a bottleneck, ``problem.kept`` where given, else the prediction from a small random init --
+    Saxe and MAE the largest lam * rho (reduced-rank regression), JEPA the largest rho (bottleneck.py,
+    theory/jepa.md "A narrow encoder"; measured in benchmarks/results/kept_features.md).
+    ``family``: "saxe", "mae" or "jepa"."""
+    from .bottleneck import kept_features
+    return kept_features(_objective_of(family), problem)
+
+
+def network_layers(problem, params, family=None):
+    """The layers in their own shapes from one run's parameters as the simulator stores them (each layer in an
+    n x n slot; ``snapshots=True`` records them as ``param_W``, ``param_V``): {"W": [W_1 (h_1, d_in), ...,
+    W_L], "V": the head (JEPA k x k, MAE d x k)}.  ``family`` (for the head's shape): "jepa" or "mae"."""
+    from .network import layers
+    return layers(problem, params, None if family is None else _objective_of(family))
 
 
 def simulate_linear(objective, problem, *, stepper=None, lr=None, steps=None, method=None, times=None, t_max=None, rtol=None,
