@@ -292,8 +292,8 @@ def tolerance_policy(a, b):
 
     One policy, tied to the methods compared:
 
-    * an approximate theory (``settings["approximation"]``, e.g. generalised modes): its estimated
-      error, at least gradient descent's;
+    * an approximate theory (``settings["approximation"]``, e.g. generalised modes, small-init stages): its
+      estimated error, at least gradient descent's (on the curves its ``curve_error`` where it gives one);
     * adaptive flows and exact theories only: ``FLOW_ERROR_FACTOR`` x the solver's rtol (1e-7 at the
       default 1e-10) for both, since neither has a step-size error;
     * gradient descent against its exact discrete map at the same lr: :data:`DISCRETE_MAP_RTOL`
@@ -309,12 +309,17 @@ def tolerance_policy(a, b):
         return (*GD_TOLERANCES, f"gradient descent against a discrete map that is not its own ({match[2]}): compared "
                 f"as gradient descent ({GD_TOLERANCES[0]:g} / {GD_TOLERANCES[1]:g}); solve with the run's lr from "
                 "its aligned init to compare exactly")
-    approx = [x.settings["approximation"]["error_estimate"] for x in (a, b)
+    approx = [x.settings["approximation"] for x in (a, b)
               if x.kind == "theory" and isinstance(x.settings.get("approximation"), dict)
               and not x.settings["approximation"].get("exact", False)]
-    if approx:      # an approximate theory: its estimated error (theory/generalized.md), at least gd's
-        tol = max(GD_TOLERANCES[0], max(approx))
-        return tol, tol, f"approximate theory (estimated error {max(approx):.2g}; theory/generalized.md)"
+    if approx:      # an approximate theory: its estimated error, at least gd's -- on the critical times its
+        # "error_estimate", on the curves its "curve_error" where it states one (a time shift of a steep rise is a
+        # larger error of the curve at that time)
+        ctol = max(GD_TOLERANCES[0], max(x["error_estimate"] for x in approx))
+        rtol = max(GD_TOLERANCES[0], max(x.get("curve_error", x["error_estimate"]) for x in approx))
+        src = approx[0].get("source_page", "theory/generalized.md")
+        curve = f", on the curves {rtol:.2g}" if rtol != ctol else ""
+        return rtol, ctol, f"approximate theory (estimated error {ctol:.2g}{curve}; {src})"
     ra, rb = flow_rtol(a), flow_rtol(b)
     exact = [r for r in (ra, rb) if r is not None]
     kinds_ok = all(flow_rtol(x) is not None or x.kind == "theory" for x in (a, b))

@@ -26,6 +26,9 @@ from .linear.problems import RegressionProblem
 from .linear.balanced_flow import balance_gaps, end_to_end_flow
 from .linear.riccati import two_layer_flow
 from .linear.theory import solve_linear
+from .linear.bottleneck import constant_loss
+from .linear.family import pad_rows
+from .linear.small_init import stage_theory
 
 __all__ = ["SAXE", "RegressionProblem", "simulate_saxe", "solve_saxe"]
 
@@ -97,7 +100,8 @@ def _solve_from_init(problem, times, init, key, lr):
     W = params["W"]
     L, d = problem.depth, problem.d
     gaps, lams = balance_gaps(list(W))
-    whitened = float(np.abs(problem.Sxx - np.eye(d)).max()) <= 1e-12
+    # the balanced closed forms are written for the square network; a shaped one has the stage theory only
+    whitened = problem.plain and float(np.abs(problem.Sxx - np.eye(d)).max()) <= 1e-12
     if L == 2 and whitened and gaps.max() <= 1e-10:
         try:
             Wbar, lam = two_layer_flow(W[0], W[1], problem.Syx, times)
@@ -105,15 +109,32 @@ def _solve_from_init(problem, times, init, key, lr):
             src = f"init={init!r} drawn from key={key!r}" if isinstance(init, str) else "init"
             raise ValueError(f"{src}: {exc}" + (" -- or another key" if isinstance(init, str) else "")) from None
         theory = "two-layer lambda-balanced flow (matrix Riccati closed form; theory/saxe.md)"
-    elif L == 1 or (gaps.max() <= 1e-10 and np.abs(lams).max() <= 1e-10 * max(float(np.abs(W).max()) ** 2, 1e-300)):
+    elif problem.plain and (L == 1 or (gaps.max() <= 1e-10
+                                       and np.abs(lams).max() <= 1e-10 * max(float(np.abs(W).max()) ** 2, 1e-300))):
         Wbar, lam = end_to_end_flow(encoder(W), problem.Sxx, problem.Syx, L, times), 0.0
         theory = ("end-to-end flow of a balanced network (Arora, Cohen & Hazan 2018: a d x d ODE, adaptive at rtol "
                   "1e-12; theory/saxe.md)")
+    elif L == 2 and problem.diagonalisable and np.all(problem.lam > 0):
+        # not balanced: the small-init stage theory (linear.small_init; it refuses an init that is not small)
+        n = W.shape[-1]
+        U, V = pad_rows(problem.basis, n), pad_rows(problem.right_basis, n)
+        mask = np.ones(problem.d, bool)
+        fields, fp, info = stage_theory(W[0], W[1], U, V, problem.lam, problem.sigma2, problem.syy_diag, times,
+                                        what=f"solve_saxe(init={label!r})",
+                                        loss_constant=constant_loss(SAXE, problem, mask))
+        settings = {"units": "gf", "objective": "saxe", "init": label, "approximation": info,
+                    "theory": "small-init stage theory of two matrices (effective inits, greedy; theory/saxe.md)",
+                    **versions()}
+        return Trajectory(t=times, fields=fields, kind="theory", model="saxe", problem=problem, settings=settings,
+                          fixed_point=fp, method="exact", primary="modes")
     else:
         why = [] if gaps.max() <= 1e-10 else [f"the layers are not balanced (max |W_(a+1)^T W_(a+1) - W_a W_a^T - "
                                               f"lam I| = {gaps.max():.2g} of max |W_a|^2)"]
         if L == 2 and not whitened:
             why.append("the two-layer closed form needs whitened input, Sxx = I")
+        if not problem.plain:
+            why.append(f"this network has layers {problem.layer_shapes()}: from a non-aligned init only the two-matrix "
+                       "stage theory covers it (depth 2, a small init)")
         if L > 2 and gaps.max() <= 1e-10:
             why.append(f"at depth {L} the end-to-end flow needs zero balance (W_(a+1)^T W_(a+1) = W_a W_a^T), the "
                        f"layers have lam = {np.round(lams, 4).tolist()}")

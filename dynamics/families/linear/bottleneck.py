@@ -20,7 +20,8 @@ Which set a small random init ends in (``kept_features``; measured in
   > 0, i.e. iff rho_j > rho_i.  Only the m features of largest rho hold their directions against every
   invader, so JEPA keeps the m features of largest regression coefficient rho (MAE: largest lam rho)
   (theory/jepa.md, "A narrow encoder").  The invasion starts from the invader's tiny embedding and is slow
-  (a power law at depth >= 2): a run may sit long in a seed-dependent partial set first.
+  (a power law at depth >= 2), and a direction along which the predictor's eigenvalue is <= 0 loses every
+  feature for good (a dimensional collapse, seed-dependent): a run keeps a subset of this set.
 """
 
 from __future__ import annotations
