@@ -10,6 +10,8 @@ network's flow it agrees to ~1e-11 (asserted 1e-6, the issue's bound); gradient 
 order (5 % / 2 %).
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
@@ -89,8 +91,11 @@ def test_a_named_init_with_its_key_is_the_simulators_draw_and_gd_is_first_order(
 def test_what_the_closed_form_does_not_cover_is_refused_naming_why():
     p = _problem()
     t = [0.0, 1.0]
-    with pytest.raises(ValueError, match="the layers are not balanced"):
-        dy.solve_saxe(p, times=t, init="gaussian", key=1)
+    not_small = "the layers are not balanced.*not small enough for the small-init stage theory"
+    with pytest.raises(ValueError, match=not_small):      # a gaussian init at scale 1
+        dy.solve_saxe(p.with_init_scale(1.0), times=t, init="gaussian", key=1)
+    with pytest.raises(ValueError, match="the layers are not balanced"):    # at depth 3 no stage theory either
+        dy.solve_saxe(p.with_depth(3), times=t, init="gaussian", key=1)
     q = dy.RegressionProblem.from_covariances(np.diag([1.0, 0.5, 2.0]), np.diag([1.0, 0.4, 1.5]), depth=2,
                                               init_scale=0.3)
     with pytest.raises(ValueError, match="whitened input, Sxx = I"):
@@ -161,39 +166,42 @@ def test_a_deep_lambda_balanced_init_is_refused_naming_zero_balance():
 
 
 # ------------------------------------------------------------------ small random inits: the two-matrix stage theory
-def test_effective_init_is_the_linearised_flow_written_out_with_scipy_expm():
-    """The derivation of small_init.effective_inits: the linearised two-layer flow dW1/dt = W2^T S, dW2/dt = S W1^T
-    integrated exactly by scipy's expm (no library code) makes u_i^T W2 W1 v_i -> |c_i(0)|^2 / 4 e^(2 lam_i t)."""
+def test_effective_init_is_the_growing_part_of_the_linearised_flow_written_out_with_scipy_expm():
+    """The derivation of small_init.effective_init: the linearised two-layer flow dW1/dt = W2^T S, dW2/dt = S W1^T
+    integrated exactly by scipy's expm (no library code) is, after a few 1/s, e^(s_i t) times the growing part
+    (W1_eff v_i = W2_eff^T u_i = c_i / 2), and that part is exactly zero-balanced."""
     from scipy.linalg import expm
 
-    from dynamics.families.linear.small_init import effective_inits
+    from dynamics.families.linear.small_init import effective_init, effective_modes
     rng = np.random.default_rng(0)
     d, s = 3, np.array([1.5, 1.0, 0.6])
     U, V = np.linalg.qr(rng.normal(size=(d, d)))[0], np.linalg.qr(rng.normal(size=(d, d)))[0]
     S = (U * s) @ V.T
     W1, W2 = 1e-3 * rng.normal(size=(d, d)), 1e-3 * rng.normal(size=(d, d))
-    # the linear system on z = (vec W1, vec W2), row-major
     n = d * d
-    A = np.zeros((2 * n, 2 * n))
+    A = np.zeros((2 * n, 2 * n))            # the linear system on z = (vec W1, vec W2), row-major
     for k in range(n):
-        e = np.zeros(n); e[k] = 1.0
-        E = e.reshape(d, d)
-        A[n:, k] = (S @ E.T).ravel()             # dW2 += S W1^T
-        A[:n, n + k] = (E.T @ S).ravel()          # dW1 += W2^T S
-    t = 6.0
+        E = np.zeros(n)
+        E[k] = 1.0
+        E = E.reshape(d, d)
+        A[n:, k] = (S @ E.T).ravel()          # dW2 += S W1^T
+        A[:n, n + k] = (E.T @ S).ravel()      # dW1 += W2^T S
+    t = 8.0
     z = expm(A * t) @ np.concatenate([W1.ravel(), W2.ravel()])
-    m = np.diag(U.T @ z[n:].reshape(d, d) @ z[:n].reshape(d, d) @ V)
-    # no competition in the linear flow: the unorthogonalised effective init (greedy order aside) is |c|^2 / 4
+    W1t, W2t = z[:n].reshape(d, d), z[n:].reshape(d, d)
+    W1e, W2e = effective_init(W1, W2, S)
+    # column i of W1 V grows as e^(s_i t) x (c_i / 2); the decaying part is e^(-2 s_i t) ~ 1e-4 smaller here
+    np.testing.assert_allclose(W1t @ V, (W1e @ V) * np.exp(s * t), rtol=1e-3, atol=1e-12)
+    np.testing.assert_allclose(W2t.T @ U, (W2e.T @ U) * np.exp(s * t), rtol=1e-3, atol=1e-12)
+    np.testing.assert_allclose(W2e.T @ W2e, W1e @ W1e.T, atol=1e-18)
     C = W1 @ V + W2.T @ U
-    np.testing.assert_allclose(m, np.sum(C * C, axis=0) / 4 * np.exp(2 * s * t), rtol=2e-3)   # e^(-2 s t) corrections
-    m0, order = effective_inits(W1, W2, U, V, s, np.ones(d))
-    assert m0[order[0]] == pytest.approx(np.sum(C[:, order[0]] ** 2) / 4, rel=1e-12)
+    np.testing.assert_allclose(effective_modes(W1e, W2e, U, V), np.sum(C * C, axis=0) / 4, rtol=1e-12)
 
 
 def test_small_gaussian_inits_cross_check_against_the_flow_for_saxe_over_seeds():
     """solve_saxe(init="gaussian", key=) at depth 2: the stage theory, against the exact flow from the same draw
-    over four seeds: crosscheck passes at the theory's own stated errors (~4 % on the critical times at this
-    init), the order of the features is the flow's, and every critical time is within the stated error."""
+    over four seeds: crosscheck passes at the theory's own stated errors (~5 % on the critical times at this init), the order
+    is the flow's, every critical time within the stated error, and the measured error is far below it (< 1 %)."""
     prob = dy.RegressionProblem.from_spectrum([2.0, 1.3, 0.8, 0.5], [1.0, 0.8, 0.9, 0.6], 2, 1e-3, rotate=True, key=1)
     t = np.concatenate([[0.0], np.geomspace(1e-2, 25.0, 200)])
     sims = dy.simulate_saxe(prob, method="flow", times=t, init="gaussian", key=[0, 1, 2, 3], rtol=1e-9)
@@ -201,8 +209,51 @@ def test_small_gaussian_inits_cross_check_against_the_flow_for_saxe_over_seeds()
         sim = sims.run(r)
         th = dy.solve_saxe(prob, times=t, init="gaussian", key=r)          # the same draw as run r
         info = th.settings["approximation"]
-        assert "stage" in th.settings["theory"] and info["error_estimate"] < 0.06
+        assert "stage" in th.settings["theory"] and info["error_estimate"] < 0.1
         rep = dy.crosscheck(sim, th)
         assert rep.passed, str(rep)
         assert np.array_equal(np.argsort(rep.critical_a), np.argsort(rep.critical_b))
-        assert np.all(np.abs(rep.critical_a - rep.critical_b) / rep.critical_b <= info["error_estimate"])
+        err = np.abs(rep.critical_a - rep.critical_b) / rep.critical_b
+        assert np.all(err <= info["error_estimate"]) and err.max() < 0.01
+    with pytest.raises(ValueError, match="not small enough for the small-init stage theory"):
+        dy.solve_saxe(prob.with_init_scale(0.5), times=t, init="gaussian", key=0)
+
+
+def test_the_stage_theory_needs_no_common_basis():
+    """The linear phase sees only Syx (its SVD) and the balanced end-to-end flow takes any Sxx: from a small gaussian
+    init on covariances in independent random bases (normalised commutator 0.15) the stage theory passes against
+    the exact flow, critical times within 1 % (stated: ~5 %)."""
+    rng = np.random.default_rng(3)
+    Q1, Q2 = (np.linalg.qr(rng.normal(size=(3, 3)))[0] for _ in range(2))
+    Sxx, Syx = (Q1 * [2.0, 1.0, 1.5]) @ Q1.T, (Q2 * [1.5, 0.9, 0.4]) @ Q2.T
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prob = dy.RegressionProblem.from_covariances(Sxx, Syx, 2, 1e-3, strict=False)
+    assert dy.commutator(prob) > 0.1
+    t = np.concatenate([[0.0], np.geomspace(1e-2, 40.0, 200)])
+    sim = dy.simulate_saxe(prob, method="flow", times=t, init="gaussian", key=2, rtol=1e-9)
+    th = dy.solve_saxe(prob, times=t, init="gaussian", key=2)
+    rep = dy.crosscheck(sim, th)
+    assert rep.passed, str(rep)
+    fin = np.isfinite(rep.critical_b)
+    assert fin.sum() >= 2 and np.max(np.abs(rep.critical_a[fin] - rep.critical_b[fin]) / rep.critical_b[fin]) < 0.01
+
+
+def test_mae_at_depth_one_is_the_two_layer_network_and_follows_its_closed_form():
+    """MAE at depth 1 (encoder W, decoder V) is the two-layer regression V W of the same covariances: from a
+    lambda-balanced init its product's modes u_i^T V W u_i follow the matrix Riccati closed form (solve_saxe on the
+    regression problem with init {"W": [W, V]}) to the flow's tolerance (1e-8 asserted at rtol 1e-11).  Its encoder's
+    own modes u_i^T W u_i depend on the hidden units' gauge and have no theory from such an init."""
+    lam = [2.0, 1.2, 0.7]
+    reg = dy.RegressionProblem.from_spectrum(lam, lam, 2, 0.3, rotate=True, key=2)   # rho = lam: Sxx = I
+    ssl = dy.SSLProblem.from_spectrum(lam, lam, 1, 0.3, basis=reg.basis)
+    init = dy.inits.balanced(reg, 0.4, key=3)
+    t = np.linspace(0.0, 6.0, 25)
+    th = dy.solve_saxe(reg, times=t, init=init)
+    assert "Riccati" in th.settings["theory"]
+    mae = dy.simulate_mae(ssl, method="flow", times=t, rtol=1e-11, snapshots=True,
+                          init={"W": init["W"][:1], "V": init["W"][1]})
+    W, V = np.asarray(mae.fields["param_W"])[:, 0], np.asarray(mae.fields["param_V"])
+    U = reg.basis
+    product = np.einsum("ji,tjk,tkl,li->ti", U, V, W, U)
+    assert np.abs(product - th.modes).max() < 1e-8 * np.abs(th.modes).max()

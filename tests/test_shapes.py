@@ -208,3 +208,21 @@ def test_a_shaped_problem_saves_and_loads(tmp_path):
         q = back.problem
         assert (q.widths, q.embed_dim, q.kept, q.layer_shapes()) == (p.widths, p.embed_dim, p.kept, p.layer_shapes())
         np.testing.assert_array_equal(sim_f(q, lr=0.05, steps=20, record_every=10).modes, sim.modes)
+
+
+def test_saxe_hierarchy_is_learned_broad_to_fine_in_its_own_shape():
+    """The gallery's claim (plot_saxe_hierarchy.py): 8 one-hot items, 15 tree features, R^8 -> R^15 with no
+    padding by the user; Syx's singular values fall with the tree's level (root, halves, quarters, items) and so
+    do the critical times' order; gradient descent from the aligned init passes the cross-check at gd's 5 %."""
+    Y = np.vstack([np.ones((1, 8))] + [np.kron(np.eye(2 ** k), np.ones((1, 8 // 2 ** k))) for k in (1, 2, 3)])
+    prob = dy.RegressionProblem.from_covariances(np.eye(8) / 8, Y / 8, 2, 1e-3)
+    assert prob.layer_shapes() == [(8, 8), (15, 8)] and prob.d == 8
+    levels = np.unique(np.round(prob.lam, 10))[::-1]
+    assert levels.size == 4
+    np.testing.assert_allclose(levels, np.sort(np.linalg.svd(Y / 8, compute_uv=False))[::-1][[0, 1, 3, 7]], rtol=1e-8)  # levels rounded to 1e-10
+    tc = dy.critical_times(prob, "saxe")
+    by_level = [tc[np.isclose(prob.lam, lv)].max() for lv in levels]
+    assert all(a < b for a, b in zip(by_level, by_level[1:]))
+    lr = 0.05
+    sim = dy.simulate_saxe(prob, lr=lr, steps=int(1.3 * tc.max() / lr), record_every=10)
+    assert dy.crosscheck(sim, dy.solve_saxe(prob, times=sim.t)).passed

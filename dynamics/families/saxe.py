@@ -26,9 +26,7 @@ from .linear.problems import RegressionProblem
 from .linear.balanced_flow import balance_gaps, end_to_end_flow
 from .linear.riccati import two_layer_flow
 from .linear.theory import solve_linear
-from .linear.bottleneck import constant_loss
-from .linear.family import pad_rows
-from .linear.small_init import stage_theory
+from .linear.small_init import VALIDITY, effective_init, effective_modes, error_estimates
 
 __all__ = ["SAXE", "RegressionProblem", "simulate_saxe", "solve_saxe"]
 
@@ -67,8 +65,10 @@ def solve_saxe(problem, *, times, lr=None, init=None, key=None):
     the two-layer lambda-balanced flow (depth 2, whitened input Sxx = I, W2^T W2 - W1 W1^T = lambda I: the
     matrix Riccati closed form, theory/saxe.md "From any lambda-balanced init") and, for a zero-balanced init
     at any depth and any covariances, the end-to-end flow (Arora, Cohen & Hazan 2018; theory/saxe.md
-    "Balanced deep networks"); ``.settings["theory"]`` names the one used.  Anything else is refused, naming
-    why (the exact flow is the reference there)."""
+    "Balanced deep networks"); ``.settings["theory"]`` names the one used.  At depth 2 from a small unbalanced
+    init (``init="gaussian"``) the small-init stage theory answers (the init's zero-balanced growing part, then the
+    exact balanced flow; theory/saxe.md "From a small random init"), an approximation stated with its error in
+    ``.settings["approximation"]``.  Anything else is refused, naming why (the exact flow is the reference there)."""
     if init is None or (isinstance(init, str) and init == "aligned"):
         if key is not None:
             raise ValueError(f"key={key!r} without init: the key draws a random init (init='orthogonal', ...) and "
@@ -78,7 +78,16 @@ def solve_saxe(problem, *, times, lr=None, init=None, key=None):
     return _solve_from_init(problem, times, init, key, lr)
 
 
-def _solve_from_init(problem, times, init, key, lr):
+def _small(problem, W):
+    """(features whose effective init exceeds VALIDITY["max_init"] of their fixed point, every feature's fraction):
+    whether the two-matrix stage theory applies to the layers W (linear.small_init)."""
+    W1e, W2e = effective_init(W[0], W[1], problem.Syx)
+    frac = np.abs(effective_modes(W1e, W2e, problem.basis, problem.right_basis)
+                  / (problem.lam / problem.sigma2))
+    return np.flatnonzero(frac > VALIDITY["max_init"]), frac
+
+
+def _solve_from_init(problem, times, init, key, lr, *, stage=False):
     """The exact flow from a balanced ``init`` -- the two-layer closed form (``linear.riccati``) or the end-to-end
     flow (``linear.balanced_flow``) -- as a theory Trajectory, or a refusal naming why neither applies."""
     check_instance("problem", problem, RegressionProblem, "one RegressionProblem (not a batch)")
@@ -111,30 +120,46 @@ def _solve_from_init(problem, times, init, key, lr):
         theory = "two-layer lambda-balanced flow (matrix Riccati closed form; theory/saxe.md)"
     elif problem.plain and (L == 1 or (gaps.max() <= 1e-10
                                        and np.abs(lams).max() <= 1e-10 * max(float(np.abs(W).max()) ** 2, 1e-300))):
+        sign0, sign_s = np.sign(np.linalg.det(encoder(W))), np.sign(np.linalg.det(problem.Syx))
+        if L >= 2 and sign0 * sign_s < 0:
+            src = f"init={init!r} drawn from key={key!r}" if isinstance(init, str) else "init"
+            raise ValueError(f"{src}: det(W_L ... W_1) = {np.linalg.det(encoder(W)):.3g} has the sign opposite to "
+                             f"det(Syx) = {np.linalg.det(problem.Syx):.3g}: a balanced network cannot change that sign, "
+                             "so in exact arithmetic one mode stays on a saddle for all time, and any floating-point "
+                             "run leaves it at a time its rounding sets (no theory predicts it; measured in "
+                             "benchmarks/results/small_init_validity.md): draw another key, or flip the sign of one "
+                             "row of W_1 and the matching column of W_2")
         Wbar, lam = end_to_end_flow(encoder(W), problem.Sxx, problem.Syx, L, times), 0.0
         theory = ("end-to-end flow of a balanced network (Arora, Cohen & Hazan 2018: a d x d ODE, adaptive at rtol "
                   "1e-12; theory/saxe.md)")
-    elif L == 2 and problem.diagonalisable and np.all(problem.lam > 0):
-        # not balanced: the small-init stage theory (linear.small_init; it refuses an init that is not small)
-        n = W.shape[-1]
-        U, V = pad_rows(problem.basis, n), pad_rows(problem.right_basis, n)
-        mask = np.ones(problem.d, bool)
-        fields, fp, info = stage_theory(W[0], W[1], U, V, problem.lam, problem.sigma2, problem.syy_diag, times,
-                                        what=f"solve_saxe(init={label!r})",
-                                        loss_constant=constant_loss(SAXE, problem, mask))
-        settings = {"units": "gf", "objective": "saxe", "init": label, "approximation": info,
-                    "theory": "small-init stage theory of two matrices (effective inits, greedy; theory/saxe.md)",
-                    **versions()}
-        return Trajectory(t=times, fields=fields, kind="theory", model="saxe", problem=problem, settings=settings,
-                          fixed_point=fp, method="exact", primary="modes")
+    elif L == 2 and problem.plain and not stage and _small(problem, W)[0].size == 0:
+        # not balanced: the small-init stage theory (linear.small_init) -- the zero-balanced growing part of the
+        # init, then the exact balanced flow from it
+        W1e, W2e = effective_init(W[0], W[1], problem.Syx)
+        m0 = effective_modes(W1e, W2e, problem.basis, problem.right_basis)
+        rho = problem.lam / problem.sigma2
+        out = _solve_from_init(problem, times, {"W": np.stack([W1e, W2e])}, None, None, stage=True)
+        t_err, c_err = error_estimates(m0, rho)
+        out.settings.update(init=label, theory="small-init stage theory (two matrices): the init's zero-balanced "
+                            "growing part, then " + out.settings["theory"],
+                            approximation={"name": "small-init stages (two matrices)", "error_estimate": t_err,
+                                           "curve_error": c_err, "exact": False, "effective_init": m0.tolist(),
+                                           "source": VALIDITY["source"],
+                                           "source_page": "theory/saxe.md, \"From a small random init\""})
+        return out
     else:
         why = [] if gaps.max() <= 1e-10 else [f"the layers are not balanced (max |W_(a+1)^T W_(a+1) - W_a W_a^T - "
                                               f"lam I| = {gaps.max():.2g} of max |W_a|^2)"]
         if L == 2 and not whitened:
             why.append("the two-layer closed form needs whitened input, Sxx = I")
+        if L == 2 and problem.plain:
+            big, frac = _small(problem, W)
+            why.append(f"it is not small enough for the small-init stage theory (feature(s) {big.tolist()} start at an "
+                       f"effective {np.round(frac[big], 3).tolist()} of their fixed point, above "
+                       f"{VALIDITY['max_init']:g})")
         if not problem.plain:
-            why.append(f"this network has layers {problem.layer_shapes()}: from a non-aligned init only the two-matrix "
-                       "stage theory covers it (depth 2, a small init)")
+            why.append(f"this network has layers {problem.layer_shapes()}: the theories from non-aligned inits are "
+                       "written for the square network")
         if L > 2 and gaps.max() <= 1e-10:
             why.append(f"at depth {L} the end-to-end flow needs zero balance (W_(a+1)^T W_(a+1) = W_a W_a^T), the "
                        f"layers have lam = {np.round(lams, 4).tolist()}")
