@@ -28,7 +28,7 @@ for ax, family, eps in zip(axes, ["mae", "jepa"], [1e-3, 1e-2]):
     prob = dy.SSLProblem.from_spectrum(lam, rho, 1, eps, embed_dim=2)
     kept = dy.kept_features(prob, family=family)
     tc = dy.critical_times(prob, family)
-    t = np.geomspace(1e-2 * tc[kept].min(), 60 * tc[kept].max(), 80 if SMALL else 240)
+    t = np.geomspace(1e-2 * tc[kept].min(), (15 if SMALL else 60) * tc[kept].max(), 80 if SMALL else 240)
     sim = getattr(dy, f"simulate_{family}")(prob, method="flow", times=t, init="gaussian", runs=seeds, key=0,
                                             rtol=1e-6 if SMALL else 1e-8, progress=False)
     th = getattr(dy, f"solve_{family}")(prob, times=t)

@@ -26,7 +26,7 @@ from ...core.resources import check_memory
 from ...core.stability import warn_above_limit
 from ...core.steppers import GD, Flow
 from ...core.keys import run_keys as run_keys_for
-from ...core.validation import check_array, check_bool, check_choice, check_int, check_positive
+from ...core.validation import check_array, check_bool, check_choice, check_instance, check_int, check_positive
 from .network import (INITS, Objective, encoder, gaussian_draws, init_params, loss_and_grads,  # noqa: F401
                       pad, sample_loss)
 from .discrete import fixed_point_limit
@@ -350,6 +350,7 @@ def kept_features_of(problem, *, family):
     theory/jepa.md "A narrow encoder"; measured in benchmarks/results/kept_features.md).
     ``family``: "saxe", "mae" or "jepa"."""
     from .bottleneck import kept_features
+    check_instance("problem", problem, LinearProblem, "a problem object (an SSLProblem or a RegressionProblem)")
     return kept_features(_objective_of(family), problem)
 
 
@@ -358,7 +359,16 @@ def network_layers(problem, params, family=None):
     n x n slot; ``snapshots=True`` records them as ``param_W``, ``param_V``): {"W": [W_1 (h_1, d_in), ...,
     W_L], "V": the head (JEPA k x k, MAE d x k)}.  ``family`` (for the head's shape): "jepa" or "mae"."""
     from .network import layers
-    return layers(problem, params, None if family is None else _objective_of(family))
+    check_instance("problem", problem, LinearProblem, "a problem object (an SSLProblem or a RegressionProblem)")
+    objective = None if family is None else _objective_of(family)
+    if not isinstance(params, dict) or "W" not in params:
+        raise TypeError(f"params must be a dict of one run's parameters {{'W': (L, n, n)[, 'V': (n, n)]}}, got "
+                        f"{type(params).__name__}: {params!r:.60}")
+    L, n = problem.depth, problem.n
+    check_array("params['W']", params["W"], shape=(L, n, n))
+    if "V" in params:
+        check_array("params['V']", params["V"], shape=(n, n))
+    return layers(problem, params, objective)
 
 
 def simulate_linear(objective, problem, *, stepper=None, lr=None, steps=None, method=None, times=None, t_max=None, rtol=None,

@@ -455,7 +455,9 @@ class LinearProblem(StatefulProblem):
     @property
     def capacity(self) -> int:
         """How many features the network can carry at once: its narrowest layer's width (and d_in, d_out)."""
-        return min([self.d] + [min(s) for s in self.layer_shapes()])
+        out = self.embed_dim if self.embed_dim is not None else self.d_out
+        hidden = list(self.widths) if self.widths is not None else [min(self.d_in, out)]
+        return min([self.d, self.d_in, out] + hidden)
 
     def with_shape(self, *, widths=None, embed_dim=None, kept=None):
         """The same data through a network of another shape (theory/saxe.md, "Any shape").
@@ -490,13 +492,14 @@ class LinearProblem(StatefulProblem):
                 raise ValueError(f"embed_dim must be <= d = {self.d} (an encoder R^d -> R^k), got {embed_dim}")
         prob = dataclasses.replace(self, widths=widths, embed_dim=embed_dim, kept=None)
         if kept is not None:
-            kept = check_array("kept", kept, ndim=1, dtype=np.int64)
-            if np.unique(kept).size != kept.size or np.any(kept < 0) or np.any(kept >= self.d):
+            kept = check_array("kept", kept, ndim=1)
+            if np.any(kept != np.round(kept)) or np.unique(kept).size != kept.size or np.any(kept < 0) \
+                    or np.any(kept >= self.d):
                 raise ValueError(f"kept must be distinct feature indices in 0 .. {self.d - 1}, got {kept.tolist()}")
             if kept.size > prob.capacity or kept.size == 0:
                 raise ValueError(f"kept names {kept.size} feature(s); this network carries 1 to {prob.capacity} "
                                  f"(its narrowest layer, widths={widths}, embed_dim={embed_dim})")
-            prob = dataclasses.replace(prob, kept=tuple(int(i) for i in kept))
+            prob = dataclasses.replace(prob, kept=tuple(int(i) for i in kept.astype(np.int64)))
         return prob
 
     def with_depth(self, depth):

@@ -191,6 +191,7 @@ def solve_linear(objective, problem, *, times, units="gf", approx=None, lr=None)
     if np.any(times < 0):
         raise ValueError("times must be >= 0")
     what = f"solve_{objective.name}"
+    check_instance("problem", problem, LinearProblem, "a problem object (an SSLProblem or a RegressionProblem)")
     if not problem.plain:
         return _solve_shaped(objective, problem, times, units, approx, lr, what)
     if lr is not None:
@@ -416,6 +417,7 @@ def critical_times_linear(objective, problem, *, fraction=0.5, units="gf", appro
     ``approx="generalized"``: of each generalised mode (theory/generalized.md), inf where lam <= 0."""
     fraction = check_fraction("fraction", fraction)
     check_choice("units", units, {"gf", "paper"})
+    check_instance("problem", problem, LinearProblem, "a problem object (an SSLProblem or a RegressionProblem)")
     if not problem.plain:       # a shaped network: the kept features' times, inf for the others
         mask, sub = shaped_part(objective, problem, "critical_times", approx)
         t = np.full(problem.d, np.inf)
