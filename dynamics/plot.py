@@ -16,7 +16,7 @@ GF_LABEL = "gradient-flow time t = lr x step"
 TAU_LABEL = "rescaled time $t / \\log(1/\\alpha)$"
 
 __all__ = ["plot_trajectory", "plot_pair", "plot_crosscheck", "plot_jepa_vs_mae", "feature_labels", "marks_legend",
-           "plot_finite_samples", "plot_image_modes"]
+           "plot_finite_samples", "plot_image_modes", "plot_kept_features", "plot_hierarchy"]
 
 
 def feature_labels(problem):
@@ -539,3 +539,67 @@ def plot_image_modes(runs, modes, *, top=4, title=None):
         _label(ax, GF_LABEL, "gain $\\|\\bar W u_i\\|$ / predicted fixed point",
                f"{obj.upper()}: first {top} modes (flow; black: gd; dotted: predicted)", legend=6)
     return _suptitle(fig, title)
+
+
+def plot_kept_features(panels, *, title=None):
+    """Which features a narrow network keeps (theory/jepa.md "A narrow encoder"; ``dy.kept_features``): one panel
+    per entry of ``panels``, each a dict with ``sim`` (a batch of runs from random inits, its ``modes`` the gains
+    ||Wbar u_i||), ``theory`` (the aligned init's theory of the predicted kept features), ``kept`` (their indices),
+    ``critical_times`` and ``label``.  Thin lines: one per seed and feature, gain over fixed point (colour by
+    feature); dashed black: the theory of the kept features; dotted: their critical times."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), constrained_layout=True)
+    axes = np.atleast_1d(axes)
+    for ax, p in zip(axes, panels):
+        sim, th, kept, tc = p["sim"], p["theory"], np.asarray(p["kept"]), np.asarray(p["critical_times"])
+        prob = sim.problem[0] if isinstance(sim.problem, (list, tuple)) else sim.problem
+        fp = np.asarray(p["fixed_point"], float)
+        t = np.asarray(sim.t)
+        t = t[0] if t.ndim == 2 else t
+        frac = np.asarray(sim.modes) / fp
+        frac = frac[None] if frac.ndim == 2 else frac
+        colors = plt.cm.viridis(np.linspace(0.0, 0.85, frac.shape[-1]))
+        for i, c in enumerate(colors):
+            for r in range(frac.shape[0]):
+                ax.plot(t, frac[r, :, i], color=c, lw=0.8, label=(f"feature {i} (lam {prob.lam[i]:.3g}, rho "
+                                                                  f"{prob.rho[i]:.3g})" if r == 0 else None))
+            if i in kept:
+                ax.plot(t, np.asarray(th.modes)[:, i] / fp[i], "--", color="k", lw=1.2,
+                        label="aligned theory, kept features" if i == kept[0] else None)
+                ax.axvline(tc[i], color=c, ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("t (gradient-flow time)")
+        ax.set_ylabel("gain / fixed point")
+        ax.set_title(p["label"], fontsize=10)
+        ax.legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def plot_hierarchy(sim, theory, random_sim, random_theory, levels, names, *, title=None):
+    """Saxe's hierarchy (theory/saxe.md, "Any shape"): (a) gradient descent from the aligned init (solid) over the
+    exact per-mode theory (dashed), critical times dotted; (b) the same network from a small gaussian init, each
+    mode over its fixed point coloured by the tree level it separates (solid), with the small-init stage theory
+    (dashed; theory/saxe.md "From a small random init")."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    plot_pair(sim, theory, axes[0], legend=False)
+    axes[0].set_title("(a) aligned init: theory over gradient descent", fontsize=10)
+    prob = random_sim.problem
+    uniq = sorted(set(levels), reverse=True)
+    colors = plt.cm.viridis(np.linspace(0, 0.85, len(uniq)))
+    m, mt = np.asarray(random_sim.modes), np.asarray(random_theory.modes)
+    seen = set()
+    for i in range(prob.d):
+        lv = uniq.index(levels[i])
+        axes[1].plot(random_sim.t, m[:, i] / prob.rho[i], color=colors[lv], lw=1.4,
+                     label=None if lv in seen else f"{names[lv]} (s = {prob.lam[i]:.3f})")
+        axes[1].plot(random_theory.t, mt[:, i] / prob.rho[i], "--", color="k", lw=0.8,
+                     label="stage theory" if i == 0 else None)
+        seen.add(lv)
+    axes[1].set_xlabel("t (gradient-flow time)")
+    axes[1].set_ylabel("mode / fixed point")
+    axes[1].set_title("(b) small gaussian init: the stage theory over gradient descent", fontsize=10)
+    axes[1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig

@@ -226,3 +226,38 @@ def test_saxe_hierarchy_is_learned_broad_to_fine_in_its_own_shape():
     lr = 0.05
     sim = dy.simulate_saxe(prob, lr=lr, steps=int(1.3 * tc.max() / lr), record_every=10)
     assert dy.crosscheck(sim, dy.solve_saxe(prob, times=sim.t)).passed
+
+
+def test_the_shape_specs_parse_run_and_state_their_margins():
+    """sims/saxe_hierarchy.toml and sims/narrow_jepa_mae.toml parse; the hierarchy's runner (a 4-item tree here, for
+    time) passes its aligned cross-check, its gaussian run lies within the stage theory's stated error and learns
+    the levels broad to fine; a bad spec names its key."""
+    import os
+
+    from dynamics.experiments import REGISTRY, SpecError, load_spec, parse_spec
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for name in ("saxe_hierarchy", "narrow_jepa_mae"):
+        assert load_spec(os.path.join(root, "sims", f"{name}.toml"))["experiment"] == name
+    spec = parse_spec({"experiment": "saxe_hierarchy", "problem": {"levels": 2}, "run": {"lr": 0.05}})
+    out = REGISTRY["saxe_hierarchy"].run(spec, progress=False, echo=lambda line: None)
+    s = out["summary"]
+    assert s["aligned"] == "passed" and s["gaussian"] == "passed" and s["broad_to_fine"]
+    assert s["gaussian_time_error"] <= s["gaussian_stated_error"]
+    assert list(s["critical_times_by_level"]) == sorted(s["critical_times_by_level"])
+    with pytest.raises(SpecError, match="problem.embed_dim must be in"):
+        parse_spec({"experiment": "narrow_jepa_mae", "problem": {"embed_dim": 4}, "run": {}})
+    with pytest.raises(SpecError, match="problem.levels must be an integer in"):
+        parse_spec({"experiment": "saxe_hierarchy", "problem": {"levels": 9}, "run": {}})
+
+
+def test_fixed_points_and_asymptotic_times_of_a_narrow_encoder_are_those_of_its_kept_features():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        narrow = dy.SSLProblem.from_spectrum([1.0, 0.6, 0.3], [0.5, 0.8, 0.9], 2, 1e-3, embed_dim=1)
+        full = dy.SSLProblem.from_spectrum([1.0, 0.6, 0.3], [0.5, 0.8, 0.9], 2, 1e-3)
+    for obj in ("jepa", "mae"):
+        k = dy.kept_features(narrow, family=obj)
+        fp, ta = dy.fixed_points(narrow, obj), dy.critical_times_asymptotic(narrow, obj)
+        np.testing.assert_allclose(fp[k], dy.fixed_points(full, obj)[k], rtol=1e-12)
+        np.testing.assert_allclose(ta[k], dy.critical_times_asymptotic(full, obj)[k], rtol=1e-12)
+        assert np.all(np.delete(fp, k) == 0.0) and np.all(np.isinf(np.delete(ta, k)))

@@ -3,7 +3,7 @@
 A spec names an ``experiment`` (a key of :data:`REGISTRY`), a ``[problem]`` table and a ``[run]``
 table. Every key is checked (``spec.check_table``): an unknown key, a wrong type or a missing field is
 a :class:`SpecError` naming it.  Each kind is an :class:`~dynamics.experiments.spec.Experiment` in
-one module (``jepa_vs_mae``, ``rank_growth``, ``heads``); runners return their figures, summary and
+one module (``jepa_vs_mae``, ``rank_growth``, ``heads``, ``shapes``, ...); runners return their figures, summary and
 results, and :func:`run_spec` writes them (``output.write_outputs``).  Runners never import each other.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import tomllib
 
-from . import adam_spikes, generalized, heads, jepa_vs_mae, policy_gradient, rank_growth
+from . import adam_spikes, generalized, heads, jepa_vs_mae, policy_gradient, rank_growth, shapes
 from .output import write_outputs
 from .spec import Experiment, NoTheoryError, SpecError, check_table, check_values
 
@@ -28,7 +28,7 @@ def register_experiment(exp: Experiment) -> Experiment:
 
 
 for _exp in (jepa_vs_mae.EXPERIMENT, *rank_growth.EXPERIMENTS, *heads.EXPERIMENTS, *generalized.EXPERIMENTS,
-             *policy_gradient.EXPERIMENTS, *adam_spikes.EXPERIMENTS):
+             *policy_gradient.EXPERIMENTS, *adam_spikes.EXPERIMENTS, *shapes.EXPERIMENTS):
     register_experiment(_exp)
 
 EXPERIMENTS = tuple(REGISTRY)

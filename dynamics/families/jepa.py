@@ -27,7 +27,7 @@ from .linear.finite_samples import FiniteSampleStudy, finite_sample_study  # noq
 from .linear.generalized import commutator, generalized_modes  # noqa: F401  (public through jepa)
 from .linear.generalized import generalized_fixed_points as _generalized_fixed_points
 from .linear.problems import SSLProblem
-from .linear.theory import solve_linear, theory_inputs
+from .linear.theory import shaped_part, solve_linear, theory_inputs
 
 __all__ = ["JEPA", "MAE", "simulate_jepa", "simulate_mae", "solve_jepa", "solve_mae",
            "critical_times", "critical_times_asymptotic", "fixed_points", "SSLProblem", "generalized_modes",
@@ -143,10 +143,17 @@ def critical_times_asymptotic(problem, objective="jepa", *, units="gf", approx=N
 
     JEPA:  t* ~ (1/lam) sum_{n=1}^{2L-1} 1 / (n rho^(2L-n-1) eps^(n/L))      (drops Theta(log eps))
     MAE:   t* ~ 1 / (lam (L-1) eps^((L-1)/L))  for L >= 2;   (1/lam) ln(1/eps) for L = 1.
-    The leading JEPA term n = 2L-1 is rho-free; rho enters through the 2L-2 sub-leading terms.
+    The leading JEPA term n = 2L-1 is rho-free; rho enters through the 2L-2 sub-leading terms.  Through a narrow
+    encoder (``embed_dim``): the kept features' (``dy.kept_features``), inf for the others.
     """
     obj = _objective(objective)
     check_choice("units", units, {"gf", "paper"})
+    check_instance("problem", problem, SSLProblem)
+    if not problem.plain:       # a narrow encoder: the kept features' series, inf for the others (bottleneck.py)
+        mask, sub = shaped_part(obj, problem, "critical_times_asymptotic", approx)
+        out = np.full(problem.d, np.inf)
+        out[mask] = critical_times_asymptotic(sub, objective, units=units)
+        return out
     lam, rho, L, eps, scale, psi0 = theory_inputs(obj, problem, "critical_times_asymptotic", approx)
     if np.any(lam <= 0):
         lam, rho = np.where(lam > 0, lam, np.nan), np.where(lam > 0, rho, np.nan)
@@ -161,12 +168,19 @@ def critical_times_asymptotic(problem, objective="jepa", *, units="gf", approx=N
 
 
 def fixed_points(problem, objective="jepa", *, approx=None):
-    """Asymptotic encoder modes: rho^L (JEPA) or rho^(L/(L+1)) (MAE), shape (d,).
+    """Asymptotic encoder modes: rho^L (JEPA) or rho^(L/(L+1)) (MAE), shape (d,); through a narrow encoder
+    (``embed_dim``) those of the kept features (``dy.kept_features``), 0 for the others.
 
     For a non-commuting problem the encoder modes are not determined by the covariances: refused, or
     with ``approx="generalized"`` the same formula on the generalised rho's (0 where rho <= 0).  What is
     exact there is :func:`generalized_fixed_points` (the predictor's eigenvalues, MAE's end-to-end map)."""
     obj = _objective(objective)
+    check_instance("problem", problem, SSLProblem)
+    if not problem.plain:       # a narrow encoder: the kept features' fixed points, 0 for the others (bottleneck.py)
+        mask, sub = shaped_part(obj, problem, "fixed_points", approx)
+        out = np.zeros(problem.d)
+        out[mask] = fixed_points(sub, objective)
+        return out
     lam, rho, L, *_ = theory_inputs(obj, problem, "fixed_points", approx)   # the exact theory's checks
     with np.errstate(invalid="ignore"):
         return np.where(lam > 0, obj.fixed_point(np.where(lam > 0, rho, 1.0), L), 0.0)

@@ -78,10 +78,15 @@ def solve_saxe(problem, *, times, lr=None, init=None, key=None):
     return _solve_from_init(problem, times, init, key, lr)
 
 
+def _own_shapes(problem, W):
+    """The layers W_1, W_2 in their own shapes from the simulator's n x n slots."""
+    return [w[:r, :c] for w, (r, c) in zip(W, problem.layer_shapes())]
+
+
 def _small(problem, W):
     """(features whose effective init exceeds VALIDITY["max_init"] of their fixed point, every feature's fraction):
     whether the two-matrix stage theory applies to the layers W (linear.small_init)."""
-    W1e, W2e = effective_init(W[0], W[1], problem.Syx)
+    W1e, W2e = effective_init(*_own_shapes(problem, W), problem.Syx)
     frac = np.abs(effective_modes(W1e, W2e, problem.basis, problem.right_basis)
                   / (problem.lam / problem.sigma2))
     return np.flatnonzero(frac > VALIDITY["max_init"]), frac
@@ -118,9 +123,12 @@ def _solve_from_init(problem, times, init, key, lr, *, stage=False):
             src = f"init={init!r} drawn from key={key!r}" if isinstance(init, str) else "init"
             raise ValueError(f"{src}: {exc}" + (" -- or another key" if isinstance(init, str) else "")) from None
         theory = "two-layer lambda-balanced flow (matrix Riccati closed form; theory/saxe.md)"
-    elif problem.plain and (L == 1 or (gaps.max() <= 1e-10
-                                       and np.abs(lams).max() <= 1e-10 * max(float(np.abs(W).max()) ** 2, 1e-300))):
-        sign0, sign_s = np.sign(np.linalg.det(encoder(W))), np.sign(np.linalg.det(problem.Syx))
+    elif (problem.plain or stage) and (L == 1 or (gaps.max() <= 1e-10 and np.abs(lams).max()
+                                                  <= 1e-10 * max(float(np.abs(W).max()) ** 2, 1e-300))):
+        Wbar0 = encoder(W)[:problem.d_out, :problem.d_in]          # the padded slots' block (theory/saxe.md)
+        square = problem.d_out == problem.d_in
+        sign0 = np.sign(np.linalg.det(Wbar0)) if square else 1.0
+        sign_s = np.sign(np.linalg.det(problem.Syx)) if square else 1.0
         if L >= 2 and sign0 * sign_s < 0:
             src = f"init={init!r} drawn from key={key!r}" if isinstance(init, str) else "init"
             raise ValueError(f"{src}: det(W_L ... W_1) = {np.linalg.det(encoder(W)):.3g} has the sign opposite to "
@@ -129,16 +137,16 @@ def _solve_from_init(problem, times, init, key, lr, *, stage=False):
                              "run leaves it at a time its rounding sets (no theory predicts it; measured in "
                              "benchmarks/results/small_init_validity.md): draw another key, or flip the sign of one "
                              "row of W_1 and the matching column of W_2")
-        Wbar, lam = end_to_end_flow(encoder(W), problem.Sxx, problem.Syx, L, times), 0.0
+        Wbar, lam = end_to_end_flow(Wbar0, problem.Sxx, problem.Syx, L, times), 0.0
         theory = ("end-to-end flow of a balanced network (Arora, Cohen & Hazan 2018: a d x d ODE, adaptive at rtol "
                   "1e-12; theory/saxe.md)")
-    elif L == 2 and problem.plain and not stage and _small(problem, W)[0].size == 0:
+    elif L == 2 and not stage and (problem.plain or problem.capacity >= problem.d) and _small(problem, W)[0].size == 0:
         # not balanced: the small-init stage theory (linear.small_init) -- the zero-balanced growing part of the
-        # init, then the exact balanced flow from it
-        W1e, W2e = effective_init(W[0], W[1], problem.Syx)
+        # init, then the exact balanced flow from it (any shape without a bottleneck: the layers in their own shapes)
+        W1e, W2e = effective_init(*_own_shapes(problem, W), problem.Syx)
         m0 = effective_modes(W1e, W2e, problem.basis, problem.right_basis)
         rho = problem.lam / problem.sigma2
-        out = _solve_from_init(problem, times, {"W": np.stack([W1e, W2e])}, None, None, stage=True)
+        out = _solve_from_init(problem, times, {"W": [W1e, W2e]}, None, None, stage=True)
         t_err, c_err = error_estimates(m0, rho)
         out.settings.update(init=label, theory="small-init stage theory (two matrices): the init's zero-balanced "
                             "growing part, then " + out.settings["theory"],
@@ -152,14 +160,15 @@ def _solve_from_init(problem, times, init, key, lr, *, stage=False):
                                               f"lam I| = {gaps.max():.2g} of max |W_a|^2)"]
         if L == 2 and not whitened:
             why.append("the two-layer closed form needs whitened input, Sxx = I")
-        if L == 2 and problem.plain:
+        if L == 2 and (problem.plain or problem.capacity >= problem.d):
             big, frac = _small(problem, W)
             why.append(f"it is not small enough for the small-init stage theory (feature(s) {big.tolist()} start at an "
                        f"effective {np.round(frac[big], 3).tolist()} of their fixed point, above "
                        f"{VALIDITY['max_init']:g})")
         if not problem.plain:
-            why.append(f"this network has layers {problem.layer_shapes()}: the theories from non-aligned inits are "
-                       "written for the square network")
+            why.append(f"this network has layers {problem.layer_shapes()}: from a non-aligned init a shaped network has "
+                       "only the small-init stage theory (depth 2, no bottleneck: capacity >= its "
+                       f"{problem.d} features)")
         if L > 2 and gaps.max() <= 1e-10:
             why.append(f"at depth {L} the end-to-end flow needs zero balance (W_(a+1)^T W_(a+1) = W_a W_a^T), the "
                        f"layers have lam = {np.round(lams, 4).tolist()}")

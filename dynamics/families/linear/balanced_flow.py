@@ -56,8 +56,12 @@ def _model(N: int):
             return loss, {"W": G}
         # W = U diag(s) V^T: (W W^T)^a G (W^T W)^b = U [(s_k^2a s_l^2b) (U^T G V)_kl] V^T -- from the SVD, not from
         # eigh(W W^T), which would square the condition and feed rounding noise through the fractional powers
-        U, sv, Vt = jnp.linalg.svd(W)
-        K = sum(sv[:, None] ** (2.0 * (j - 1) / N) * sv[None, :] ** (2.0 * (N - j) / N) for j in range(1, N + 1))
+        U, sv, Vt = jnp.linalg.svd(W)            # full: U (d_out, d_out), Vt (d_in, d_in), sv (min(d_out, d_in),)
+        # a rectangular W's extra left / right singular directions have singular value 0 (0^0 = 1: the j = 1 and
+        # j = N terms keep G's components there)
+        s_out = jnp.concatenate([sv, jnp.zeros(W.shape[0] - sv.shape[0], sv.dtype)])
+        s_in = jnp.concatenate([sv, jnp.zeros(W.shape[1] - sv.shape[0], sv.dtype)])
+        K = sum(s_out[:, None] ** (2.0 * (j - 1) / N) * s_in[None, :] ** (2.0 * (N - j) / N) for j in range(1, N + 1))
         return loss, {"W": U @ ((U.T @ G @ Vt.T) * K) @ Vt}
 
     def observe(params, aux, ctx):
