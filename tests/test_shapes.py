@@ -261,3 +261,21 @@ def test_fixed_points_and_asymptotic_times_of_a_narrow_encoder_are_those_of_its_
         np.testing.assert_allclose(fp[k], dy.fixed_points(full, obj)[k], rtol=1e-12)
         np.testing.assert_allclose(ta[k], dy.critical_times_asymptotic(full, obj)[k], rtol=1e-12)
         assert np.all(np.delete(fp, k) == 0.0) and np.all(np.isinf(np.delete(ta, k)))
+
+
+def test_the_end_to_end_flow_of_a_rectangular_balanced_network_is_exact():
+    """From a zero-balanced init of the rectangular network R^3 -> R^5 (hidden 3; built as the growing part of a
+    gaussian draw), `solve_saxe(init=)` integrates the end-to-end flow on the 5 x 3 map (balanced_flow: the full
+    SVD's zero singular directions kept) and equals the two-layer network's exact flow to 1e-8 (at rtol 1e-10 and
+    1e-12)."""
+    from dynamics.families.linear.small_init import effective_init
+    Syx = _syx(5, 3, [1.2, 0.8, 0.5], seed=4)
+    prob = dy.RegressionProblem.from_covariances(np.eye(3), Syx, 2, 1e-2)
+    rng = np.random.default_rng(0)
+    W1e, W2e = effective_init(0.3 * rng.normal(size=(3, 3)), 0.3 * rng.normal(size=(5, 3)), Syx)
+    init = {"W": [W1e, W2e]}
+    t = np.linspace(0.0, 15.0, 31)
+    th = dy.solve_saxe(prob, times=t, init=init)
+    assert "end-to-end" in th.settings["theory"]
+    sim = dy.simulate_saxe(prob, method="flow", times=t, init=init, rtol=1e-10)
+    assert np.abs(sim.modes - th.modes).max() < 1e-8 * np.abs(th.modes).max()

@@ -123,7 +123,7 @@ def _solve_from_init(problem, times, init, key, lr, *, stage=False):
             src = f"init={init!r} drawn from key={key!r}" if isinstance(init, str) else "init"
             raise ValueError(f"{src}: {exc}" + (" -- or another key" if isinstance(init, str) else "")) from None
         theory = "two-layer lambda-balanced flow (matrix Riccati closed form; theory/saxe.md)"
-    elif (problem.plain or stage) and (L == 1 or (gaps.max() <= 1e-10 and np.abs(lams).max()
+    elif (problem.plain or stage or problem.capacity >= problem.d) and (L == 1 or (gaps.max() <= 1e-10 and np.abs(lams).max()
                                                   <= 1e-10 * max(float(np.abs(W).max()) ** 2, 1e-300))):
         Wbar0 = encoder(W)[:problem.d_out, :problem.d_in]          # the padded slots' block (theory/saxe.md)
         square = problem.d_out == problem.d_in
@@ -167,8 +167,8 @@ def _solve_from_init(problem, times, init, key, lr, *, stage=False):
                        f"{VALIDITY['max_init']:g})")
         if not problem.plain:
             why.append(f"this network has layers {problem.layer_shapes()}: from a non-aligned init a shaped network has "
-                       "only the small-init stage theory (depth 2, no bottleneck: capacity >= its "
-                       f"{problem.d} features)")
+                       "the end-to-end flow (balanced) and the small-init stage theory (depth 2), without a bottleneck "
+                       f"(capacity >= its {problem.d} features)")
         if L > 2 and gaps.max() <= 1e-10:
             why.append(f"at depth {L} the end-to-end flow needs zero balance (W_(a+1)^T W_(a+1) = W_a W_a^T), the "
                        f"layers have lam = {np.round(lams, 4).tolist()}")
