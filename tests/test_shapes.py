@@ -279,3 +279,15 @@ def test_the_end_to_end_flow_of_a_rectangular_balanced_network_is_exact():
     assert "end-to-end" in th.settings["theory"]
     sim = dy.simulate_saxe(prob, method="flow", times=t, init=init, rtol=1e-10)
     assert np.abs(sim.modes - th.modes).max() < 1e-8 * np.abs(th.modes).max()
+
+
+def test_what_shaped_networks_do_not_take_is_refused_naming_it():
+    """From the review: balanced inits are drawn for the square network only, a head needs its family's shape."""
+    rect = dy.RegressionProblem.from_covariances(np.eye(3), _syx(2, 3, [1.0, 0.5], seed=1), 2, 0.1)
+    with pytest.raises(ValueError, match="balanced inits are drawn for the square network"):
+        dy.inits.balanced(rect, 0.0, key=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ssl = dy.SSLProblem.from_spectrum([1.0, 0.7, 0.4], [0.5, 0.8, 0.9], 2, 0.1, embed_dim=2)
+    with pytest.raises(ValueError, match="pass family='jepa' or 'mae'"):
+        dy.network_layers(ssl, {"W": np.zeros((2, 3, 3)), "V": np.zeros((3, 3))})

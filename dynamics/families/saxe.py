@@ -127,16 +127,16 @@ def _solve_from_init(problem, times, init, key, lr, *, stage=False):
                                                   <= 1e-10 * max(float(np.abs(W).max()) ** 2, 1e-300))):
         Wbar0 = encoder(W)[:problem.d_out, :problem.d_in]          # the padded slots' block (theory/saxe.md)
         square = problem.d_out == problem.d_in
-        sign0 = np.sign(np.linalg.det(Wbar0)) if square else 1.0
-        sign_s = np.sign(np.linalg.det(problem.Syx)) if square else 1.0
+        # slogdet's sign: det itself underflows to 0 at a small init in many dimensions
+        sign0 = np.linalg.slogdet(Wbar0)[0] if square else 1.0
+        sign_s = np.linalg.slogdet(problem.Syx)[0] if square else 1.0
         if L >= 2 and sign0 * sign_s < 0:
             src = f"init={init!r} drawn from key={key!r}" if isinstance(init, str) else "init"
-            raise ValueError(f"{src}: det(W_L ... W_1) = {np.linalg.det(encoder(W)):.3g} has the sign opposite to "
-                             f"det(Syx) = {np.linalg.det(problem.Syx):.3g}: a balanced network cannot change that sign, "
-                             "so in exact arithmetic one mode stays on a saddle for all time, and any floating-point "
-                             "run leaves it at a time its rounding sets (no theory predicts it; measured in "
-                             "benchmarks/results/small_init_validity.md): draw another key, or flip the sign of one "
-                             "row of W_1 and the matching column of W_2")
+            raise ValueError(f"{src}: det(W_L ... W_1) has the sign {sign0:+.0f}, opposite to det(Syx)'s {sign_s:+.0f}: "
+                             "a balanced network cannot change that sign, so in exact arithmetic one mode stays on a "
+                             "saddle for all time, and any floating-point run leaves it at a time its rounding sets (no "
+                             "theory predicts it; measured in benchmarks/results/small_init_validity.md): draw another "
+                             "key, or flip the sign of one row of W_L (or one column of W_1)")
         Wbar, lam = end_to_end_flow(Wbar0, problem.Sxx, problem.Syx, L, times), 0.0
         theory = ("end-to-end flow of a balanced network (Arora, Cohen & Hazan 2018: a d x d ODE, adaptive at rtol "
                   "1e-12; theory/saxe.md)")

@@ -101,10 +101,10 @@ class LinearConfig(Config):
     """The configuration of the deep linear families (JEPA, MAE, Saxe regression).
 
     init : one of INITS ("aligned", "aligned_gauge", "gaussian", "orthogonal", ...) or a dict of arrays
-        {"W": (L, d, d), "V": (d, d)} (structural).
+        {"W": (L, d, d), "V": (d, d)} (structural; for a shaped network a list of the layers in their own shapes).
     batch_size : None (population moments, the flow's gradient) or minibatch SGD with this many fresh
         samples (or rows of ``data``) per step.
-    data : None or a finite data set (x, y), each (n, d): its full-batch or minibatch gradient.
+    data : None or a finite data set (x, y), x (n, d_in) and y (n, d_out): its full-batch or minibatch gradient.
     ema : None (the stop-gradient target is the online encoder) or JEPA's EMA target rate in [0, 1]
         (a per-run number).
     snapshots : record every layer's parameters at each record step (fields ``param_W``, ``param_V``).
@@ -368,6 +368,9 @@ def network_layers(problem, params, family=None):
     check_array("params['W']", params["W"], shape=(L, n, n))
     if "V" in params:
         check_array("params['V']", params["V"], shape=(n, n))
+        if objective is None:
+            raise ValueError("params has a head 'V': pass family='jepa' or 'mae' (the head's shape is the family's: "
+                             "JEPA's k x k predictor, MAE's d x k decoder)")
     return layers(problem, params, objective)
 
 

@@ -33,6 +33,10 @@ def balanced(problem, lam=0.0, *, scale=None, key):
     aligned with the problem's features, not small: the init of the two-layer exact theory
     (``solve_saxe(problem, times=..., init=...)``)."""
     check_instance("problem", problem, LinearProblem, "a problem object (an SSLProblem or a RegressionProblem)")
+    if not problem.plain:
+        raise ValueError(f"problem: balanced inits are drawn for the square network; this one has layers "
+                         f"{problem.layer_shapes()} (build a balanced init of your own as a dict of its layers, "
+                         "{'W': [W_1, ..., W_L]}, or use the problem's square form, problem.with_shape())")
     lam = float(lam) if isinstance(lam, (int, float)) and not isinstance(lam, bool) else lam
     if not isinstance(lam, float) or not math.isfinite(lam):
         raise ValueError(f"lam must be a finite number, got {lam!r}")

@@ -1,7 +1,8 @@
 """Deep linear networks trained on second moments: the machinery JEPA, MAE and Saxe regression share.
 
 Network: encoder Wbar = W_L ... W_1 (``params["W"]`` has shape (L, d, d), ``W[0]`` = W_1) and, for the
-SSL objectives, a head V (d, d).  Every objective here is
+SSL objectives, a head V (d, d); a network of another shape stores each layer in the top-left block of an n x n
+slot, zero elsewhere (``slot_masks``; theory/saxe.md "Any shape").  Every objective here is
 
     loss = 1/2 E || A x - T y ||^2,   A = V Wbar (or Wbar without a head),            (1)
 
@@ -261,7 +262,7 @@ def _custom_init(problem, objective, init):
             raise ValueError(f"init['W'] must list depth = {L} layers, got {len(W)}")
         W = np.stack([pad(check_array(f"init['W'][{a}]", w, shape=shapes[a]), n) for a, w in enumerate(W)])
     else:
-        want = "a list of the layers" if problem.plain else f"a list of the layers of shapes {shapes}, or"
+        want = "a list of the layers, or" if problem.plain else f"a list of the layers of shapes {shapes}, or"
         W = check_array("init['W']", W, shape=(L, n, n)) if W is not None else None
         if W is None:
             raise ValueError(f"init['W'] is required: {want} an (L, n, n) = {(L, n, n)} stack")
@@ -288,8 +289,8 @@ def init_params(problem: LinearProblem, objective: Objective, init="aligned", *,
     "aligned": W_a = V = eps^(1/L) I (aligned with any basis, balanced: the theory's init); where the problem
         has a right basis V_r (a regression's non-symmetric Syx), W_1 = eps^(1/L) U V_r^T instead.  For any other
         shape: feature K_j (the kept features, ``problem.kept`` or the family's prediction) runs through hidden
-        unit j, W_1 = s sum_j e_j v_Kj^T, W_a = s sum_j e_j e_j^T, W_L = s sum_j u_Kj e_j^T (e_j in place of
-        u_Kj for an SSL encoder; JEPA's head s sum_j e_j e_j^T, MAE's s sum_j u_Kj e_j^T).
+        unit j, W_1 = s sum_j e_j v_Kj^T, W_a = s sum_j e_j e_j^T, W_L = s sum_j o_j e_j^T with o_j = u_Kj, or e_j for
+        an SSL embedding (embed_dim); JEPA's head s sum_j o_j o_j^T, MAE's s sum_j u_Kj o_j^T.
     "aligned_gauge": W_a = eps^(1/L) O_a O_{a-1}^T with O_0 = O_L = I and random orthogonal O_1..O_{L-1}:
         dense hidden layers, same end-to-end map and same mode dynamics (an orthogonal gauge; square only).
     "orthogonal": W_a, V = eps^(1/L) x independent random (semi-)orthogonal matrices (balanced where square).

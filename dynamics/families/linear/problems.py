@@ -460,7 +460,8 @@ class LinearProblem(StatefulProblem):
         return min([self.d, self.d_in, out] + hidden)
 
     def with_shape(self, *, widths=None, embed_dim=None, kept=None):
-        """The same data through a network of another shape (theory/saxe.md, "Any shape").
+        """The same data through a network of another shape (theory/saxe.md, "Any shape"): each call gives the
+        whole shape (what it leaves out is the default; ``with_shape()`` is the square network).
 
         widths : hidden widths h_1 .. h_{L-1} (a list of depth - 1 ints, or one int for all); default
             min(d_in, k) with k the encoder's output.

@@ -27,7 +27,7 @@ __all__ = ["effective_init", "effective_modes", "error_estimates", "VALIDITY"]
 
 #: the stated errors, calibrated on benchmarks/results/small_init_validity.md: over every two-matrix gaussian cell
 #: there the largest critical-time error and curve error (of the gains, over the largest fixed point) per
-#: sqrt(max_i m0_i / rho_i) of the run were 0.48 and 1.86; these constants give a factor 2 of margin.  An
+#: sqrt(max_i m0_i / rho_i) of the run were 0.48 and 1.96; these constants give a factor 2 of margin.  An
 #: effective init above max_init of a fixed point is refused (not small)
 VALIDITY = {"time_constant": 1.0, "curve_constant": 4.0, "max_init": 0.05,
             "source": "benchmarks/results/small_init_validity.md"}
