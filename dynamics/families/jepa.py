@@ -27,7 +27,7 @@ from .linear.finite_samples import FiniteSampleStudy, finite_sample_study  # noq
 from .linear.generalized import commutator, generalized_modes  # noqa: F401  (public through jepa)
 from .linear.generalized import generalized_fixed_points as _generalized_fixed_points
 from .linear.problems import SSLProblem
-from .linear.theory import shaped_part, solve_linear, theory_inputs
+from .linear.theory import on_kept, solve_linear, theory_inputs
 
 __all__ = ["JEPA", "MAE", "simulate_jepa", "simulate_mae", "solve_jepa", "solve_mae",
            "critical_times", "critical_times_asymptotic", "fixed_points", "SSLProblem", "generalized_modes",
@@ -150,10 +150,8 @@ def critical_times_asymptotic(problem, objective="jepa", *, units="gf", approx=N
     check_choice("units", units, {"gf", "paper"})
     check_instance("problem", problem, SSLProblem)
     if not problem.plain:       # a narrow encoder: the kept features' series, inf for the others (bottleneck.py)
-        mask, sub = shaped_part(obj, problem, "critical_times_asymptotic", approx)
-        out = np.full(problem.d, np.inf)
-        out[mask] = critical_times_asymptotic(sub, objective, units=units)
-        return out
+        return on_kept(obj, problem, "critical_times_asymptotic",
+                       lambda sub: critical_times_asymptotic(sub, objective, units=units), fill=np.inf, approx=approx)
     lam, rho, L, eps, scale, psi0 = theory_inputs(obj, problem, "critical_times_asymptotic", approx)
     if np.any(lam <= 0):
         lam, rho = np.where(lam > 0, lam, np.nan), np.where(lam > 0, rho, np.nan)
@@ -177,10 +175,7 @@ def fixed_points(problem, objective="jepa", *, approx=None):
     obj = _objective(objective)
     check_instance("problem", problem, SSLProblem)
     if not problem.plain:       # a narrow encoder: the kept features' fixed points, 0 for the others (bottleneck.py)
-        mask, sub = shaped_part(obj, problem, "fixed_points", approx)
-        out = np.zeros(problem.d)
-        out[mask] = fixed_points(sub, objective)
-        return out
+        return on_kept(obj, problem, "fixed_points", lambda sub: fixed_points(sub, objective), fill=0.0, approx=approx)
     lam, rho, L, *_ = theory_inputs(obj, problem, "fixed_points", approx)   # the exact theory's checks
     with np.errstate(invalid="ignore"):
         return np.where(lam > 0, obj.fixed_point(np.where(lam > 0, rho, 1.0), L), 0.0)

@@ -84,12 +84,13 @@ def _own_shapes(problem, W):
 
 
 def _small(problem, W):
-    """(features whose effective init exceeds VALIDITY["max_init"] of their fixed point, every feature's fraction):
-    whether the two-matrix stage theory applies to the layers W (linear.small_init)."""
+    """(features whose effective init exceeds VALIDITY["max_init"] of their fixed point, every feature's fraction,
+    the effective init's layers (W1_eff, W2_eff), its modes m0): whether the two-matrix stage theory applies to the
+    layers W, and what it starts from (linear.small_init)."""
     W1e, W2e = effective_init(*_own_shapes(problem, W), problem.Syx)
-    frac = np.abs(effective_modes(W1e, W2e, problem.basis, problem.right_basis)
-                  / (problem.lam / problem.sigma2))
-    return np.flatnonzero(frac > VALIDITY["max_init"]), frac
+    m0 = effective_modes(W1e, W2e, problem.basis, problem.right_basis)
+    frac = np.abs(m0 / (problem.lam / problem.sigma2))
+    return np.flatnonzero(frac > VALIDITY["max_init"]), frac, (W1e, W2e), m0
 
 
 def _solve_from_init(problem, times, init, key, lr, *, stage=False):
@@ -140,11 +141,11 @@ def _solve_from_init(problem, times, init, key, lr, *, stage=False):
         Wbar, lam = end_to_end_flow(Wbar0, problem.Sxx, problem.Syx, L, times), 0.0
         theory = ("end-to-end flow of a balanced network (Arora, Cohen & Hazan 2018: a d x d ODE, adaptive at rtol "
                   "1e-12; theory/saxe.md)")
-    elif L == 2 and not stage and (problem.plain or problem.capacity >= problem.d) and _small(problem, W)[0].size == 0:
+    elif L == 2 and not stage and (problem.plain or problem.capacity >= problem.d) and \
+            (small := _small(problem, W))[0].size == 0:
         # not balanced: the small-init stage theory (linear.small_init) -- the zero-balanced growing part of the
         # init, then the exact balanced flow from it (any shape without a bottleneck: the layers in their own shapes)
-        W1e, W2e = effective_init(*_own_shapes(problem, W), problem.Syx)
-        m0 = effective_modes(W1e, W2e, problem.basis, problem.right_basis)
+        (W1e, W2e), m0 = small[2], small[3]
         rho = problem.lam / problem.sigma2
         out = _solve_from_init(problem, times, {"W": [W1e, W2e]}, None, None, stage=True)
         t_err, c_err = error_estimates(m0, rho)
@@ -161,7 +162,7 @@ def _solve_from_init(problem, times, init, key, lr, *, stage=False):
         if L == 2 and not whitened:
             why.append("the two-layer closed form needs whitened input, Sxx = I")
         if L == 2 and (problem.plain or problem.capacity >= problem.d):
-            big, frac = _small(problem, W)
+            big, frac = _small(problem, W)[:2]
             why.append(f"it is not small enough for the small-init stage theory (feature(s) {big.tolist()} start at an "
                        f"effective {np.round(frac[big], 3).tolist()} of their fixed point, above "
                        f"{VALIDITY['max_init']:g})")

@@ -32,7 +32,7 @@ from .network import (INITS, Objective, encoder, gaussian_draws, init_params, lo
 from .discrete import fixed_point_limit
 from .stability import path_stability
 from .problems import LinearProblem
-from .theory import critical_times_linear, shaped_part, solve_linear
+from .theory import critical_times_linear, on_kept, shaped_part, solve_linear
 
 __all__ = ["LinearFamily", "LinearConfig", "simulate_linear", "kept_features_of", "network_layers", "solve_linear", "critical_times_linear", "init_params",
            "run_keys_for", "encoder", "loss_and_grads", "sample_loss", "Objective", "INITS"]
@@ -273,9 +273,8 @@ class LinearFamily(Family):
         per-mode change for float32's resolution."""
         obj = self.objective
         if not problem.plain:   # a shaped network: the kept features' square theory (bottleneck.py)
-            mask, sub = shaped_part(obj, problem, f"{obj.name}'s theory")
-            fp = np.zeros(problem.d)
-            fp[mask] = obj.fixed_point(sub.rho, sub.depth)
+            sub = shaped_part(obj, problem, f"{obj.name}'s theory")[1]
+            fp = on_kept(obj, problem, f"{obj.name}'s theory", lambda q: obj.fixed_point(q.rho, q.depth), fill=0.0)
             return Theory(trajectory=lambda times: solve_linear(obj, problem, times=times), fixed_point=fp,
                           critical_times=lambda fraction, units="gf", approx=None: critical_times_linear(
                               obj, problem, fraction=fraction, units=units, approx=approx),

@@ -28,7 +28,7 @@ from .problems import LinearProblem
 from .bottleneck import constant_loss, kept_mask, square_part
 
 __all__ = ["solve_linear", "critical_times_linear", "theory_inputs", "theory_spectrum", "warn_never_learned",
-           "shaped_part"]
+           "shaped_part", "on_kept"]
 
 
 def theory_spectrum(problem, what, approx=None):
@@ -284,6 +284,15 @@ def shaped_part(objective, problem, what, approx=None):
     return mask, square_part(problem, np.flatnonzero(mask))
 
 
+def on_kept(objective, problem, what, per_feature, *, fill, approx=None):
+    """A per-feature answer (F,) of a shaped network: ``per_feature(square problem of the kept features)`` on the
+    kept features, ``fill`` on the others (0 for a fixed point, inf for a critical time)."""
+    mask, sub = shaped_part(objective, problem, what, approx)
+    out = np.full(problem.d, fill, dtype=float)
+    out[mask] = per_feature(sub)
+    return out
+
+
 def _solve_shaped(objective, problem, times, units, approx, lr, what):
     """The aligned init of a network of any shape: the kept features' square theory, the others at zero."""
     mask, sub = shaped_part(objective, problem, what, approx)
@@ -419,10 +428,8 @@ def critical_times_linear(objective, problem, *, fraction=0.5, units="gf", appro
     check_choice("units", units, {"gf", "paper"})
     check_instance("problem", problem, LinearProblem, "a problem object (an SSLProblem or a RegressionProblem)")
     if not problem.plain:       # a shaped network: the kept features' times, inf for the others
-        mask, sub = shaped_part(objective, problem, "critical_times", approx)
-        t = np.full(problem.d, np.inf)
-        t[mask] = critical_times_linear(objective, sub, fraction=fraction, units=units)
-        return t
+        return on_kept(objective, problem, "critical_times", lambda sub: critical_times_linear(
+            objective, sub, fraction=fraction, units=units), fill=np.inf, approx=approx)
     lam, rho, L, eps, scale, psi0 = theory_inputs(objective, problem, "critical_times", approx)
     learned = lam > 0
     k, n = objective.k(L), objective.n(L)
